@@ -1,0 +1,5 @@
+"""`python -m hpcpolicy`."""
+
+from hpcpolicy.cli.main import run
+
+run()

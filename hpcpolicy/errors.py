@@ -1,0 +1,119 @@
+"""One error hierarchy. Every error carries its exit code; only `cli` turns them into output.
+
+Exit codes follow SPEC §3: 1 runtime failure, 2 invalid input or usage.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, List, Optional, Sequence
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_INVALID = 2
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One finding in an input file: `FILE: key.path: message` (path may be empty)."""
+
+    file: str
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        parts = [p for p in (self.file, self.path) if p]
+        return ": ".join(parts + [self.message])
+
+
+class HpcPolicyError(Exception):
+    """Base of every error the tool raises on purpose."""
+
+    exit_code = EXIT_FAILURE
+
+
+class InvalidInput(HpcPolicyError):
+    """Bad input (site file, directory data, subid file, arguments): exit 2.
+
+    Holds every problem found, so that an administrator fixes the file in one pass.
+    """
+
+    exit_code = EXIT_INVALID
+
+    def __init__(self, problems: Sequence[Problem] | str, file: str = "", path: str = "") -> None:
+        if isinstance(problems, str):
+            problems = [Problem(file, path, problems)]
+        self.problems: List[Problem] = list(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class UsageError(HpcPolicyError):
+    """Wrong command-line use: exit 2."""
+
+    exit_code = EXIT_INVALID
+
+
+class RuntimeFailure(HpcPolicyError):
+    """I/O failed, a service is unreachable, a guard tripped: exit 1."""
+
+    exit_code = EXIT_FAILURE
+
+
+class DirectoryError(RuntimeFailure):
+    """A user/group source could not be read (LDAP unreachable, bad credentials, TLS)."""
+
+
+class LockTimeout(RuntimeFailure):
+    """Another writer held the deploy lock past --lock-timeout."""
+
+
+class VerificationError(RuntimeFailure):
+    """A generation does not match its manifest or signature."""
+
+
+class UnsafePath(RuntimeFailure):
+    """A deploy root or install path is writable by others, badly owned, or a symlink trick."""
+
+
+class RevokeGuard(RuntimeFailure):
+    """An apply would withdraw more than `subid.max_revoke` of live ranges."""
+
+
+class ProblemCollector:
+    """Collects problems for one file; `raise_if_any` raises them all at once."""
+
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self.problems: List[Problem] = []
+
+    def add(self, path: str, message: str) -> None:
+        self.problems.append(Problem(self.file, path, message))
+
+    def extend(self, problems: Iterable[Problem]) -> None:
+        self.problems.extend(problems)
+
+    def raise_if_any(self) -> None:
+        if self.problems:
+            raise InvalidInput(self.problems)
+
+    def __bool__(self) -> bool:
+        return bool(self.problems)
+
+
+def join_path(*parts: object) -> str:
+    """Key path for messages: join_path("bind", 2, "target") -> "bind[2].target" (1-based)."""
+    out = ""
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif out:
+            out += f".{part}"
+        else:
+            out = str(part)
+    return out
+
+
+def first_line(err: BaseException, default: Optional[str] = None) -> str:
+    """A one-line rendering of an unexpected exception for users without --debug."""
+    text = str(err).strip().splitlines()
+    return text[0] if text else (default or type(err).__name__)

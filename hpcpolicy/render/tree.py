@@ -1,0 +1,65 @@
+"""Assemble the node tree of one node class from every launcher's renderer.
+
+Keys are node paths relative to `/` (e.g. `etc/subuid`); values are the exact bytes a node
+installs. Deterministic: the same inputs give the same bytes.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Sequence
+
+from hpcpolicy.directory.model import Snapshot
+from hpcpolicy.policy.model import Bind, Policy
+from hpcpolicy.render import apptainer, containers, enroot, singularity, subid, sysctl
+from hpcpolicy.subid.model import Allocation
+
+Tree = Dict[str, bytes]
+
+
+def binds_for(policy: Policy, runtime: str, node_class: str) -> Sequence[Bind]:
+    """The binds one runtime gets on one node class, in file order."""
+    return [
+        b
+        for b in policy.binds
+        if runtime in b.runtimes and (not b.classes or node_class in b.classes)
+    ]
+
+
+def render_tree(
+    policy: Policy,
+    snapshot: Snapshot,
+    allocations: Sequence[Allocation],
+    node_class: str = "default",
+) -> Tree:
+    """Every file a node of `node_class` installs."""
+    runtimes = set(policy.site.runtimes)
+    tree: Tree = {}
+    if "apptainer" in runtimes:
+        tree.update(apptainer.render(policy, binds_for(policy, "apptainer", node_class)))
+    if "singularity" in runtimes:
+        tree.update(singularity.render(policy, binds_for(policy, "singularity", node_class)))
+    if "podman" in runtimes:
+        tree.update(containers.render(policy, snapshot, binds_for(policy, "podman", node_class)))
+    if "enroot" in runtimes:
+        tree.update(enroot.render(policy, binds_for(policy, "enroot", node_class)))
+    if policy.subid.enabled:
+        tree.update(subid.render(policy, allocations))
+    tree.update(sysctl.render(policy))
+    return dict(sorted(tree.items()))
+
+
+def render_all(
+    policy: Policy, snapshot: Snapshot, allocations: Sequence[Allocation]
+) -> Dict[str, Tree]:
+    """One tree per node class, `default` first."""
+    return {name: render_tree(policy, snapshot, allocations, name) for name in policy.class_names()}
+
+
+def header(policy: Policy, comment: str = "#") -> bytes:
+    """The comment header of rendered files whose format has comments."""
+    lines = [
+        f"{comment} Rendered by hpcpolicy for site {policy.site.name}. Do not edit:",
+        f"{comment} changes are overwritten at the next `hpcpolicy node sync`.",
+        f"{comment} Source policy sha256 {policy.sha256[:16]}.",
+    ]
+    return ("\n".join(lines) + "\n").encode()

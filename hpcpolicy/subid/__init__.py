@@ -1,0 +1,1 @@
+"""Sub-ID allocation (pure, `allocate`) and its memory on shared storage (`ledger`)."""

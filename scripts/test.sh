@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The test command (README): installs what the tests need, then runs pytest.
+# Debian packages are installed with apt-get when missing (root needed for that step only);
+# servers (slapd, docker-registry) are started by the test fixtures on 127.0.0.1 in temp dirs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+pkgs="podman skopeo buildah umoci docker-registry uidmap slapd ldap-utils ansible-core
+      openssh-client util-linux libpam-modules libpam-runtime passwd"
+missing=()
+for p in $pkgs; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ]; then
+        echo "installing: ${missing[*]}" >&2
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    else
+        echo "missing Debian packages (tests needing them will skip): ${missing[*]}" >&2
+    fi
+fi
+scripts/setup.sh --test
+set +e
+.venv/bin/python -m pytest "$@"
+rc=$?
+set -e
+if [ $rc -eq 5 ]; then
+    echo "pytest collected no tests" >&2
+    exit 1
+fi
+exit $rc
