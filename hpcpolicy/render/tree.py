@@ -60,6 +60,5 @@ def header(policy: Policy, comment: str = "#") -> bytes:
     lines = [
         f"{comment} Rendered by hpcpolicy for site {policy.site.name}. Do not edit:",
         f"{comment} changes are overwritten at the next `hpcpolicy node sync`.",
-        f"{comment} Source policy sha256 {policy.sha256[:16]}.",
     ]
     return ("\n".join(lines) + "\n").encode()
