@@ -1,0 +1,56 @@
+"""Everything `render`, `apply` and `audit` compute before writing: the single pipeline.
+
+load(site) -> read directory -> cross-check -> read ledger (read-only) -> allocate -> render.
+Nothing here writes; `apply` persists `Plan.ledger` and publishes `Plan.trees`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+from hpcpolicy.directory.model import Snapshot
+from hpcpolicy.directory.read import read_directory
+from hpcpolicy.errors import InvalidInput
+from hpcpolicy.policy.against import check_against_directory
+from hpcpolicy.policy.model import Policy
+from hpcpolicy.render.tree import Tree, render_all
+from hpcpolicy.subid.allocate import AllocationResult, allocate
+from hpcpolicy.subid.ledger import Ledger, load_ledger
+
+
+@dataclass
+class Plan:
+    policy: Policy
+    deploy_root: str
+    snapshot: Snapshot
+    ledger_before: Optional[Ledger]
+    result: Optional[AllocationResult]  # None when [subid].enabled = false
+    trees: Dict[str, Tree] = field(default_factory=dict)  # node class -> tree
+
+    @property
+    def ledger(self) -> Optional[Ledger]:
+        return self.result.ledger if self.result is not None else self.ledger_before
+
+
+def build(
+    policy: Policy,
+    deploy_root: Optional[str] = None,
+    snapshot: Optional[Snapshot] = None,
+    now: Optional[str] = None,
+) -> Plan:
+    """Compute the whole plan; raises InvalidInput with every problem found at once."""
+    root = deploy_root or policy.site.deploy_root
+    if snapshot is None:
+        snapshot = read_directory(policy)
+    problems = list(check_against_directory(policy, snapshot))
+    if problems:
+        raise InvalidInput(problems)
+    ledger = load_ledger(root, policy.site.name)
+    result: Optional[AllocationResult] = None
+    allocations: List = []
+    if policy.subid.enabled:
+        result = allocate(policy, snapshot, ledger, now=now)
+        allocations = result.allocations
+    trees = render_all(policy, snapshot, allocations)
+    return Plan(policy, root, snapshot, ledger, result, trees)
