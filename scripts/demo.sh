@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Set up .venv and run the main job on the bundled demo site (etc/demo): validate, publish a
+# generation into ./demo-out/shared, show it. No LDAP, no root. Safe to run again: the second
+# apply publishes nothing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+hp=.venv/bin/hpcpolicy
+out="$PWD/demo-out"
+mkdir -p "$out"
+chmod 0755 "$out"
+# The publisher refuses a deploy root owned by anyone but root or [site] deploy_owner: the demo
+# runs as you, so it publishes from a copy of the site naming you the deploy owner.
+.venv/bin/python - "$out/site.toml" "$(id -un)" <<'PY'
+import sys, tomli_w
+try:
+    import tomllib
+except ImportError:  # Python < 3.11
+    import tomli as tomllib
+with open("etc/demo/site.toml", "rb") as f:
+    site = tomllib.load(f)
+site["site"]["deploy_owner"] = sys.argv[2]
+for key in ("passwd", "group"):
+    site["directory"]["files"][key] = "../etc/demo/" + site["directory"]["files"][key]
+with open(sys.argv[1], "wb") as f:
+    tomli_w.dump(site, f)
+PY
+set -x
+"$hp" validate "$out/site.toml"
+"$hp" apply "$out/site.toml" --deploy-root "$out/shared" --diff
+"$hp" apply "$out/site.toml" --deploy-root "$out/shared"
+"$hp" status --deploy-root "$out/shared"
+"$hp" subid list --deploy-root "$out/shared"
+set +x
+echo
+echo "Published tree: $out/shared/current/tree"
+find "$out/shared/current/" -type f | sort

@@ -1,0 +1,43 @@
+"""Shared fixtures. Area-specific fixtures live in tests/*_fixtures.py modules."""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, List
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+DEMO_SITE = REPO / "etc" / "demo" / "site.toml"
+
+
+@dataclass
+class CliResult:
+    rc: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., CliResult]:
+    """Run `hpcpolicy ARGS...` in-process; returns rc, stdout, stderr."""
+    from hpcpolicy.cli.main import main
+
+    def run(*args: str) -> CliResult:
+        capsys.readouterr()
+        rc = main([str(a) for a in args])
+        captured = capsys.readouterr()
+        return CliResult(rc, captured.out, captured.err)
+
+    return run
+
+
+def hpcpolicy_cmd() -> List[str]:
+    """The command line that runs hpcpolicy as a separate process."""
+    return [sys.executable, "-m", "hpcpolicy"]
+
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (unshare, bind mounts)")
