@@ -1,0 +1,42 @@
+"""Checks shared by every directory reader, so files and LDAP judge names and IDs alike.
+
+Names end up in line-oriented files (`/etc/subuid`, `name:start:count`) and group member
+lists, so anything that could break such a line is refused here, at the source.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Optional
+
+# Shells that mean "this account cannot log in" (SPEC §2 exclude_disabled).
+NOLOGIN_SHELLS = frozenset(
+    {"/usr/sbin/nologin", "/sbin/nologin", "/bin/false", "/usr/bin/false"}
+)
+
+MAX_ID = 4294967294  # (uid_t)-1 = 4294967295 means "no ID" to the kernel; never a real ID
+
+_BAD_NAME_CHARS = re.compile(r"[\s:,\x00-\x1f\x7f]")
+
+
+def name_problem(name: str) -> Optional[str]:
+    """Why `name` cannot be a user or group name, or None when it can."""
+    if not name:
+        return "empty name"
+    bad = _BAD_NAME_CHARS.search(name)
+    if bad:
+        return f"name {name!r} contains {bad.group()!r} (whitespace, ':', ',' or control character)"
+    return None
+
+
+def parse_id(text: str) -> Optional[int]:
+    """A decimal UID/GID in [0, MAX_ID], or None. Signs, spaces and other forms are refused."""
+    if not text.isdigit() or not text.isascii():
+        return None
+    value = int(text)
+    return value if value <= MAX_ID else None
+
+
+def is_nologin(shell: str) -> bool:
+    """True for the shells that lock an account out (path compared exactly)."""
+    return shell.strip() in NOLOGIN_SHELLS

@@ -1,0 +1,156 @@
+"""Read users and groups from passwd(5) and group(5) files.
+
+Decisions (documented for administrators):
+
+* A missing or unreadable configured file is a runtime failure (`DirectoryError`, exit 1): the
+  file is named in site.toml, so its absence is an outage, not a typo in the data.
+* Malformed lines are invalid input (exit 2). Every bad line is reported at once as
+  `FILE:LINE: message`, so an administrator fixes the file in one pass.
+* Blank lines and `#` comments are skipped (glibc tolerates them, many sites use them).
+* NIS compat lines (`+`, `-`, `+name`, `+@netgroup`) are skipped: they pull entries from NIS,
+  which hpcpolicy does not read; configure the network directory as the `ldap` source instead.
+* One name with two UIDs, or one UID with two names, in the same file is an error: sub-ID
+  ranges are keyed by name or UID and must map to exactly one account. Groups likewise.
+* Shadow data (`/etc/shadow` expiry) is not read: the publisher need not be able to read
+  password hashes. Local accounts are flagged disabled by their shell only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Tuple
+
+from hpcpolicy.directory.checks import is_nologin, name_problem, parse_id
+from hpcpolicy.directory.model import Group, User
+from hpcpolicy.errors import DirectoryError, InvalidInput, Problem
+from hpcpolicy.policy.model import FilesSource
+
+SOURCE = "files"
+
+
+@dataclass(frozen=True)
+class _Line:
+    number: int
+    fields: List[str]
+
+
+def read_files(src: FilesSource) -> Tuple[List[User], List[Group]]:
+    """Users from `src.passwd` and groups from `src.group`; all problems of both raised together."""
+    problems: List[Problem] = []
+    users = _users(src.passwd, _lines(src.passwd, 7, problems), problems)
+    groups = _groups(src.group, _lines(src.group, 4, problems), problems)
+    if problems:
+        raise InvalidInput(problems)
+    return users, groups
+
+
+def _read_text(path: str) -> str:
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except FileNotFoundError:
+        raise DirectoryError(f"{path}: configured directory file does not exist") from None
+    except OSError as err:
+        raise DirectoryError(f"{path}: cannot read: {err.strerror or err}") from None
+    return data.decode("utf-8", errors="surrogateescape")
+
+
+def _lines(path: str, nfields: int, problems: List[Problem]) -> List[_Line]:
+    """Split the file into `nfields`-field records, skipping comments, blanks and NIS lines."""
+    out: List[_Line] = []
+    for number, raw in enumerate(_read_text(path).split("\n"), start=1):
+        line = raw[:-1] if raw.endswith("\r") else raw
+        if not line.strip() or line.lstrip().startswith("#") or line[0] in "+-":
+            continue
+        where = f"{path}:{number}"
+        if any("\udc80" <= ch <= "\udcff" for ch in line):
+            problems.append(Problem(where, "", "not valid UTF-8"))
+            continue
+        fields = line.split(":")
+        if len(fields) != nfields:
+            problems.append(
+                Problem(where, "", f"expected {nfields} ':'-separated fields, found {len(fields)}")
+            )
+            continue
+        out.append(_Line(number, fields))
+    return out
+
+
+def _users(path: str, lines: List[_Line], problems: List[Problem]) -> List[User]:
+    users: List[User] = []
+    by_name: Dict[str, Tuple[int, int]] = {}  # name -> (uid, line)
+    by_uid: Dict[int, Tuple[str, int]] = {}  # uid -> (name, line)
+    for line in lines:
+        where = f"{path}:{line.number}"
+        name, _pw, uid_s, gid_s, _gecos, _home, shell = line.fields
+        uid = _id_or_problem(where, "uid", uid_s, problems)
+        gid = _id_or_problem(where, "gid", gid_s, problems)
+        bad = name_problem(name)
+        if bad:
+            problems.append(Problem(where, "", bad))
+        if bad or uid is None or gid is None:
+            continue
+        clash = _clash(by_name, by_uid, name, uid, line.number, "user", "uid")
+        if clash:
+            problems.append(Problem(where, "", clash))
+            continue
+        users.append(User(name, uid, gid, SOURCE, disabled=is_nologin(shell)))
+    return users
+
+
+def _groups(path: str, lines: List[_Line], problems: List[Problem]) -> List[Group]:
+    groups: List[Group] = []
+    by_name: Dict[str, Tuple[int, int]] = {}
+    by_gid: Dict[int, Tuple[str, int]] = {}
+    for line in lines:
+        where = f"{path}:{line.number}"
+        name, _pw, gid_s, members_s = line.fields
+        gid = _id_or_problem(where, "gid", gid_s, problems)
+        bad = name_problem(name)
+        if bad:
+            problems.append(Problem(where, "", bad))
+        members = [m for m in members_s.split(",") if m]
+        bad_members = [msg for msg in map(name_problem, members) if msg]
+        for msg in bad_members:
+            problems.append(Problem(where, "", f"member {msg}"))
+        if bad or bad_members or gid is None:
+            continue
+        clash = _clash(by_name, by_gid, name, gid, line.number, "group", "gid")
+        if clash:
+            problems.append(Problem(where, "", clash))
+            continue
+        groups.append(Group(name, gid, frozenset(members), SOURCE))
+    return groups
+
+
+def _id_or_problem(where: str, what: str, text: str, problems: List[Problem]) -> Optional[int]:
+    value = parse_id(text)
+    if value is None:
+        problems.append(
+            Problem(where, "", f"{what} {text!r} is not an integer in 0..4294967294")
+        )
+    return value
+
+
+def _clash(
+    by_name: Dict[str, Tuple[int, int]],
+    by_id: Dict[int, Tuple[str, int]],
+    name: str,
+    ident: int,
+    number: int,
+    kind: str,
+    id_word: str,
+) -> Optional[str]:
+    """Record (name, id) or say why it contradicts an earlier line of the same file."""
+    if name in by_name:
+        first_id, first_line = by_name[name]
+        return f"{kind} {name!r} already defined on line {first_line} ({id_word} {first_id})"
+    if ident in by_id:
+        first_name, first_line = by_id[ident]
+        return (
+            f"{id_word} {ident} of {kind} {name!r} already used by {first_name!r}"
+            f" on line {first_line}"
+        )
+    by_name[name] = (ident, number)
+    by_id[ident] = (name, number)
+    return None

@@ -1,0 +1,178 @@
+"""Read every configured directory source and merge them into one `Snapshot`.
+
+Merge rules (SPEC §2 `[directory].sources`):
+
+* A user (or group) present in several sources must agree: same name, same UID (GID) and, for
+  users, the same primary GID. One name with two IDs, or one ID with two names across sources,
+  is invalid input naming both sources: a node resolves the first NSS source only, so a
+  disagreement means sub-ID ranges or group rules would bind to the wrong account.
+* Agreeing entries merge: `source` becomes "files+ldap"; a user is disabled when any source
+  says so (a lock or expiry in LDAP is not undone by a local entry); group members are the union.
+* All conflicts are reported at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Dict, List, Sequence, Tuple
+
+from hpcpolicy.directory.files import read_files
+from hpcpolicy.directory.model import Group, Snapshot, User
+from hpcpolicy.errors import InvalidInput, Problem
+from hpcpolicy.policy.model import Policy
+
+SOURCE_ORDER = ("files", "ldap")
+
+
+@dataclass(frozen=True)
+class SourceData:
+    """What one source returned, with where it came from (for conflict messages)."""
+
+    name: str  # "files" or "ldap"
+    users_at: str  # e.g. "/etc/passwd" or "ldap://host ou=people,dc=example,dc=org"
+    groups_at: str
+    users: List[User] = field(default_factory=list)
+    groups: List[Group] = field(default_factory=list)
+
+
+def read_directory(policy: Policy) -> Snapshot:
+    """Users and groups of every source in `policy.directory.sources`, merged and checked."""
+    return merge([_read_source(policy, name) for name in policy.directory.sources])
+
+
+def _read_source(policy: Policy, name: str) -> SourceData:
+    directory = policy.directory
+    if name == "files":
+        users, groups = read_files(directory.files)
+        return SourceData(name, directory.files.passwd, directory.files.group, users, groups)
+    if name == "ldap":
+        if directory.ldap is None:
+            raise InvalidInput(
+                "sources names \"ldap\" but there is no [directory.ldap] table",
+                file=policy.path,
+                path="directory.sources",
+            )
+        # Imported here: ldap3 is slow to import and only needed when LDAP is configured.
+        from hpcpolicy.directory.ldap import describe, read_ldap
+
+        users, groups = read_ldap(directory.ldap)
+        at = describe(directory.ldap)
+        return SourceData(
+            name,
+            f"{at} {directory.ldap.user_base}".strip(),
+            f"{at} {directory.ldap.group_base}".strip(),
+            users,
+            groups,
+        )
+    raise InvalidInput(f"unknown source {name!r}", file=policy.path, path="directory.sources")
+
+
+def merge(sources: Sequence[SourceData]) -> Snapshot:
+    """One snapshot from several sources; InvalidInput listing every disagreement."""
+    problems: List[Problem] = []
+    users = _merge_users(sources, problems)
+    groups = _merge_groups(sources, problems)
+    if problems:
+        raise InvalidInput(problems)
+    return Snapshot(users, groups)
+
+
+def _label(src: SourceData, at: str) -> str:
+    return f"{src.name} ({at})"
+
+
+def _combined(a: str, b: str) -> str:
+    names = set(a.split("+")) | set(b.split("+"))
+    return "+".join(n for n in SOURCE_ORDER if n in names) or "+".join(sorted(names))
+
+
+def _merge_users(sources: Sequence[SourceData], problems: List[Problem]) -> Dict[str, User]:
+    out: Dict[str, User] = {}
+    origin: Dict[str, SourceData] = {}  # name -> first source that had it
+    by_uid: Dict[int, Tuple[str, SourceData]] = {}
+    for src in sources:
+        for user in src.users:
+            first = out.get(user.name)
+            if first is None:
+                owner = by_uid.get(user.uid)
+                if owner is not None and owner[1] is not src:
+                    problems.append(_id_clash("uid", user.uid, owner, user.name, src, True))
+                    continue
+                out[user.name] = user
+                origin[user.name] = src
+                by_uid.setdefault(user.uid, (user.name, src))
+                continue
+            prev = origin[user.name]
+            if (first.uid, first.gid) != (user.uid, user.gid):
+                problems.append(
+                    Problem(
+                        prev.users_at,
+                        "",
+                        f"user {user.name!r} has uid {first.uid} gid {first.gid} in "
+                        f"{_label(prev, prev.users_at)} but uid {user.uid} gid {user.gid} in "
+                        f"{_label(src, src.users_at)}",
+                    )
+                )
+                continue
+            out[user.name] = replace(
+                first,
+                source=_combined(first.source, user.source),
+                disabled=first.disabled or user.disabled,
+            )
+    return out
+
+
+def _merge_groups(sources: Sequence[SourceData], problems: List[Problem]) -> Dict[str, Group]:
+    out: Dict[str, Group] = {}
+    origin: Dict[str, SourceData] = {}
+    by_gid: Dict[int, Tuple[str, SourceData]] = {}
+    for src in sources:
+        for group in src.groups:
+            first = out.get(group.name)
+            if first is None:
+                owner = by_gid.get(group.gid)
+                if owner is not None and owner[1] is not src:
+                    problems.append(_id_clash("gid", group.gid, owner, group.name, src, False))
+                    continue
+                out[group.name] = group
+                origin[group.name] = src
+                by_gid.setdefault(group.gid, (group.name, src))
+                continue
+            prev = origin[group.name]
+            if first.gid != group.gid:
+                problems.append(
+                    Problem(
+                        prev.groups_at,
+                        "",
+                        f"group {group.name!r} has gid {first.gid} in "
+                        f"{_label(prev, prev.groups_at)} but gid {group.gid} in "
+                        f"{_label(src, src.groups_at)}",
+                    )
+                )
+                continue
+            out[group.name] = replace(
+                first,
+                members=first.members | group.members,
+                source=_combined(first.source, group.source),
+            )
+    return out
+
+
+def _id_clash(
+    id_word: str,
+    ident: int,
+    owner: Tuple[str, SourceData],
+    name: str,
+    src: SourceData,
+    is_user: bool,
+) -> Problem:
+    kind = "user" if is_user else "group"
+    first_name, first_src = owner
+    first_at = first_src.users_at if is_user else first_src.groups_at
+    at = src.users_at if is_user else src.groups_at
+    return Problem(
+        first_at,
+        "",
+        f"{id_word} {ident} is {kind} {first_name!r} in {_label(first_src, first_at)} "
+        f"but {kind} {name!r} in {_label(src, at)}",
+    )
