@@ -1,1 +1,1 @@
-"""The publisher: plan (directory + allocation + render), lock, publish a generation, rollback, GC."""
+"""The publisher: plan, lock, publish a generation, rollback, GC."""

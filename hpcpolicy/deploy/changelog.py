@@ -1,0 +1,96 @@
+"""`log/changes.jsonl`: one JSON line per apply, rollback, promote or sub-ID command.
+
+Why appending (and not atomic_write of the whole file) is safe here: every writer holds the
+deploy lock, so there is one appender at a time, and a line is written by a single
+`write()` on an O_APPEND descriptor then fsynced. The only damage a crash can do is a torn
+LAST line; readers skip a line that is not valid JSON, and the next append first ends a torn
+line with a newline so that it never glues onto it. Rewriting the file instead would cost
+O(history) per apply and risk the whole history on a full disk.
+"""
+
+from __future__ import annotations
+
+import errno
+import getpass
+import json
+import os
+import socket
+from datetime import datetime, timezone
+from typing import Any, Dict, List
+
+from hpcpolicy.deploy.store import LOG
+from hpcpolicy.errors import RuntimeFailure
+from hpcpolicy.fsutil import fsync_dir
+
+CHANGES = "changes.jsonl"
+
+
+def changes_path(deploy_root: str) -> str:
+    return os.path.join(deploy_root, LOG, CHANGES)
+
+
+def current_operator() -> str:
+    """The account running the command (used when no approval step named one)."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return str(os.getuid())
+
+
+def _ends_torn(fd: int) -> bool:
+    """True when the file is non-empty and its last byte is not a newline."""
+    size = os.fstat(fd).st_size
+    return size > 0 and os.pread(fd, 1, size - 1) != b"\n"
+
+
+def append_change(deploy_root: str, entry: Dict[str, Any]) -> None:
+    """Append `entry` as one line, adding `time` (ISO-8601 UTC), `host`, `operator` if absent.
+
+    Call it while holding the DeployLock.
+    """
+    record = dict(entry)
+    record.setdefault("time", datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    record.setdefault("host", socket.gethostname())
+    record.setdefault("operator", current_operator())
+    line = json.dumps(record, sort_keys=True, separators=(",", ":")) + "\n"
+    directory = os.path.join(deploy_root, LOG)
+    created = not os.path.isdir(directory)
+    if created:
+        os.makedirs(directory, mode=0o755, exist_ok=True)
+    path = os.path.join(directory, CHANGES)
+    existed = os.path.lexists(path)
+    flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags, 0o644)
+    except OSError as err:
+        why = "is a symlink" if err.errno == errno.ELOOP else err.strerror
+        raise RuntimeFailure(f"{path}: cannot append: {why}") from None
+    try:
+        data = (("\n" if _ends_torn(fd) else "") + line).encode()
+        while data:  # a regular file takes it whole; loop only for exotic file systems
+            data = data[os.write(fd, data):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    if not existed:
+        os.chmod(path, 0o644)  # umask must not decide who may read the history
+        fsync_dir(directory)
+
+
+def read_changes(deploy_root: str) -> List[Dict[str, Any]]:
+    """Every well-formed entry, oldest first (a torn last line from a crash is skipped)."""
+    path = changes_path(deploy_root)
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read()
+    except FileNotFoundError:
+        return []
+    out: List[Dict[str, Any]] = []
+    for line in raw.splitlines():
+        try:
+            item = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(item, dict):
+            out.append(item)
+    return out

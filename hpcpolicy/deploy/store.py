@@ -1,0 +1,127 @@
+"""The deploy root on shared storage: is it safe to trust, and its fixed layout.
+
+A deploy root is what every node installs as root, so anybody who can replace a file or a
+directory on the way to it owns the cluster. `check_deploy_root` therefore walks the path
+itself AND every parent, following symlinks (both the directory holding a link and what the
+link resolves to are checked: whoever can write either can redirect the link).
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import stat
+from typing import List, Optional, Set
+
+from hpcpolicy.errors import RuntimeFailure, UnsafePath
+
+GENERATIONS = "generations"
+STATE = "state"
+LOG = "log"
+CHANNELS = "channels"
+CURRENT = "current"
+LOCK = ".lock"
+LAYOUT_DIRS = (GENERATIONS, STATE, LOG)
+
+
+def resolve_owner(owner: str) -> int:
+    """The uid of `owner` (a user name, or a number for a squashed service account)."""
+    if owner.isdigit():
+        return int(owner)
+    try:
+        return pwd.getpwnam(owner).pw_uid
+    except KeyError:
+        raise RuntimeFailure(f"deploy owner {owner!r} is not a known user") from None
+
+
+def _prefixes(path: str) -> List[str]:
+    """'/a/b/c' -> ['/', '/a', '/a/b', '/a/b/c'] (lexical, no resolution)."""
+    out = ["/"]
+    current = "/"
+    for part in path.split("/"):
+        if part:
+            current = os.path.join(current, part)
+            out.append(current)
+    return out
+
+
+def _existing(path: str) -> str:
+    """`path` itself, or its nearest existing ancestor (a deploy root may still be created)."""
+    while not os.path.lexists(path):
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    return path
+
+
+def _why_unsafe(st: os.stat_result, allowed: Set[int], is_target: bool) -> Optional[str]:
+    """The reason one directory (or the target) is unsafe, or None."""
+    if st.st_uid not in allowed:
+        return f"owned by uid {st.st_uid}, not root or the deploy owner"
+    writable = st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+    if not writable:
+        return None
+    sticky_root = st.st_mode & stat.S_ISVTX and st.st_uid == 0 and not is_target
+    if sticky_root:
+        return None  # like /tmp: others cannot replace what is in it
+    who = "group and other" if writable == (stat.S_IWGRP | stat.S_IWOTH) else (
+        "group" if writable & stat.S_IWGRP else "other")
+    return f"writable by {who} (mode {stat.S_IMODE(st.st_mode):04o})"
+
+
+def _chain(path: str, depth: int = 0) -> List[str]:
+    """Every directory whose owner could redirect `path`: its prefixes, and for each symlink
+    met on the way, the prefixes of where it points (recursively), then the resolved path."""
+    if depth > 40:
+        raise UnsafePath(f"{path}: too many levels of symbolic links")
+    out: List[str] = []
+    for entry in _prefixes(path):
+        out.append(entry)
+        if os.path.islink(entry):
+            target = os.path.join(os.path.dirname(entry), os.readlink(entry))
+            out.extend(_chain(os.path.normpath(target), depth + 1))
+    out.extend(_prefixes(os.path.realpath(path)))
+    unique: List[str] = []
+    for entry in out:
+        if entry not in unique:
+            unique.append(entry)
+    return unique
+
+
+def check_deploy_root(path: str, owner: str, write: bool) -> None:
+    """Refuse a deploy root that anybody but root or `owner` could alter (UnsafePath, exit 1).
+
+    With `write`, a root that does not exist yet is accepted when its existing ancestors are
+    safe (apply creates it); without, it must exist (a node has nothing to read otherwise).
+    """
+    if not os.path.isabs(path):
+        raise UnsafePath(f"deploy root {path}: must be an absolute path")
+    path = os.path.normpath(path)
+    allowed = {0, resolve_owner(owner)}
+    if not os.path.exists(path):
+        if os.path.lexists(path):
+            raise UnsafePath(f"deploy root {path}: is a dangling symlink")
+        if not write:
+            raise RuntimeFailure(f"deploy root {path}: does not exist")
+    start = _existing(path)
+    targets = {path, os.path.realpath(path)} if start == path else set()
+    for entry in _chain(start):
+        st = os.stat(entry)  # follows links: judge what a link leads to
+        if not stat.S_ISDIR(st.st_mode):
+            raise UnsafePath(f"deploy root {path}: {entry} is not a directory")
+        reason = _why_unsafe(st, allowed, entry in targets)
+        if reason:
+            raise UnsafePath(f"deploy root {path}: {entry} is {reason}")
+
+
+def ensure_layout(root: str) -> None:
+    """Create the deploy root and generations/ state/ log/ (0755) when missing."""
+    if not os.path.isdir(root):
+        os.makedirs(root, mode=0o755, exist_ok=True)
+        os.chmod(root, 0o755)
+    for name in LAYOUT_DIRS:
+        sub = os.path.join(root, name)
+        if not os.path.isdir(sub):
+            os.makedirs(sub, mode=0o755, exist_ok=True)
+            os.chmod(sub, 0o755)  # umask must not decide what nodes may read
