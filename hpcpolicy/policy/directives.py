@@ -15,7 +15,8 @@ each directive holds one `Span` per change (type, default, allowed values), `Non
 Parser facts the checks rely on (parser.go): a line is
 `^\\s*([a-zA-Z _-]+)[[:blank:]]*=[[:blank:]]*(.*)$`; key and value are TrimSpace'd; there are
 no inline comments (`#` stays in the value); every value is split on `,` and scalars use the
-first element of the FIRST occurrence; lists accumulate; bools are exactly `yes`/`no`; uints go through `strconv.ParseUint(v, 0, 64)` (so `010` is 8).
+first element of the FIRST occurrence; lists accumulate;
+bools are exactly `yes`/`no`; uints go through `strconv.ParseUint(v, 0, 64)` (`010` is 8).
 
 enroot.conf (NVIDIA/enroot `enroot.in`, `config::load`): the file must pass `bash -n`, each line is
 read with `IFS=$' \\t=' read -r key value` and the value is passed through `eval echo`. A rendered
