@@ -6,7 +6,7 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Any, Callable, Dict, Optional
 
 import pytest
 from pytest_subprocess import FakeProcess
@@ -282,7 +282,7 @@ def test_ssh_keygen_runs_without_agent_or_askpass(
     manifest: Path, dummy_key: Path, fp: FakeProcess, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """An agent or askpass helper must not be consulted behind the administrator's back."""
-    seen = {}
+    seen: Dict[str, Any] = {}
 
     def record(process: object) -> None:
         seen.update(getattr(process, "kwargs", {}))
@@ -295,4 +295,4 @@ def test_ssh_keygen_runs_without_agent_or_askpass(
     env = seen["env"]
     assert "SSH_AUTH_SOCK" not in env and "SSH_ASKPASS" not in env
     assert seen["start_new_session"] is True
-    assert fp.calls[0][:3] == ["ssh-keygen", "-Y", "sign"]
+    assert list(fp.calls[0])[:3] == ["ssh-keygen", "-Y", "sign"]
