@@ -23,6 +23,7 @@ log = logging.getLogger("hpcpolicy")
 COMMAND_MODULES = (
     "validate",
     "render",
+    "subid",
 )
 
 

@@ -290,8 +290,10 @@ def _has_generations(deploy_root: str) -> bool:
         raise RuntimeFailure(f"{deploy_root}/generations: cannot list: {err.strerror}") from None
 
 
-def load_ledger(deploy_root: str, site_name: str) -> Optional[Ledger]:
+def load_ledger(deploy_root: str, site_name: Optional[str]) -> Optional[Ledger]:
     """The ledger of `site_name`, or None for a deploy root that never published anything.
+
+    `site_name` None (a `--deploy-root` without a site file) accepts any site.
 
     A missing ledger next to existing generations, or a ledger of another site, is refused:
     a wrong path must never start a fresh ledger and reallocate everyone.
@@ -310,7 +312,7 @@ def load_ledger(deploy_root: str, site_name: str) -> Optional[Ledger]:
     except OSError as err:
         raise RuntimeFailure(f"{path}: cannot read: {err.strerror}") from None
     ledger = Ledger.from_json(data, path)
-    if ledger.site != site_name:
+    if site_name is not None and ledger.site != site_name:
         raise RuntimeFailure(
             f"{path}: ledger of site {ledger.site!r}, not {site_name!r}: wrong deploy root?")
     return ledger
