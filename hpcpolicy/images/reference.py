@@ -83,30 +83,8 @@ class Reference:
         return f"{self.name}:{self.tag or DEFAULT_TAG}"
 
     def namespaces(self) -> List[str]:
-        """Less specific scopes, in the order containers/image tries them.
-
-        The repository, each parent namespace down to `host[:port]`, then the wildcard
-        domains of the host with its port stripped (as `DockerReferenceNamespaces` does, an
-        IPv4 host yields `*.0.0.1`-style wildcards too; an IPv6 host yields none).
-        """
-        out: List[str] = []
-        name = self.name
-        while True:
-            out.append(name)
-            slash = name.rfind("/")
-            if slash == -1:
-                break
-            name = name[:slash]
-        colon = name.find(":")
-        if colon != -1:
-            name = name[:colon]
-        while True:
-            dot = name.find(".")
-            if dot == -1:
-                break
-            name = name[dot + 1 :]
-            out.append("*." + name)
-        return out
+        """Less specific scopes, in the order containers/image tries them (`namespaces_of`)."""
+        return namespaces_of(self.name)
 
     def scopes(self) -> List[str]:
         """Every scope that matches this reference, most specific first."""
@@ -114,6 +92,31 @@ class Reference:
 
     def __str__(self) -> str:
         return self.identity
+
+
+def namespaces_of(name: str) -> List[str]:
+    """`name`, each parent namespace down to `host[:port]`, then wildcards of the bare host.
+
+    containers/image's `DockerReferenceNamespaces`: the port is stripped before wildcards, so
+    an IPv4 host yields `*.0.0.1`-style wildcards too, and an IPv6 host yields none.
+    """
+    out: List[str] = []
+    while True:
+        out.append(name)
+        slash = name.rfind("/")
+        if slash == -1:
+            break
+        name = name[:slash]
+    colon = name.find(":")
+    if colon != -1:
+        name = name[:colon]
+    while True:
+        dot = name.find(".")
+        if dot == -1:
+            break
+        name = name[dot + 1 :]
+        out.append("*." + name)
+    return out
 
 
 def _split_docker_domain(name: str) -> Tuple[str, str]:
