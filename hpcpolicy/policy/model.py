@@ -107,6 +107,8 @@ class ImageRule:
     signed_by: Optional[str] = None  # as written in site.toml (relative to it)
     signed_by_path: Optional[str] = None  # resolved absolute path of the keyring
     index: int = 0  # 1-based position in site.toml, for messages
+    # optional signature storage URL (containers-registries.d `lookaside`) for a signed scope
+    lookaside: Optional[str] = None
 
 
 @dataclass(frozen=True)
