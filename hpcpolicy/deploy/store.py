@@ -11,16 +11,18 @@ from __future__ import annotations
 import os
 import pwd
 import stat
+from dataclasses import dataclass
 from typing import List, Optional, Set
 
 from hpcpolicy.errors import RuntimeFailure, UnsafePath
+from hpcpolicy.generation.naming import CHANNELS, CURRENT, GENERATIONS
+from hpcpolicy.policy.model import Policy
 
-GENERATIONS = "generations"
 STATE = "state"
 LOG = "log"
-CHANNELS = "channels"
-CURRENT = "current"
 LOCK = ".lock"
+__all__ = ["CHANNELS", "CURRENT", "GENERATIONS", "LAYOUT_DIRS", "LOCK", "LOG", "STATE",
+           "Target", "check_deploy_root", "ensure_layout", "resolve_owner"]
 LAYOUT_DIRS = (GENERATIONS, STATE, LOG)
 
 
@@ -125,3 +127,35 @@ def ensure_layout(root: str) -> None:
         if not os.path.isdir(sub):
             os.makedirs(sub, mode=0o755, exist_ok=True)
             os.chmod(sub, 0o755)  # umask must not decide what nodes may read
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where and how to publish: from a validated site, or from a bare deploy root.
+
+    `rollback`, `promote`, `status` may be run with `--deploy-root` alone; then the owner is
+    whoever owns the deploy root (it was checked when it was created) and keep/grace are the
+    schema defaults.
+    """
+
+    root: str
+    owner: str = "root"
+    keep: int = 10
+    gc_grace: int = 3600
+    signing_key: Optional[str] = None
+    site: str = ""
+
+    @classmethod
+    def from_policy(cls, policy: Policy, deploy_root: Optional[str] = None) -> Target:
+        site = policy.site
+        return cls(os.path.normpath(deploy_root or site.deploy_root), site.deploy_owner,
+                   site.keep, site.gc_grace, site.signing_key, site.name)
+
+    @classmethod
+    def from_root(cls, deploy_root: str) -> Target:
+        root = os.path.normpath(os.path.abspath(deploy_root))
+        try:
+            owner = str(os.stat(root).st_uid)
+        except OSError:
+            owner = "root"
+        return cls(root, owner)

@@ -1,0 +1,199 @@
+"""`manifest.json`: what a generation holds, and what a node needs for it to work.
+
+Shape (format 1)::
+
+    {"format": 1, "generation": "000042-3f2a9c1b", "number": 42, "tree_sha256": "...",
+     "created": "2026-...Z", "operator": "alice", "host": "admin1", "site": "cluster-a",
+     "policy_sha256": "...", "action": "apply" | "rollback" | ..., "previous": name | null,
+     "classes": {"default": {"tree": "tree", "files": [{"path", "sha256", "size", "mode"}]},
+                 "gpu": {"tree": "class/gpu/tree", "files": [...]}},
+     "files": [...same as classes.default.files...],
+     "requirements": {"bind_sources": {"default": [...], "gpu": [...]},
+                      "sysctls": {"user.max_user_namespaces": "15000"},
+                      "setuid_allowed": false, "runtimes": [...], "subid_enabled": true}}
+
+`mode` is an octal string ("0644"): the manifest is read by people too. Paths are node paths
+without a leading slash; `load_manifest` refuses any path that could leave the tree.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from typing import Any, Dict, List, Mapping, Optional
+
+from hpcpolicy.errors import VerificationError
+from hpcpolicy.fsutil import read_bytes_nofollow
+from hpcpolicy.generation.naming import (
+    CLASS_RE,
+    DEFAULT_CLASS,
+    MANIFEST,
+    parse_name,
+    tree_dir,
+    trees_sha256,
+)
+
+FORMAT = 1
+FILE_MODE = 0o644
+SYSCTL_FILE = "etc/sysctl.d/90-hpcpolicy.conf"
+_TOP_KEYS = {"format", "generation", "number", "created", "operator", "host", "site",
+             "policy_sha256", "classes", "files", "requirements"}
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """One file of a class tree as the manifest lists it."""
+
+    path: str
+    sha256: str
+    size: int
+    mode: int
+
+    def as_dict(self) -> Dict[str, Any]:
+        return {"path": self.path, "sha256": self.sha256, "size": self.size,
+                "mode": f"{self.mode:04o}"}
+
+
+def file_entries(tree: Mapping[str, bytes]) -> List[Dict[str, Any]]:
+    """Manifest entries of one tree, sorted by path."""
+    return [
+        FileEntry(path, hashlib.sha256(data).hexdigest(), len(data), FILE_MODE).as_dict()
+        for path, data in sorted(tree.items())
+    ]
+
+
+def parse_sysctl(data: bytes) -> Dict[str, str]:
+    """`key = value` lines of a sysctl.d file (comments and blanks skipped; `-key` too)."""
+    out: Dict[str, str] = {}
+    for raw in data.decode("utf-8", "replace").splitlines():
+        line = raw.strip()
+        if not line or line[0] in "#;" or "=" not in line:
+            continue
+        key, value = (part.strip() for part in line.split("=", 1))
+        out[key.lstrip("-").replace("/", ".")] = value
+    return out
+
+
+def build_manifest(
+    *,
+    name: str,
+    created: str,
+    operator: str,
+    host: str,
+    site: str,
+    policy_sha256: str,
+    trees: Mapping[str, Mapping[str, bytes]],
+    requirements: Mapping[str, Any],
+    extra: Optional[Mapping[str, Any]] = None,
+) -> Dict[str, Any]:
+    """The manifest of generation `name` holding `trees` (node class -> {path: bytes})."""
+    parsed = parse_name(name)
+    if parsed is None:
+        raise ValueError(f"not a generation name: {name!r}")
+    classes = {c: {"tree": tree_dir(c), "files": file_entries(trees[c])} for c in sorted(trees)}
+    doc: Dict[str, Any] = dict(extra or {})
+    doc.update({
+        "format": FORMAT,
+        "generation": name,
+        "number": parsed[0],
+        "tree_sha256": trees_sha256(trees),
+        "created": created,
+        "operator": operator,
+        "host": host,
+        "site": site,
+        "policy_sha256": policy_sha256,
+        "classes": classes,
+        "files": classes.get(DEFAULT_CLASS, {"files": []})["files"],
+        "requirements": dict(requirements),
+    })
+    return doc
+
+
+def dump_manifest(doc: Mapping[str, Any]) -> bytes:
+    """Stable bytes (sorted keys) so a signature covers a canonical text."""
+    return (json.dumps(doc, sort_keys=True, indent=1) + "\n").encode()
+
+
+def _fail(gen_dir: str, why: str) -> VerificationError:
+    return VerificationError(f"{os.path.join(gen_dir, MANIFEST)}: {why}")
+
+
+def safe_node_path(path: Any) -> bool:
+    """A relative, normalised path with no `..`, empty, `.` or control-character parts."""
+    if not isinstance(path, str) or not path or path.startswith("/"):
+        return False
+    parts = path.split("/")
+    return all(p not in ("", ".", "..") and p.isprintable() for p in parts)
+
+
+def _check_files(gen_dir: str, where: str, files: Any) -> List[FileEntry]:
+    if not isinstance(files, list):
+        raise _fail(gen_dir, f"{where}: not a list")
+    out: List[FileEntry] = []
+    for i, item in enumerate(files, 1):
+        ok = isinstance(item, dict) and set(item) == {"path", "sha256", "size", "mode"}
+        if not ok or not safe_node_path(item["path"]):
+            raise _fail(gen_dir, f"{where}[{i}]: malformed or unsafe file entry")
+        sha, size, mode = item["sha256"], item["size"], item["mode"]
+        good = isinstance(sha, str) and len(sha) == 64 and isinstance(size, int) and size >= 0
+        if not good or not isinstance(mode, str) or not mode.isdigit():
+            raise _fail(gen_dir, f"{where}[{i}]: bad sha256, size or mode")
+        out.append(FileEntry(item["path"], sha, size, int(mode, 8)))
+    if len({f.path for f in out}) != len(out):
+        raise _fail(gen_dir, f"{where}: a path is listed twice")
+    return out
+
+
+def class_files(manifest: Mapping[str, Any], node_class: str = DEFAULT_CLASS) -> List[FileEntry]:
+    """Typed file entries of one class of an already loaded manifest."""
+    return _check_files("", f"classes.{node_class}.files",
+                        manifest["classes"][node_class]["files"])
+
+
+def check_manifest(doc: Any, gen_dir: str) -> Dict[str, Any]:
+    """Validate the shape of a parsed manifest; VerificationError naming what is wrong."""
+    if not isinstance(doc, dict) or not set(doc) >= _TOP_KEYS:
+        raise _fail(gen_dir, "not a hpcpolicy manifest (missing keys)")
+    if doc["format"] != FORMAT:
+        raise _fail(gen_dir, f"unsupported format {doc['format']!r}")
+    if not isinstance(doc["generation"], str) or parse_name(doc["generation"]) is None:
+        raise _fail(gen_dir, "bad generation name")
+    classes = doc["classes"]
+    if not isinstance(classes, dict) or DEFAULT_CLASS not in classes:
+        raise _fail(gen_dir, "classes: the default class is missing")
+    for name, body in classes.items():
+        if not isinstance(name, str) or not CLASS_RE.match(name) or not isinstance(body, dict):
+            raise _fail(gen_dir, f"classes: bad class {name!r}")
+        if body.get("tree") != tree_dir(name):
+            raise _fail(gen_dir, f"classes.{name}.tree: must be {tree_dir(name)!r}")
+        _check_files(gen_dir, f"classes.{name}.files", body.get("files"))
+    if doc["files"] != classes[DEFAULT_CLASS]["files"]:
+        raise _fail(gen_dir, "files: differs from classes.default.files")
+    if not isinstance(doc["requirements"], dict):
+        raise _fail(gen_dir, "requirements: not an object")
+    return doc
+
+
+def parse_manifest(data: bytes, gen_dir: str) -> Dict[str, Any]:
+    """Parse and validate manifest bytes already read (e.g. the very bytes a signature covers)."""
+    try:
+        doc = json.loads(data)
+    except ValueError as err:
+        raise _fail(gen_dir, f"not valid JSON: {err}") from None
+    return check_manifest(doc, gen_dir)
+
+
+def read_manifest_bytes(gen_dir: str) -> bytes:
+    """The manifest's bytes, refusing a symlink in its place."""
+    path = os.path.join(gen_dir, MANIFEST)
+    try:
+        return read_bytes_nofollow(path)
+    except OSError as err:
+        raise VerificationError(f"{path}: cannot read: {err.strerror}") from None
+
+
+def load_manifest(gen_dir: str) -> Dict[str, Any]:
+    """Read and validate `GEN_DIR/manifest.json` (shape only; see verify for the files)."""
+    return parse_manifest(read_manifest_bytes(gen_dir), gen_dir)

@@ -1,0 +1,142 @@
+"""Does a generation directory hold exactly what its manifest says? (node sync, GC, tests)
+
+Checked: the manifest's shape and (given an allowed-signers file) its signature, over the very
+bytes then parsed; that it names this directory; every listed file is a regular file (never a
+symlink) with the listed size, mode and sha256; every directory on the way is a real directory;
+nothing unlisted anywhere in the generation. Any difference raises VerificationError naming the
+file, because a node must install all of a generation or none of it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from typing import Any, Dict, List, Optional, Set
+
+from hpcpolicy.errors import VerificationError
+from hpcpolicy.generation.manifest import (
+    FileEntry,
+    class_files,
+    parse_manifest,
+    read_manifest_bytes,
+)
+from hpcpolicy.generation.naming import CLASS_DIR, DEFAULT_CLASS, MANIFEST, TREE, tree_dir
+
+SIG_NAME = MANIFEST + ".sig"
+_CHUNK = 1 << 20
+
+
+def _check_signature(gen_dir: str, data: bytes, allowed_signers: str) -> str:
+    from hpcpolicy.generation.signing import verify_bytes  # ssh-keygen only when asked
+
+    sig_path = os.path.join(gen_dir, SIG_NAME)
+    try:
+        fd = os.open(sig_path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as err:
+        raise VerificationError(f"{sig_path}: cannot read signature: {err.strerror}") from None
+    with os.fdopen(fd, "rb") as handle:
+        sig = handle.read()
+    return verify_bytes(data, sig, allowed_signers, label=os.path.join(gen_dir, MANIFEST))
+
+
+def file_sha256(path: str) -> str:
+    """sha256 of a regular file read without following a symlink at its last component."""
+    digest = hashlib.sha256()
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as handle:
+        for chunk in iter(lambda: handle.read(_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _check_file(tree: str, entry: FileEntry) -> None:
+    path = os.path.join(tree, entry.path)
+    try:
+        st = os.lstat(path)
+    except OSError:
+        raise VerificationError(f"{path}: listed in the manifest but missing") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise VerificationError(f"{path}: not a regular file")
+    if st.st_size != entry.size or stat.S_IMODE(st.st_mode) != entry.mode:
+        raise VerificationError(
+            f"{path}: size {st.st_size} mode {stat.S_IMODE(st.st_mode):04o}, manifest says "
+            f"size {entry.size} mode {entry.mode:04o}")
+    try:
+        actual = file_sha256(path)
+    except OSError as err:
+        raise VerificationError(f"{path}: cannot read: {err.strerror}") from None
+    if actual != entry.sha256:
+        raise VerificationError(f"{path}: sha256 differs from the manifest (altered file)")
+
+
+def _walk(top: str) -> Set[str]:
+    """Every entry below `top` (relative; directories end in `/`); a symlinked dir is an error."""
+    found: Set[str] = set()
+
+    def fail(err: OSError) -> None:
+        raise VerificationError(f"{err.filename}: cannot list: {err.strerror}")
+
+    for dirpath, dirnames, filenames in os.walk(top, onerror=fail):
+        for name in dirnames:
+            full = os.path.join(dirpath, name)
+            if os.path.islink(full):
+                raise VerificationError(f"{full}: a symlink where a directory should be")
+            found.add(os.path.relpath(full, top) + "/")
+        for name in filenames:
+            found.add(os.path.relpath(os.path.join(dirpath, name), top))
+    return found
+
+
+def _check_tree(gen_dir: str, node_class: str, entries: List[FileEntry]) -> None:
+    tree = os.path.join(gen_dir, tree_dir(node_class))
+    if os.path.islink(tree) or not os.path.isdir(tree):
+        raise VerificationError(f"{tree}: missing or not a directory")
+    expected = {e.path for e in entries}
+    for entry in entries:
+        parent = os.path.dirname(entry.path)
+        while parent:
+            expected.add(parent + "/")
+            parent = os.path.dirname(parent)
+    extra = _walk(tree) - expected
+    if extra:
+        raise VerificationError(f"{os.path.join(tree, sorted(extra)[0])}: not in the manifest")
+    for entry in entries:
+        _check_file(tree, entry)
+
+
+def _check_top(gen_dir: str, classes: List[str]) -> None:
+    """Only manifest, signature, tree/ and class/NAME/tree/ may exist at the top."""
+    allowed = {MANIFEST, SIG_NAME, TREE} | ({CLASS_DIR} if len(classes) > 1 else set())
+    for name in sorted(os.listdir(gen_dir)):
+        if name not in allowed:
+            raise VerificationError(f"{os.path.join(gen_dir, name)}: not in the manifest")
+    if len(classes) <= 1:
+        return
+    class_root = os.path.join(gen_dir, CLASS_DIR)
+    if os.path.islink(class_root):
+        raise VerificationError(f"{class_root}: a symlink where a directory should be")
+    wanted = {c for c in classes if c != DEFAULT_CLASS}
+    for name in sorted(os.listdir(class_root)):
+        inner = os.path.join(class_root, name)
+        if name not in wanted or os.path.islink(inner) or os.listdir(inner) != [TREE]:
+            raise VerificationError(f"{inner}: not in the manifest")
+
+
+def verify_generation(gen_dir: str, allowed_signers: Optional[str] = None) -> Dict[str, Any]:
+    """Verify a whole generation; return its manifest. VerificationError names the culprit."""
+    if os.path.islink(gen_dir) or not os.path.isdir(gen_dir):
+        raise VerificationError(f"{gen_dir}: not a generation directory")
+    data = read_manifest_bytes(gen_dir)
+    if allowed_signers is not None:
+        _check_signature(gen_dir, data, allowed_signers)
+    manifest = parse_manifest(data, gen_dir)
+    if manifest["generation"] != os.path.basename(os.path.normpath(gen_dir)):
+        raise VerificationError(
+            f"{os.path.join(gen_dir, MANIFEST)}: describes {manifest['generation']}, "
+            "not this directory")
+    classes = sorted(manifest["classes"])
+    _check_top(gen_dir, classes)
+    for node_class in classes:
+        _check_tree(gen_dir, node_class, class_files(manifest, node_class))
+    return manifest

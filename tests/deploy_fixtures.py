@@ -1,0 +1,61 @@
+"""Helpers shared by the deploy/generation tests: synthetic trees and a published generation."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Dict, List, Tuple
+
+from hpcpolicy.deploy.publish import switch_channel, write_generation
+from hpcpolicy.deploy.store import Target, ensure_layout
+
+Trees = Dict[str, Dict[str, bytes]]
+NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+
+
+def synthetic_trees(variant: int = 0, classes: Tuple[str, ...] = ()) -> Trees:
+    base = {
+        "etc/subuid": f"1001:{524288 + variant * 65536}:65536\n".encode(),
+        "etc/subgid": f"1001:{524288 + variant * 65536}:65536\n".encode(),
+        "etc/sysctl.d/90-hpcpolicy.conf": b"# x\nuser.max_user_namespaces = 15000\n",
+        "etc/containers/policy.json": b'{"default": [{"type": "reject"}]}\n',
+    }
+    trees: Trees = {"default": base}
+    for name in classes:
+        trees[name] = dict(base, **{"etc/enroot/mounts.d/90-hpcpolicy.fstab":
+                                    f"/opt/{name} /opt/{name} none x-create=dir,bind\n".encode()})
+    return trees
+
+
+FIELDS = {
+    "created": "2026-01-02T03:04:05Z",
+    "operator": "alice",
+    "host": "admin1",
+    "site": "test",
+    "policy_sha256": "0" * 64,
+    "requirements": {"bind_sources": {"default": ["/scratch"]}, "sysctls": {},
+                     "setuid_allowed": False, "runtimes": ["podman"], "subid_enabled": True},
+}
+
+
+def publish(root: Path, trees: Trees, channel: str = "stable") -> str:
+    """Publish `trees` as the next generation and point `channel` at it."""
+    ensure_layout(str(root))
+    target = Target(str(root))
+    name = write_generation(target, trees, FIELDS)
+    switch_channel(str(root), channel, name, NOW)
+    return name
+
+
+def listing(root: Path) -> List[Tuple[str, int, int, int]]:
+    """A full recursive listing: (path, mode, size, mtime_ns) of everything, links included."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in sorted(dirnames + filenames):
+            st = os.lstat(os.path.join(dirpath, name))
+            rel = os.path.relpath(os.path.join(dirpath, name), root)
+            out.append((rel, st.st_mode, st.st_size, st.st_mtime_ns))
+    st = os.lstat(root)
+    out.append((".", st.st_mode, st.st_size, st.st_mtime_ns))
+    return sorted(out)
