@@ -1,12 +1,73 @@
-"""LDAP directory reader (work in progress: full reader follows)."""
+"""Read users and groups from LDAP (ldap3): failover, verified TLS, paging, no silent truncation.
+
+Transport (per URI in `uri`, in order):
+
+* `ldaps://` and `start_tls = true` always verify the server certificate (`CERT_REQUIRED`
+  against `ca_file`, or the system store when `ca_file` is unset) and its host name: ldap3's own
+  default verifies nothing.
+* `ldapi://` without `bind_dn` binds with SASL EXTERNAL (the peer credentials of this process);
+  otherwise a simple bind with the password from `bind_password_file` (the file must not be
+  readable by group or other; one trailing newline is stripped), or anonymous without `bind_dn`.
+* A URI that cannot be reached (refused, timed out, TLS handshake failed, connection lost while
+  reading) is skipped for the next one; when all fail, `DirectoryError` names each and why. A
+  server that answers but refuses (bad credentials, missing base, truncated result) stops the
+  read: another replica would answer the same, and a partial directory must never be used.
+
+Result checks: every page's result code is checked after paging. sizeLimitExceeded (4),
+adminLimitExceeded (11) and any other non-success is `DirectoryError` (ldap3 raises nothing for
+them and simply ends the result early, e.g. at OpenLDAP's default of 500 entries).
+
+Interpretation (pure, `interpret_users` / `interpret_groups`): attribute names from
+`LdapAttributes`; entries missing a required attribute or carrying a non-integer ID are
+`InvalidInput` problems naming the DN and attribute, all collected. Disabled: nologin shell,
+`shadowExpire` on or before today (days since epoch, pam_unix semantics; -1 or absent: never),
+`nsAccountLock: TRUE`, or any `pwdAccountLockedTime`. Groups: `memberUid` holds names;
+`member` / `uniqueMember` hold DNs, mapped to the users read (by DN) and to other groups, whose
+members are included transitively (cycles tolerated). DNs naming nothing that was read (a user
+outside `user_base` / `user_filter`, a deleted entry) are ignored, as NSS clients do.
+"""
 
 from __future__ import annotations
 
-from typing import List, Optional, Tuple
+import contextlib
+import importlib
+import os
+import stat
+import time
+from dataclasses import dataclass, field
+from typing import Dict, Iterable, Iterator, List, Optional, Set, Tuple
+from urllib.parse import unquote, urlsplit
 
+from hpcpolicy.directory.checks import is_nologin, name_problem, parse_id
 from hpcpolicy.directory.model import Group, User
-from hpcpolicy.errors import DirectoryError
+from hpcpolicy.errors import DirectoryError, InvalidInput, Problem
 from hpcpolicy.policy.model import LdapSource
+
+SOURCE = "ldap"
+PAGED_OID = "1.2.840.113556.1.4.319"
+DAY = 86400
+
+# An entry as a backend delivers it: DN and attribute values by lower-cased attribute name.
+RawEntry = Tuple[str, Dict[str, List[bytes]]]
+
+_RESULT_NAMES = {
+    3: "timeLimitExceeded",
+    4: "sizeLimitExceeded",
+    10: "referral",
+    11: "adminLimitExceeded",
+    32: "noSuchObject",
+    50: "insufficientAccessRights",
+}
+
+_LIMITS_ADVICE = (
+    "the result is truncated; raise the server's limit for {who} (OpenLDAP: "
+    "`limits {limits_dn} size.prtotal=unlimited`, 389-DS: nsPagedSizeLimit, "
+    "Active Directory: MaxPageSize), or bind as an account without that limit"
+)
+
+
+class Unreachable(Exception):
+    """This URI failed at the transport level: try the next one."""
 
 
 def describe(src: LdapSource) -> str:
@@ -14,6 +75,509 @@ def describe(src: LdapSource) -> str:
     return ",".join(src.uri)
 
 
-def read_ldap(src: LdapSource, now: Optional[float] = None) -> Tuple[List[User], List[Group]]:
-    """Users and groups of an LDAP source."""
-    raise DirectoryError("the LDAP reader is not implemented yet")
+# --------------------------------------------------------------------------------------------
+# entry point
+
+
+def read_ldap(
+    src: LdapSource, now: Optional[float] = None, backend: Optional[str] = None
+) -> Tuple[List[User], List[Group]]:
+    """Users and groups of `src`, trying each URI in order.
+
+    `now` (seconds since the epoch) judges shadowExpire; `backend` forces "ldap3" or
+    "python-ldap" (default: python-ldap when importable, it decodes in C; else ldap3).
+    """
+    password = read_password(src)
+    fetch = _backend(backend)
+    today = int((time.time() if now is None else now) // DAY)
+    reasons: List[str] = []
+    for uri in src.uri:
+        try:
+            users_raw, groups_raw = fetch(uri, src, password)
+        except Unreachable as err:
+            reasons.append(f"{uri}: {err}")
+            continue
+        users, dn_to_user = interpret_users(src, uri, users_raw, today)
+        groups = interpret_groups(src, uri, groups_raw, dn_to_user)
+        return users, groups
+    raise DirectoryError("no LDAP server could be read: " + "; ".join(reasons))
+
+
+def _backend(name: Optional[str]):  # type: ignore[no-untyped-def]
+    """The fetch function: (uri, src, password) -> (user entries, group entries)."""
+    if name not in (None, "ldap3", "python-ldap"):
+        raise ValueError(f"unknown LDAP backend {name!r}")
+    if name != "ldap3":
+        try:
+            ldap_fast = importlib.import_module("hpcpolicy.directory.ldap_fast")
+        except ImportError:
+            if name == "python-ldap":
+                raise DirectoryError(
+                    "python-ldap is not installed (pip install python-ldap)"
+                ) from None
+        else:
+            return ldap_fast.fetch
+    return fetch_ldap3
+
+
+def read_password(src: LdapSource) -> Optional[str]:
+    """The bind password, or None for anonymous / SASL EXTERNAL. Refuses a readable secret."""
+    if src.bind_dn is None:
+        return None
+    path = src.bind_password_file
+    if not path:
+        raise DirectoryError("directory.ldap: bind_dn is set but bind_password_file is not")
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError as err:
+        raise DirectoryError(f"{path}: cannot read bind password: {err.strerror or err}") from None
+    try:
+        mode = stat.S_IMODE(os.fstat(fd).st_mode)
+        if mode & 0o044:
+            raise DirectoryError(
+                f"{path}: bind password file has mode {mode:04o}, readable by group or other;"
+                f" chmod 600 it"
+            )
+        data = b""
+        while True:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        os.close(fd)
+    text = data.decode("utf-8", errors="strict")
+    text = text[:-2] if text.endswith("\r\n") else text[:-1] if text.endswith("\n") else text
+    if not text:
+        raise DirectoryError(f"{path}: empty bind password (an empty simple bind is anonymous)")
+    return text
+
+
+# --------------------------------------------------------------------------------------------
+# attribute lists
+
+
+def user_attributes(src: LdapSource) -> List[str]:
+    a = src.attributes
+    return [a.name, a.uid, a.gid, "loginShell", "shadowExpire", "nsAccountLock",
+            "pwdAccountLockedTime"]
+
+
+def group_attributes(src: LdapSource) -> List[str]:
+    a = src.attributes
+    return [a.group_name, a.gid, src.member_attribute]
+
+
+# --------------------------------------------------------------------------------------------
+# ldap3 backend
+
+
+def fetch_ldap3(
+    uri: str, src: LdapSource, password: Optional[str]
+) -> Tuple[List[RawEntry], List[RawEntry]]:
+    """Both searches over one ldap3 connection; Unreachable on transport failure."""
+    from ldap3.core.exceptions import LDAPCommunicationError, LDAPResponseTimeoutError
+
+    conn = _connect_ldap3(uri, src, password)
+    try:
+        users = list(_search_ldap3(conn, uri, src, src.user_base, src.user_filter,
+                                   user_attributes(src)))
+        groups = list(_search_ldap3(conn, uri, src, src.group_base, src.group_filter,
+                                    group_attributes(src)))
+    except (LDAPCommunicationError, LDAPResponseTimeoutError, OSError) as err:
+        raise Unreachable(f"connection lost while reading: {err}") from None
+    finally:
+        _unbind_quietly(conn)
+    return users, groups
+
+
+def _unbind_quietly(conn: object) -> None:
+    # closing a broken connection must not mask the real result
+    with contextlib.suppress(Exception):
+        conn.unbind()  # type: ignore[attr-defined]
+
+
+def _tls_ldap3(src: LdapSource):  # type: ignore[no-untyped-def]
+    import ssl
+
+    from ldap3 import Tls
+    from ldap3.core.exceptions import LDAPSSLConfigurationError
+
+    if src.ca_file and not os.path.isfile(src.ca_file):
+        raise DirectoryError(f"directory.ldap.ca_file {src.ca_file}: no such file")
+    try:
+        return Tls(validate=ssl.CERT_REQUIRED, ca_certs_file=src.ca_file or None)
+    except LDAPSSLConfigurationError as err:
+        raise DirectoryError(f"directory.ldap.ca_file {src.ca_file}: {err}") from None
+
+
+@dataclass
+class _Endpoint:
+    scheme: str
+    host: str
+    port: Optional[int]
+
+
+def parse_uri(uri: str) -> _Endpoint:
+    """Scheme, host (or socket path for ldapi) and port of an LDAP URI."""
+    parts = urlsplit(uri)
+    scheme = parts.scheme.lower()
+    if scheme not in ("ldap", "ldaps", "ldapi"):
+        raise DirectoryError(f"{uri}: not an ldap://, ldaps:// or ldapi:// URI")
+    if scheme == "ldapi":
+        path = unquote(parts.netloc) or "/var/run/ldapi"
+        return _Endpoint(scheme, path, None)
+    try:
+        port = parts.port
+    except ValueError:
+        raise DirectoryError(f"{uri}: bad port") from None
+    return _Endpoint(scheme, parts.hostname or "localhost", port)
+
+
+def _connect_ldap3(uri: str, src: LdapSource, password: Optional[str]):  # type: ignore[no-untyped-def]
+    from ldap3 import ANONYMOUS, EXTERNAL, NONE, SASL, SIMPLE, SYNC, Connection, Server
+    from ldap3.core.exceptions import LDAPException
+
+    end = parse_uri(uri)
+    use_tls = end.scheme == "ldaps" or (src.start_tls and end.scheme == "ldap")
+    tls = _tls_ldap3(src) if use_tls else None
+    if end.scheme == "ldapi":
+        server = Server(f"ldapi://{end.host}", get_info=NONE, connect_timeout=src.timeout)
+    else:
+        server = Server(end.host, port=end.port, use_ssl=end.scheme == "ldaps", tls=tls,
+                        get_info=NONE, connect_timeout=src.timeout)
+    if src.bind_dn is not None:
+        auth = {"user": src.bind_dn, "password": password, "authentication": SIMPLE}
+    elif end.scheme == "ldapi":
+        auth = {"authentication": SASL, "sasl_mechanism": EXTERNAL, "sasl_credentials": ""}
+    else:
+        auth = {"authentication": ANONYMOUS}
+    conn = Connection(server, client_strategy=SYNC, receive_timeout=src.timeout,
+                      read_only=True, auto_referrals=False, check_names=False,
+                      raise_exceptions=False, return_empty_attributes=False, **auth)
+    try:
+        conn.open()
+        if src.start_tls and end.scheme == "ldap" and not conn.start_tls():
+            raise Unreachable(f"StartTLS failed: {_result_text(conn.result)}")
+    except LDAPException as err:
+        _unbind_quietly(conn)
+        raise Unreachable(_socket_reason(err)) from None
+    _bind_ldap3(conn, uri, src)
+    return conn
+
+
+def _bind_ldap3(conn, uri: str, src: LdapSource) -> None:  # type: ignore[no-untyped-def]
+    from ldap3.core.exceptions import LDAPCommunicationError, LDAPException
+
+    try:
+        ok = conn.bind()
+    except LDAPCommunicationError as err:
+        _unbind_quietly(conn)
+        raise Unreachable(_socket_reason(err)) from None
+    except LDAPException as err:
+        _unbind_quietly(conn)
+        raise DirectoryError(f"{uri}: bind failed: {err}") from None
+    if not ok:
+        result = conn.result or {}
+        _unbind_quietly(conn)
+        who = src.bind_dn or ("SASL EXTERNAL" if uri.lower().startswith("ldapi") else "anonymous")
+        raise DirectoryError(f"{uri}: bind as {who} failed: {_result_text(result)}")
+
+
+def _socket_reason(err: Exception) -> str:
+    text = str(err)
+    if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
+        return ("TLS certificate verification failed (is ca_file the CA that signed the "
+                f"server's certificate?): {text}")
+    if "hostname" in text.lower() and "match" in text.lower():
+        return f"TLS host name does not match the certificate: {text}"
+    return text
+
+
+def _result_text(result: Optional[dict]) -> str:
+    if not result:
+        return "no result"
+    code = result.get("result")
+    desc = result.get("description") or _RESULT_NAMES.get(code or -1, "error")
+    msg = (result.get("message") or "").strip()
+    return f"{desc} ({code})" + (f": {msg}" if msg else "")
+
+
+def _search_ldap3(  # type: ignore[no-untyped-def]
+    conn, uri: str, src: LdapSource, base: str, filt: str, attrs: List[str]
+) -> Iterator[RawEntry]:
+    """Paged search with a manual cookie loop; raises DirectoryError on any non-success."""
+    from ldap3 import SUBTREE
+    from ldap3.core.exceptions import LDAPInvalidFilterError
+
+    cookie: Optional[bytes] = None
+    count = 0
+    while True:
+        try:
+            conn.search(base, filt, SUBTREE, attributes=attrs, paged_size=src.page_size,
+                        paged_cookie=cookie)
+        except LDAPInvalidFilterError as err:
+            raise DirectoryError(f"{uri}: invalid search filter {filt!r}: {err}") from None
+        result = conn.result or {}
+        for item in conn.response or ():
+            if item.get("type") == "searchResEntry":
+                count += 1
+                raw = item["raw_attributes"]
+                yield item["dn"], {k.lower(): v for k, v in raw.items()}
+        check_result(uri, base, filt, result.get("result"), _result_text(result), count,
+                     src.bind_dn)
+        cookie = _cookie(result)
+        if not cookie:
+            return
+
+
+def _cookie(result: dict) -> Optional[bytes]:
+    try:
+        value = result["controls"][PAGED_OID]["value"]["cookie"]
+    except (KeyError, TypeError):
+        return None
+    return bytes(value) if value else None
+
+
+def check_result(
+    uri: str,
+    base: str,
+    filt: str,
+    code: Optional[int],
+    text: str,
+    count: int,
+    bind_dn: Optional[str] = None,
+) -> None:
+    """Any non-success is fatal: a partial directory would revoke everyone not returned."""
+    if code == 0:
+        return
+    where = f"{uri}: search of {base!r} with {filt}"
+    if code in (4, 11, 3):
+        advice = _LIMITS_ADVICE.format(
+            who=f"bind account {bind_dn}" if bind_dn else "anonymous binds",
+            limits_dn=f'dn.exact="{bind_dn}"' if bind_dn else "anonymous",
+        )
+        raise DirectoryError(f"{where} stopped after {count} entries with {text}: {advice}")
+    if code == 32:
+        raise DirectoryError(f"{where}: the base does not exist ({text})")
+    raise DirectoryError(f"{where} failed after {count} entries: {text}")
+
+
+# --------------------------------------------------------------------------------------------
+# interpretation (pure)
+
+
+def _first(values: Optional[List[bytes]]) -> Optional[str]:
+    if not values:
+        return None
+    return values[0].decode("utf-8", errors="replace")
+
+
+def _pick_name(dn: str, values: List[bytes]) -> str:
+    """The name among several values: the one in the entry's RDN if any (as SSSD does)."""
+    names = [v.decode("utf-8", errors="replace") for v in values]
+    if len(names) > 1:
+        rdn = dn.split(",", 1)[0].split("=", 1)[-1].strip().lower()
+        for name in names:
+            if name.lower() == rdn:
+                return name
+    return names[0]
+
+
+@dataclass
+class _Seen:
+    """Detects one name with two IDs and one ID with two names within the source."""
+
+    by_name: Dict[str, Tuple[int, str]] = field(default_factory=dict)
+    by_id: Dict[int, Tuple[str, str]] = field(default_factory=dict)
+
+    def clash(self, name: str, ident: int, dn: str, kind: str, id_word: str) -> Optional[str]:
+        if name in self.by_name:
+            first_id, first_dn = self.by_name[name]
+            return f"{kind} {name!r} also defined by {first_dn} ({id_word} {first_id})"
+        if ident in self.by_id:
+            first_name, first_dn = self.by_id[ident]
+            return (f"{id_word} {ident} of {kind} {name!r} already used by {first_name!r}"
+                    f" ({first_dn})")
+        self.by_name[name] = (ident, dn)
+        self.by_id[ident] = (name, dn)
+        return None
+
+
+def interpret_users(
+    src: LdapSource, where: str, entries: Iterable[RawEntry], today: int
+) -> Tuple[List[User], Dict[str, str]]:
+    """Users, and a map normalised DN -> user name (for DN-valued group members)."""
+    a = src.attributes
+    k_name, k_uid, k_gid = a.name.lower(), a.uid.lower(), a.gid.lower()
+    problems: List[Problem] = []
+    users: List[User] = []
+    dn_to_user: Dict[str, str] = {}
+    seen = _Seen()
+    for dn, attrs in entries:
+        name_v = attrs.get(k_name)
+        uid = _id(where, dn, a.uid, attrs.get(k_uid), problems)
+        gid = _id(where, dn, a.gid, attrs.get(k_gid), problems)
+        if not name_v:
+            problems.append(Problem(where, dn, f"missing attribute {a.name}"))
+            continue
+        name = _pick_name(dn, name_v)
+        bad = name_problem(name)
+        if bad:
+            problems.append(Problem(where, dn, f"attribute {a.name}: {bad}"))
+            continue
+        if uid is None or gid is None:
+            continue
+        disabled = _disabled(where, dn, attrs, today, problems)
+        clash = seen.clash(name, uid, dn, "user", "uid")
+        if clash:
+            problems.append(Problem(where, dn, clash))
+            continue
+        users.append(User(name, uid, gid, SOURCE, disabled))
+        dn_to_user[normalize_dn(dn)] = name
+    if problems:
+        raise InvalidInput(problems)
+    return users, dn_to_user
+
+
+def _id(
+    where: str, dn: str, attr: str, values: Optional[List[bytes]], problems: List[Problem]
+) -> Optional[int]:
+    text = _first(values)
+    if text is None:
+        problems.append(Problem(where, dn, f"missing attribute {attr}"))
+        return None
+    value = parse_id(text)
+    if value is None:
+        problems.append(Problem(where, dn, f"attribute {attr}: {text!r} is not an integer "
+                                           "in 0..4294967294"))
+    return value
+
+
+def _disabled(
+    where: str, dn: str, attrs: Dict[str, List[bytes]], today: int, problems: List[Problem]
+) -> bool:
+    shell = _first(attrs.get("loginshell"))
+    if shell is not None and is_nologin(shell):
+        return True
+    if attrs.get("pwdaccountlockedtime"):
+        return True
+    lock = _first(attrs.get("nsaccountlock"))
+    if lock is not None and lock.strip().lower() == "true":
+        return True
+    expire = _first(attrs.get("shadowexpire"))
+    if expire is None:
+        return False
+    try:
+        days = int(expire.strip())
+    except ValueError:
+        problems.append(Problem(where, dn, f"attribute shadowExpire: {expire!r} is not an integer"))
+        return False
+    return days >= 0 and today >= days  # pam_unix: expired from that day on; -1 never
+
+
+def normalize_dn(dn: str) -> str:
+    """Compare DNs the way servers do for the common case: case- and space-insensitive."""
+    if "\\" in dn or '"' in dn or "+" in dn:
+        from ldap3.utils.dn import parse_dn
+
+        try:
+            return ",".join(f"{t.strip()}={v.strip()}" for t, v, _sep in parse_dn(dn)).lower()
+        except Exception:  # noqa: BLE001 - an unparsable DN simply matches nothing
+            return dn.lower()
+    return ",".join("=".join(p.strip() for p in rdn.split("=", 1)) for rdn in dn.split(",")).lower()
+
+
+def _member_dn(value: bytes) -> str:
+    """A member value as a DN; uniqueMember may carry an optional `#'0101'B` UID suffix."""
+    text = value.decode("utf-8", errors="replace")
+    if text.endswith("'B") and "#'" in text:
+        text = text[: text.rindex("#'")]
+    return text
+
+
+def interpret_groups(
+    src: LdapSource, where: str, entries: Iterable[RawEntry], dn_to_user: Dict[str, str]
+) -> List[Group]:
+    """Groups with members as user names; DN members resolved through nested groups."""
+    a = src.attributes
+    k_name, k_gid, k_member = a.group_name.lower(), a.gid.lower(), src.member_attribute.lower()
+    by_dn = k_member != "memberuid"
+    problems: List[Problem] = []
+    rows: List[Tuple[str, str, int, List[bytes]]] = []  # dn, name, gid, member values
+    seen = _Seen()
+    for dn, attrs in entries:
+        names = attrs.get(k_name)
+        gid = _id(where, dn, a.gid, attrs.get(k_gid), problems)
+        if not names:
+            problems.append(Problem(where, dn, f"missing attribute {a.group_name}"))
+            continue
+        name = _pick_name(dn, names)
+        bad = name_problem(name)
+        if bad:
+            problems.append(Problem(where, dn, f"attribute {a.group_name}: {bad}"))
+            continue
+        if gid is None:
+            continue
+        clash = seen.clash(name, gid, dn, "group", "gid")
+        if clash:
+            problems.append(Problem(where, dn, clash))
+            continue
+        rows.append((dn, name, gid, attrs.get(k_member) or []))
+    if not by_dn:
+        groups = [_uid_group(where, row, problems) for row in rows]
+    else:
+        groups = _dn_groups(rows, dn_to_user)
+    if problems:
+        raise InvalidInput(problems)
+    return groups
+
+
+def _uid_group(
+    where: str, row: Tuple[str, str, int, List[bytes]], problems: List[Problem]
+) -> Group:
+    dn, name, gid, values = row
+    members: Set[str] = set()
+    for value in values:
+        member = value.decode("utf-8", errors="replace")
+        bad = name_problem(member)
+        if bad:
+            problems.append(Problem(where, dn, f"memberUid: {bad}"))
+        else:
+            members.add(member)
+    return Group(name, gid, frozenset(members), SOURCE)
+
+
+def _dn_groups(
+    rows: List[Tuple[str, str, int, List[bytes]]], dn_to_user: Dict[str, str]
+) -> List[Group]:
+    """Resolve DN members: users directly, groups transitively (a visited set breaks cycles)."""
+    group_index = {normalize_dn(dn): i for i, (dn, _n, _g, _v) in enumerate(rows)}
+    direct_users: List[Set[str]] = []
+    sub_groups: List[List[int]] = []
+    for _dn, _name, _gid, values in rows:
+        users: Set[str] = set()
+        subs: List[int] = []
+        for value in values:
+            key = normalize_dn(_member_dn(value))
+            user = dn_to_user.get(key)
+            if user is not None:
+                users.add(user)
+            elif key in group_index:
+                subs.append(group_index[key])
+        direct_users.append(users)
+        sub_groups.append(subs)
+    groups: List[Group] = []
+    for i, (_dn, name, gid, _values) in enumerate(rows):
+        members: Set[str] = set()
+        visited = {i}
+        stack = [i]
+        while stack:
+            j = stack.pop()
+            members |= direct_users[j]
+            for k in sub_groups[j]:
+                if k not in visited:
+                    visited.add(k)
+                    stack.append(k)
+        groups.append(Group(name, gid, frozenset(members), SOURCE))
+    return groups
