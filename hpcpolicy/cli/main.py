@@ -24,6 +24,11 @@ COMMAND_MODULES = (
     "validate",
     "render",
     "subid",
+    "apply",
+    "status",
+    "generations",
+    "rollback",
+    "promote",
 )
 
 
@@ -96,21 +101,23 @@ def main(argv: Optional[List[str]] = None) -> int:
         return int(exc.code or 0)
     if getattr(args, "verbose", False) and not debug:
         logging.getLogger().setLevel(logging.INFO)
+    # a command may name JSON fields its error objects carry too (apply: generation, changes)
+    on_error: dict[str, Any] = dict(getattr(args, "json_on_error", None) or {})
     try:
         outcome: Outcome = args.run(args)
     except InvalidInput as err:
-        extra: dict[str, Any] = {"errors": [str(p) for p in err.problems]}
+        extra: dict[str, Any] = {**on_error, "errors": [str(p) for p in err.problems]}
         return _fail(str(err), err.exit_code, as_json, extra)
     except HpcPolicyError as err:
-        return _fail(str(err), err.exit_code, as_json)
+        return _fail(str(err), err.exit_code, as_json, on_error)
     except KeyboardInterrupt:
-        return _fail("interrupted", 130, as_json)
+        return _fail("interrupted", 130, as_json, on_error)
     except Exception as err:  # the funnel: one line unless --debug
         if debug:
             traceback.print_exc()
         return _fail(f"internal error: {type(err).__name__}: {first_line(err)}"
                      + ("" if debug else " (run with --debug for details)"),
-                     EXIT_FAILURE, as_json)
+                     EXIT_FAILURE, as_json, on_error)
     _emit(outcome, as_json)
     return outcome.exit_code
 

@@ -1,0 +1,70 @@
+"""`hpcpolicy apply SITE`: validate, allocate, render, and publish a new generation.
+
+Nothing changed: nothing published (`changed: false`). `--check` writes nothing at all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any, Dict, List
+
+from hpcpolicy.cli.outcome import Outcome
+
+JSON_ON_ERROR: Dict[str, Any] = {"generation": None, "changes": []}
+
+
+def add_parser(subparsers: Any, common_parent: argparse.ArgumentParser) -> None:
+    parser = subparsers.add_parser(
+        "apply", parents=[common_parent], help="publish a new generation to shared storage",
+        description=__doc__)
+    parser.add_argument("site", metavar="SITE", help="the site file (site.toml)")
+    parser.add_argument("--check", action="store_true", help="say what would change; write nothing")
+    parser.add_argument("--diff", action="store_true", help="show what changes in each file")
+    parser.add_argument("--allow-revoke", action="store_true",
+                        help="allow withdrawing more sub-ID ranges than subid.max_revoke")
+    parser.add_argument("--lock-timeout", type=float, default=60.0, metavar="S",
+                        help="seconds to wait for another writer (default 60)")
+    parser.add_argument("--deploy-root", metavar="DIR", help="override site.deploy_root")
+    parser.add_argument("--channel", default="stable", metavar="NAME",
+                        help="publish to this channel only (default: stable, i.e. current)")
+    parser.add_argument("--format", choices=("text", "json"), default="text")
+    parser.set_defaults(run=run, json_on_error=JSON_ON_ERROR)
+
+
+def result_text(result: Any, with_diff: bool) -> str:
+    """The text a person reads: the message, one line per changed file, then the diffs."""
+    from hpcpolicy.deploy.diff import unified
+
+    lines: List[str] = [result.msg]
+    lines += [f"  {c['action']:<8} {c['path']}" for c in result.changes]
+    if getattr(result, "removed", None):
+        lines.append(f"  garbage-collected: {', '.join(result.removed)}")
+    text = "\n".join(lines) + "\n"
+    if with_diff and result.diff:
+        text += unified(result.diff)
+    return text
+
+
+def outcome_of(result: Any, with_diff: bool) -> Outcome:
+    return Outcome(result.msg, result.as_dict(), result_text(result, with_diff),
+                   changed=result.changed)
+
+
+def run(args: argparse.Namespace) -> Outcome:
+    from hpcpolicy.deploy.publish import apply
+    from hpcpolicy.policy.load import load
+
+    policy = load(args.site)
+    operator = None
+    if not args.check:
+        from hpcpolicy.deploy.approval import authorize, interactive_session
+
+        operator = authorize(policy, interactive_session())
+    result = apply(
+        policy,
+        deploy_root=os.path.abspath(args.deploy_root) if args.deploy_root else None,
+        check=args.check, diff=args.diff, allow_revoke=args.allow_revoke,
+        lock_timeout=args.lock_timeout, channel=args.channel, operator=operator,
+    )
+    return outcome_of(result, args.diff)

@@ -1,0 +1,44 @@
+"""`hpcpolicy rollback [GENERATION]`: publish a new generation with an older one's files.
+
+Sub-ID files (etc/subuid, etc/subgid) stay as they are now. Without GENERATION: the one the
+current generation replaced.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from hpcpolicy.cli.cmd_apply import JSON_ON_ERROR, outcome_of
+from hpcpolicy.cli.cmd_status import add_root_options, target_of
+from hpcpolicy.cli.outcome import Outcome
+
+
+def add_parser(subparsers: Any, common_parent: argparse.ArgumentParser) -> None:
+    parser = subparsers.add_parser(
+        "rollback", parents=[common_parent], help="go back to an older generation's files",
+        description=__doc__)
+    parser.add_argument("generation", nargs="?", metavar="GENERATION",
+                        help="a generation name (000042-3f2a9c1b) or number (42)")
+    add_root_options(parser)
+    parser.add_argument("--diff", action="store_true", help="show what changes in each file")
+    parser.add_argument("--lock-timeout", type=float, default=60.0, metavar="S")
+    parser.set_defaults(run=run, json_on_error=JSON_ON_ERROR)
+
+
+def operator_for(policy: Any) -> str:
+    """Approval as for apply when a site is given; else the invoking account."""
+    from hpcpolicy.deploy.approval import authorize, interactive_session, operator_name
+
+    if policy is None:
+        return operator_name()
+    return authorize(policy, interactive_session())
+
+
+def run(args: argparse.Namespace) -> Outcome:
+    from hpcpolicy.deploy.rollback import rollback
+
+    target, policy = target_of(args, "rollback")
+    result = rollback(target, args.generation, operator=operator_for(policy),
+                      lock_timeout=args.lock_timeout, diff=args.diff)
+    return outcome_of(result, args.diff)

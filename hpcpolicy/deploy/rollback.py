@@ -1,0 +1,185 @@
+"""Going back (`rollback`) and going wide (`promote`): moving `current` to known files.
+
+A rollback never re-points `current` at an old generation: it publishes a NEW one holding the
+chosen generation's files, except `etc/subuid` and `etc/subgid`, which are taken from the
+current generation of the same class. Sub-ID state never goes back: a range revoked since must
+not return to the nodes, and the ledger is not touched at all.
+
+A promote points `current` at the generation a channel (e.g. `canary`) names, after verifying
+it. A channel generation older than `current` is refused: promoting it would silently undo
+whatever was applied to stable since (sub-ID changes included).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from datetime import datetime
+from typing import Any, Dict, List, Mapping, Optional
+
+from hpcpolicy.deploy import gc
+from hpcpolicy.deploy.changelog import append_change, current_operator
+from hpcpolicy.deploy.lock import DeployLock
+from hpcpolicy.deploy.publish import (
+    ApplyResult,
+    compare,
+    gen_dir,
+    read_trees,
+    switch_channel,
+    utc_now,
+    write_generation,
+)
+from hpcpolicy.deploy.store import Target, check_deploy_root
+from hpcpolicy.errors import RuntimeFailure
+from hpcpolicy.generation.naming import (
+    DEFAULT_CLASS,
+    STABLE,
+    channel_generation,
+    list_generations,
+    number_of,
+    resolve,
+)
+from hpcpolicy.generation.verify import SIG_NAME, verify_generation
+
+SUBID_PATHS = ("etc/subuid", "etc/subgid")
+Trees = Dict[str, Dict[str, bytes]]
+
+
+def keep_subids(chosen: Trees, current: Mapping[str, Mapping[str, bytes]]) -> Trees:
+    """`chosen`'s trees with etc/subuid and etc/subgid as they are in `current` now."""
+    out: Trees = {}
+    for node_class, tree in chosen.items():
+        now_tree = current.get(node_class, current.get(DEFAULT_CLASS, {}))
+        merged = {p: d for p, d in tree.items() if p not in SUBID_PATHS}
+        merged.update({p: now_tree[p] for p in SUBID_PATHS if p in now_tree})
+        out[node_class] = dict(sorted(merged.items()))
+    return out
+
+
+def previous_generation(target: Target, current: str) -> str:
+    """The generation `current` replaced (history), else the highest-numbered one below it."""
+    doc = gc.load_history(target.root)
+    replaced = gc.replaced_by_link(target.root, STABLE, doc)
+    names = list_generations(target.root)
+    if replaced in names:
+        return replaced
+    older = [n for n in names if number_of(n) < number_of(current)]
+    if not older:
+        raise RuntimeFailure(f"{target.root}: no generation before {current} to roll back to")
+    return older[-1]
+
+
+def _need_current(target: Target) -> str:
+    current = channel_generation(target.root, STABLE)
+    if current is None:
+        raise RuntimeFailure(f"{target.root}: nothing published yet (no `current`)")
+    return current
+
+
+def _refuse_unsigned(target: Target, current: str) -> None:
+    """A signed history must stay signed: nodes with allowed-signers would refuse the rest."""
+    if not target.signing_key and os.path.exists(os.path.join(gen_dir(target.root, current),
+                                                              SIG_NAME)):
+        raise RuntimeFailure(
+            f"{current} is signed but no signing key is known: run with --site SITE so "
+            "that site.signing_key signs the new generation")
+
+
+def rollback(
+    target: Target,
+    generation: Optional[str] = None,
+    *,
+    operator: Optional[str] = None,
+    lock_timeout: float = 60.0,
+    now: Optional[datetime] = None,
+    diff: bool = False,
+) -> ApplyResult:
+    """Publish a new generation with `generation`'s files (default: the one before current)."""
+    check_deploy_root(target.root, target.owner, write=True)
+    operator = operator or current_operator()
+    when = now or utc_now()
+    with DeployLock(target.root, lock_timeout, purpose=f"rollback by {operator}"):
+        gc.clean_stale(target.root)
+        current = _need_current(target)
+        chosen = (resolve(target.root, generation) if generation
+                  else previous_generation(target, current))
+        return _rollback(target, current, chosen, operator, when, diff)
+
+
+def _rollback(target: Target, current: str, chosen: str, operator: str,
+              now: datetime, want_diff: bool) -> ApplyResult:
+    _refuse_unsigned(target, current)
+    chosen_manifest = verify_generation(gen_dir(target.root, chosen))
+    current_manifest = verify_generation(gen_dir(target.root, current))
+    trees = keep_subids(read_trees(target.root, chosen, chosen_manifest),
+                        read_trees(target.root, current, current_manifest))
+    changes, diff = compare(target.root, current, current_manifest, trees, want_diff)
+    result = ApplyResult(bool(changes), current, current, "", changes, diff)
+    if not changes:
+        result.msg = f"no change: {current} already holds the files of {chosen}"
+        return result
+    requirements = dict(chosen_manifest["requirements"])
+    requirements["subid_enabled"] = current_manifest["requirements"].get("subid_enabled")
+    fields: Dict[str, Any] = {
+        "created": gc.stamp(now), "operator": operator, "host": socket.gethostname(),
+        "site": chosen_manifest["site"], "policy_sha256": chosen_manifest["policy_sha256"],
+        "requirements": requirements,
+        "extra": {"action": "rollback", "rollback_to": chosen, "previous": current,
+                  "channel": STABLE},
+    }
+    name = write_generation(target, trees, fields)
+    switch_channel(target.root, STABLE, name, now)
+    result.generation = name
+    append_change(target.root, {
+        "action": "rollback", "channel": STABLE, "generation": name, "previous": current,
+        "rollback_to": chosen, "changes": changes, "operator": operator,
+        "site": chosen_manifest["site"], "time": gc.stamp(now)})
+    result.removed = gc.collect(target.root, target.keep, target.gc_grace, now)
+    result.msg = (f"published generation {name} with the files of {chosen} "
+                  f"(sub-ID files kept from {current}; {len(changes)} files changed)")
+    return result
+
+
+def promote(
+    target: Target,
+    channel: str,
+    *,
+    operator: Optional[str] = None,
+    lock_timeout: float = 60.0,
+    now: Optional[datetime] = None,
+) -> ApplyResult:
+    """Point `current` at the generation `channel` names."""
+    if channel == STABLE:
+        raise RuntimeFailure("promote needs a channel other than stable (e.g. canary)")
+    check_deploy_root(target.root, target.owner, write=True)
+    operator = operator or current_operator()
+    when = now or utc_now()
+    with DeployLock(target.root, lock_timeout, purpose=f"promote {channel} by {operator}"):
+        chosen = channel_generation(target.root, channel)
+        if chosen is None:
+            raise RuntimeFailure(f"{target.root}: channel {channel!r} does not exist")
+        return _promote(target, channel, chosen, operator, when)
+
+
+def _promote(target: Target, channel: str, chosen: str, operator: str,
+             now: datetime) -> ApplyResult:
+    current = channel_generation(target.root, STABLE)
+    if current == chosen:
+        return ApplyResult(False, current, current, f"no change: {current} is already current",
+                           channel=STABLE)
+    if current is not None and number_of(chosen) < number_of(current):
+        raise RuntimeFailure(
+            f"channel {channel} names {chosen}, older than current {current}: promoting it "
+            f"would undo later applies; run `apply --channel {channel}` first")
+    manifest = verify_generation(gen_dir(target.root, chosen))
+    before = verify_generation(gen_dir(target.root, current)) if current else None
+    changes, _ = compare(target.root, current, before,
+                         read_trees(target.root, chosen, manifest), False)
+    switch_channel(target.root, STABLE, chosen, now)
+    append_change(target.root, {
+        "action": "promote", "channel": STABLE, "from_channel": channel, "generation": chosen,
+        "previous": current, "changes": changes, "operator": operator,
+        "time": gc.stamp(now)})
+    removed: List[str] = gc.collect(target.root, target.keep, target.gc_grace, now)
+    return ApplyResult(True, chosen, current, f"current now names {chosen} (from {channel})",
+                       changes, None, STABLE, removed=removed)
