@@ -4,7 +4,7 @@
 # servers (slapd, docker-registry) are started by the test fixtures on 127.0.0.1 in temp dirs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-pkgs="podman skopeo buildah umoci docker-registry uidmap slapd ldap-utils ansible-core
+pkgs="podman skopeo buildah umoci docker-registry uidmap slapd ldap-utils ansible-core gpg gpg-agent
       openssh-client util-linux libpam-modules libpam-runtime passwd openssl"
 missing=()
 for p in $pkgs; do
