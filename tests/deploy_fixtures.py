@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from hpcpolicy.deploy.publish import switch_channel, write_generation
 from hpcpolicy.deploy.store import Target, ensure_layout
@@ -14,12 +14,14 @@ Trees = Dict[str, Dict[str, bytes]]
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
 
 
-def synthetic_trees(variant: int = 0, classes: Tuple[str, ...] = ()) -> Trees:
+def synthetic_trees(variant: int = 0, classes: Tuple[str, ...] = (),
+                    policy: str = "reject") -> Trees:
+    """Small trees; `variant` moves the sub-ID range, `policy` changes policy.json."""
     base = {
         "etc/subuid": f"1001:{524288 + variant * 65536}:65536\n".encode(),
         "etc/subgid": f"1001:{524288 + variant * 65536}:65536\n".encode(),
         "etc/sysctl.d/90-hpcpolicy.conf": b"# x\nuser.max_user_namespaces = 15000\n",
-        "etc/containers/policy.json": b'{"default": [{"type": "reject"}]}\n',
+        "etc/containers/policy.json": f'{{"default": [{{"type": "{policy}"}}]}}\n'.encode(),
     }
     trees: Trees = {"default": base}
     for name in classes:
@@ -39,12 +41,12 @@ FIELDS = {
 }
 
 
-def publish(root: Path, trees: Trees, channel: str = "stable") -> str:
+def publish(root: Path, trees: Trees, channel: str = "stable", now: datetime = NOW,
+            target: Optional[Target] = None) -> str:
     """Publish `trees` as the next generation and point `channel` at it."""
     ensure_layout(str(root))
-    target = Target(str(root))
-    name = write_generation(target, trees, FIELDS)
-    switch_channel(str(root), channel, name, NOW)
+    name = write_generation(target or Target(str(root)), trees, FIELDS)
+    switch_channel(str(root), channel, name, now)
     return name
 
 
