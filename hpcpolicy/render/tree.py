@@ -8,9 +8,14 @@ from __future__ import annotations
 
 from typing import Dict, Sequence
 
+import hpcpolicy.render.apptainer as apptainer
+import hpcpolicy.render.containers as containers
+import hpcpolicy.render.enroot as enroot
+import hpcpolicy.render.singularity as singularity
+import hpcpolicy.render.subid as subid
+import hpcpolicy.render.sysctl as sysctl
 from hpcpolicy.directory.model import Snapshot
 from hpcpolicy.policy.model import Bind, Policy
-from hpcpolicy.render import apptainer, containers, enroot, singularity, subid, sysctl
 from hpcpolicy.subid.model import Allocation
 
 Tree = Dict[str, bytes]
