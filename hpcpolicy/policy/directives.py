@@ -482,7 +482,18 @@ def _unknown_in(dialect: str, name: str, ver: Version) -> str:
     return f"directive {name!r} was removed before {product} {vtext(ver)}"
 
 
+# Names admins write that the parser ignores, with what they meant.
+_KNOWN_MISTAKES = {
+    # Apptainer's own template writes this short form, which the parser ignores (template bug).
+    "apptheus socket path": "did you mean 'apptheus communication socket path'?",
+    # apptainer/apptainer#2790: no such key; drop the default binds instead.
+    "mount localtime": "set runtime.default_binds = false and bind what you need instead",
+}
+
+
 def _unknown(dialect: str, name: str) -> str:
+    if name in _KNOWN_MISTAKES:
+        return f"unknown directive {name!r} ({_KNOWN_MISTAKES[name]})"
     other = "singularity" if dialect == "apptainer" else "apptainer"
     if name in TABLES[other]:
         return (
