@@ -1,0 +1,88 @@
+"""`hpcpolicy node sync|doctor`: what runs on every node (by Ansible or a systemd timer).
+
+`node sync` reports failures itself (instead of leaving them to `main`) so that its
+`--format json` object carries `generation` and `changes` on every path, as SPEC §3 asks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any, Optional
+
+from hpcpolicy.cli.outcome import Outcome
+from hpcpolicy.errors import EXIT_FAILURE, HpcPolicyError
+from hpcpolicy.generation.naming import STABLE
+
+
+def add_parser(subparsers: Any, common_parent: argparse.ArgumentParser) -> None:
+    parser = subparsers.add_parser(
+        "node", parents=[common_parent], help="install the policy on this node, check it",
+        description=__doc__)
+    actions = parser.add_subparsers(dest="node_action", metavar="ACTION")
+    actions.required = True
+
+    sync = actions.add_parser("sync", parents=[common_parent],
+                              help="install the current generation of a deploy root")
+    sync.add_argument("--from", dest="deploy_root", required=True, metavar="DEPLOY_ROOT",
+                      help="the deploy root on shared storage")
+    sync.add_argument("--root", default="/", help="install under this directory (default /)")
+    sync.add_argument("--allowed-signers", metavar="FILE",
+                      help="require a manifest signature by a key in this OpenSSH file")
+    sync.add_argument("--class", dest="node_class", metavar="NAME",
+                      help="node class (default: matched from the hostname)")
+    sync.add_argument("--channel", default=STABLE, metavar="NAME",
+                      help="follow this channel instead of `current` (stable)")
+    sync.add_argument("--check", action="store_true", help="report what would change only")
+    sync.add_argument("--diff", action="store_true", help="show the changes of each file")
+    sync.add_argument("--no-reload", action="store_true",
+                      help="do not run `sysctl -p` on a changed sysctl file")
+    sync.add_argument("--lock-timeout", type=float, default=30.0, metavar="S",
+                      help="seconds to wait for shadow's and the node's locks (default 30)")
+    sync.add_argument("--format", choices=("text", "json"), default="text")
+    sync.set_defaults(run=run_sync, json_on_error={"generation": None, "changes": []})
+
+    doctor = actions.add_parser("doctor", parents=[common_parent],
+                                help="check what the policy needs of this node")
+    doctor.add_argument("--root", default="/", help="check the node under this directory")
+    doctor.add_argument("--from", dest="deploy_root", metavar="DEPLOY_ROOT",
+                        help="compare with the deploy root's current generation too")
+    doctor.add_argument("--class", dest="node_class", metavar="NAME", help="node class")
+    doctor.add_argument("--format", choices=("text", "json"), default="text")
+    doctor.set_defaults(run=run_doctor)
+
+
+def _sync_failure(err: HpcPolicyError, generation: Optional[str]) -> Outcome:
+    for line in str(err).splitlines():
+        sys.stderr.write(f"hpcpolicy: {line}\n")
+    return Outcome(msg=str(err), data={"generation": generation, "changes": []},
+                   exit_code=err.exit_code)
+
+
+def run_sync(args: argparse.Namespace) -> Outcome:
+    from hpcpolicy.node.sync import SyncOptions, as_text, describe, sync
+
+    opts = SyncOptions(
+        deploy_root=args.deploy_root, root=args.root, allowed_signers=args.allowed_signers,
+        node_class=args.node_class, channel=args.channel, check=args.check,
+        want_diff=args.diff, reload=not args.no_reload, lock_timeout=args.lock_timeout)
+    try:
+        result = sync(opts)
+    except HpcPolicyError as err:
+        return _sync_failure(err, getattr(err, "generation", None))
+    for error in result.errors:
+        sys.stderr.write(f"hpcpolicy: {error}\n")
+    return Outcome(msg=result.msg, data=describe(result), text=as_text(result),
+                   changed=result.changed,
+                   exit_code=EXIT_FAILURE if result.errors else 0)
+
+
+def run_doctor(args: argparse.Namespace) -> Outcome:
+    from hpcpolicy.node.doctor import FAIL, DoctorOptions, doctor, summary
+
+    checks = doctor(DoctorOptions(root=args.root, deploy_root=args.deploy_root,
+                                  node_class=args.node_class))
+    failed = any(c.status == FAIL for c in checks)
+    text = "\n".join(c.line() for c in checks) + "\n" + summary(checks) + "\n"
+    return Outcome(msg=summary(checks), data={"checks": [c.as_dict() for c in checks]},
+                   text=text, exit_code=EXIT_FAILURE if failed else 0)

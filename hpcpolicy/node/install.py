@@ -1,0 +1,153 @@
+"""Put files under a node root without ever writing through a symlink.
+
+Rules, and why:
+
+* every directory between `--root` and a file must be a real directory (lstat, never stat): a
+  symlinked `/etc/containers` planted by somebody would otherwise receive root-owned files
+  wherever it points. Such a path is refused (UnsafePath) before anything is installed.
+* missing directories are created 0755, root-owned;
+* the file itself is replaced by `atomic_write` (temp file in the same directory, fsync,
+  rename): a symlink at the target is replaced as a link, never followed;
+* the first file hpcpolicy replaces at a path is kept as `PATH.hpcpolicy-orig` (a hard link to
+  the original inode, so mode, owner and content are kept exactly); it is never overwritten.
+  When a later generation drops the path, the original is put back (renamed over it), because
+  the package's file is what the node had before hpcpolicy took the path over; without an
+  original the file is removed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from typing import Optional
+
+from hpcpolicy.errors import RuntimeFailure, UnsafePath
+from hpcpolicy.fsutil import atomic_write, fsync_dir
+
+ORIG_SUFFIX = ".hpcpolicy-orig"
+FILE_MODE = 0o644
+DIR_MODE = 0o755
+
+
+def target_path(root: str, rel: str) -> str:
+    """ROOT + node path (`etc/subuid`), refusing anything that could leave ROOT."""
+    parts = rel.split("/")
+    if rel.startswith("/") or any(p in ("", ".", "..") for p in parts):
+        raise UnsafePath(f"{rel}: not a safe node path")
+    return os.path.join(root, *parts)
+
+
+def _owner() -> Optional[int]:
+    """Root-owned files when we are root; as an unprivileged test user, our own."""
+    return 0 if os.geteuid() == 0 else None
+
+
+def check_parents(root: str, rel: str) -> None:
+    """Every existing directory from ROOT down to the file's parent must be a real directory."""
+    current = root
+    for part in rel.split("/")[:-1]:
+        current = os.path.join(current, part)
+        try:
+            st = os.lstat(current)
+        except FileNotFoundError:
+            return  # created by make_parents, as a real directory
+        if stat.S_ISLNK(st.st_mode):
+            raise UnsafePath(f"{current}: is a symlink; refusing to install {rel} through it")
+        if not stat.S_ISDIR(st.st_mode):
+            raise UnsafePath(f"{current}: not a directory; cannot install {rel}")
+
+
+def make_parents(root: str, rel: str) -> None:
+    """Create the missing directories of `rel` under ROOT, 0755 root-owned, re-checking each."""
+    current = root
+    for part in rel.split("/")[:-1]:
+        current = os.path.join(current, part)
+        try:
+            os.mkdir(current, DIR_MODE)
+        except FileExistsError:
+            pass
+        else:
+            os.chmod(current, DIR_MODE)
+            owner = _owner()
+            if owner is not None:
+                os.chown(current, owner, owner, follow_symlinks=False)
+            fsync_dir(os.path.dirname(current))
+        st = os.lstat(current)
+        if not stat.S_ISDIR(st.st_mode):
+            raise UnsafePath(f"{current}: not a real directory; refusing to install {rel}")
+
+
+def read_installed(path: str) -> Optional[bytes]:
+    """The bytes at `path` if it is a regular file; None when absent or not a regular file."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as handle:
+        return handle.read()
+
+
+def installed_ok(path: str, sha256: str) -> bool:
+    """True when `path` is exactly what we install: regular, right bytes, 0644, root-owned."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    if not stat.S_ISREG(st.st_mode) or stat.S_IMODE(st.st_mode) != FILE_MODE:
+        return False
+    owner = _owner()
+    if owner is not None and (st.st_uid, st.st_gid) != (owner, owner):
+        return False
+    data = read_installed(path)
+    return data is not None and hashlib.sha256(data).hexdigest() == sha256
+
+
+def keep_original(path: str) -> bool:
+    """Keep what is at `path` as PATH.hpcpolicy-orig, unless one is kept already."""
+    if not os.path.lexists(path) or os.path.lexists(path + ORIG_SUFFIX):
+        return False
+    if os.path.isdir(path) and not os.path.islink(path):
+        raise UnsafePath(f"{path}: is a directory; cannot install a file there")
+    os.link(path, path + ORIG_SUFFIX, follow_symlinks=False)
+    return True
+
+
+def install_file(root: str, rel: str, data: bytes, keep: bool) -> None:
+    """Install `data` at ROOT/rel atomically, 0644 root-owned; `keep` saves the original."""
+    path = target_path(root, rel)
+    check_parents(root, rel)
+    make_parents(root, rel)
+    if keep:
+        keep_original(path)
+    owner = _owner()
+    try:
+        atomic_write(path, data, mode=FILE_MODE, uid=owner, gid=owner)
+    except IsADirectoryError:
+        raise UnsafePath(f"{path}: is a directory; cannot install a file there") from None
+
+
+def remove_file(root: str, rel: str) -> str:
+    """Drop a file a former generation installed: restore its original, else delete it.
+
+    Returns "restored" or "removed" (or "absent" when nothing was there).
+    """
+    path = target_path(root, rel)
+    check_parents(root, rel)
+    orig = path + ORIG_SUFFIX
+    if os.path.lexists(orig):
+        os.rename(orig, path)
+        fsync_dir(os.path.dirname(path))
+        return "restored"
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return "absent"
+    if stat.S_ISDIR(st.st_mode):
+        raise RuntimeFailure(f"{path}: is a directory now; not removing it")
+    os.unlink(path)
+    fsync_dir(os.path.dirname(path))
+    return "removed"

@@ -1,0 +1,207 @@
+"""Reading a generation from the deploy root, as a node: trust checks, channel, class, bytes.
+
+* The deploy root, every parent and every place a symlink on the way leads must be owned by
+  root or by the deploy root's own owner (a service account where storage squashes root), and
+  not writable by group or other (a root-owned sticky parent, like /tmp, is fine). Whoever
+  could write there could hand every node a policy of their choosing.
+* The channel link is read ONCE; from then on only that generation directory is used, so a
+  publish or rollback during a sync cannot mix two generations.
+* Every file of the node's class is read once into memory and checked against the verified
+  manifest (size and sha256): those exact bytes are what gets installed, so a file swapped
+  after verification cannot be installed. Any read error (a generation removed mid-sync)
+  fails the whole sync before anything is installed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import socket
+import stat
+from typing import Any, Dict, List, Mapping, Optional, Set, Tuple
+
+from hpcpolicy.errors import RuntimeFailure, UnsafePath, UsageError, VerificationError
+from hpcpolicy.fsutil import read_bytes_nofollow
+from hpcpolicy.generation.manifest import class_files
+from hpcpolicy.generation.naming import (
+    CHANNELS,
+    DEFAULT_CLASS,
+    GENERATIONS,
+    STABLE,
+    channel_generation,
+    tree_dir,
+)
+
+log = logging.getLogger(__name__)
+
+
+# ----------------------------------------------------------------------------- trust
+
+
+def _prefixes(path: str) -> List[str]:
+    """'/a/b' -> ['/', '/a', '/a/b'] (lexical)."""
+    out = ["/"]
+    for part in path.split("/"):
+        if part:
+            out.append(os.path.join(out[-1], part))
+    return out
+
+
+def _chain(path: str, depth: int = 0) -> List[str]:
+    """Every directory whose owner could redirect `path` (prefixes, and where links lead)."""
+    if depth > 40:
+        raise UnsafePath(f"{path}: too many levels of symbolic links")
+    out: List[str] = []
+    for entry in _prefixes(path):
+        out.append(entry)
+        if os.path.islink(entry):
+            target = os.path.join(os.path.dirname(entry), os.readlink(entry))
+            out.extend(_chain(os.path.normpath(target), depth + 1))
+    out.extend(_prefixes(os.path.realpath(path)))
+    return list(dict.fromkeys(out))
+
+
+def _why_unsafe(st: os.stat_result, allowed: Set[int], inside: bool) -> Optional[str]:
+    if st.st_uid not in allowed:
+        return f"owned by uid {st.st_uid}, not root or the deploy root's owner"
+    writable = st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+    if not writable:
+        return None
+    if st.st_mode & stat.S_ISVTX and st.st_uid == 0 and not inside:
+        return None  # like /tmp: others cannot replace what is in it
+    return f"writable by group or other (mode {stat.S_IMODE(st.st_mode):04o})"
+
+
+def check_deploy_root(deploy_root: str) -> str:
+    """Refuse to read a deploy root others could alter (UnsafePath); return it normalised."""
+    path = os.path.normpath(os.path.abspath(deploy_root))
+    try:
+        top = os.stat(path)
+    except OSError as err:
+        raise RuntimeFailure(f"deploy root {path}: cannot read: {err.strerror}") from None
+    if not stat.S_ISDIR(top.st_mode):
+        raise RuntimeFailure(f"deploy root {path}: not a directory")
+    allowed = {0, top.st_uid}
+    real = os.path.realpath(path)
+    inside = {path, real}
+    for entry in _chain(path):
+        _check_dir(path, entry, allowed, entry in inside)
+    return path
+
+
+def _check_dir(deploy_root: str, entry: str, allowed: Set[int], inside: bool) -> None:
+    try:
+        st = os.stat(entry)
+    except OSError as err:
+        raise RuntimeFailure(f"deploy root {deploy_root}: {entry}: {err.strerror}") from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise UnsafePath(f"deploy root {deploy_root}: {entry} is not a directory")
+    reason = _why_unsafe(st, allowed, inside)
+    if reason:
+        raise UnsafePath(f"deploy root {deploy_root}: {entry} is {reason}; refusing to read it")
+
+
+def check_inner(deploy_root: str, channel: str, gen_dir: str) -> None:
+    """`generations/`, the channel directory and the generation itself: same rule, no links."""
+    allowed = {0, os.stat(deploy_root).st_uid}
+    inner = [os.path.join(deploy_root, GENERATIONS), gen_dir]
+    if channel != STABLE:
+        inner.insert(1, os.path.join(deploy_root, CHANNELS))
+    for entry in inner:
+        if os.path.islink(entry):
+            raise UnsafePath(f"{entry}: is a symlink; refusing to read it")
+        _check_dir(deploy_root, entry, allowed, True)
+
+
+# ----------------------------------------------------------------------------- generation
+
+
+def resolve(deploy_root: str, channel: str) -> Tuple[str, str]:
+    """(generation name, its directory): the channel link read exactly once."""
+    name = channel_generation(deploy_root, channel)
+    if name is None:
+        what = "current" if channel == STABLE else f"channels/{channel}"
+        raise RuntimeFailure(f"{deploy_root}: no generation published ({what} does not exist)")
+    return name, os.path.join(deploy_root, GENERATIONS, name)
+
+
+def _read(path: str) -> bytes:
+    """One file of the generation (a seam for tests that make a generation vanish)."""
+    return read_bytes_nofollow(path)
+
+
+def read_class(gen_dir: str, manifest: Mapping[str, Any], node_class: str) -> Dict[str, bytes]:
+    """{node path: bytes} of one class, each read once and checked against the manifest."""
+    tree = os.path.join(gen_dir, tree_dir(node_class))
+    out: Dict[str, bytes] = {}
+    for entry in class_files(manifest, node_class):
+        path = os.path.join(tree, entry.path)
+        try:
+            data = _read(path)
+        except OSError as err:
+            raise VerificationError(
+                f"{path}: cannot read ({err.strerror}): generation changed or removed during "
+                "the sync; nothing installed") from None
+        if len(data) != entry.size or hashlib.sha256(data).hexdigest() != entry.sha256:
+            raise VerificationError(
+                f"{path}: differs from the manifest when read for installing; nothing installed")
+        out[entry.path] = data
+    return out
+
+
+# ----------------------------------------------------------------------------- class
+
+
+def node_sets(manifest: Mapping[str, Any]) -> Dict[str, str]:
+    """{class: ClusterShell node set} as the manifest records them.
+
+    Looked up as `classes.NAME.nodes`, else a top-level `node_classes: {NAME: nodes}`.
+    """
+    out: Dict[str, str] = {}
+    top = manifest.get("node_classes")
+    for name, body in manifest["classes"].items():
+        nodes = body.get("nodes") if isinstance(body, dict) else None
+        if nodes is None and isinstance(top, dict):
+            nodes = top.get(name)
+        if isinstance(nodes, str) and nodes and name != DEFAULT_CLASS:
+            out[name] = nodes
+    return out
+
+
+def _matches(nodes: str, names: List[str]) -> bool:
+    from ClusterShell.NodeSet import NodeSet, NodeSetException
+
+    try:
+        nodeset = NodeSet(nodes)
+    except NodeSetException as err:
+        raise VerificationError(f"manifest: invalid node set {nodes!r}: {err}") from None
+    return any(name in nodeset for name in names)
+
+
+def select_class(
+    manifest: Mapping[str, Any], requested: Optional[str], hostname: Optional[str] = None,
+) -> Tuple[str, str]:
+    """(class, how it was chosen): --class, else the hostname against each class's node set."""
+    classes = sorted(manifest["classes"])
+    if requested is not None:
+        if requested not in classes:
+            raise UsageError(
+                f"--class {requested}: the generation has no such class "
+                f"(it has: {', '.join(classes)})")
+        return requested, "--class"
+    host = hostname if hostname is not None else socket.gethostname()
+    names = list(dict.fromkeys([host, host.split(".", 1)[0]]))
+    sets = node_sets(manifest)
+    found = [c for c, nodes in sorted(sets.items()) if _matches(nodes, names)]
+    if len(found) > 1:
+        raise RuntimeFailure(
+            f"host {host} matches the node sets of several classes ({', '.join(found)}); "
+            "pick one with --class")
+    if found:
+        return found[0], f"hostname {host} in {sets[found[0]]}"
+    missing = [c for c in classes if c != DEFAULT_CLASS and c not in sets]
+    if missing:
+        log.warning("manifest records no node set for class(es) %s: only --class selects them",
+                    ", ".join(missing))
+    return DEFAULT_CLASS, f"hostname {host} matches no class"

@@ -1,0 +1,74 @@
+"""What this node installed: `ROOT/var/lib/hpcpolicy/installed.json`.
+
+Kept on the node (not on shared storage) so that `node sync` knows which files it owns (to
+remove the ones a new generation drops, and to keep an original only the first time) and
+`node doctor` can check the node even when the shared storage is not mounted: the manifest's
+requirements for this node's class are copied here at every sync.
+
+Shape (format 1)::
+
+    {"format": 1, "generation": "000042-3f2a9c1b", "class": "default", "channel": "stable",
+     "deploy_root": "/shared/hpcpolicy", "site": "cluster-a", "synced": "2026-...Z",
+     "files": {"etc/subuid": "<sha256>", ...}, "requirements": {...}}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Dict, Optional
+
+from hpcpolicy.errors import RuntimeFailure
+from hpcpolicy.fsutil import atomic_write, read_bytes_nofollow
+from hpcpolicy.node.install import make_parents, target_path
+
+STATE_FILE = "var/lib/hpcpolicy/installed.json"
+SYNC_LOCK = "var/lib/hpcpolicy/sync.lock"
+FORMAT = 1
+
+
+def state_path(root: str) -> str:
+    return target_path(root, STATE_FILE)
+
+
+def load_state(root: str) -> Optional[Dict[str, Any]]:
+    """The recorded state, None when this node never synced; a damaged file is an error."""
+    path = state_path(root)
+    try:
+        data = read_bytes_nofollow(path)
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        raise RuntimeFailure(f"{path}: cannot read: {err.strerror}") from None
+    try:
+        doc = json.loads(data)
+    except ValueError as err:
+        raise RuntimeFailure(f"{path}: not valid JSON ({err}); remove it and sync again") \
+            from None
+    good = isinstance(doc, dict) and doc.get("format") == FORMAT
+    if not good or not isinstance(doc.get("files"), dict):
+        raise RuntimeFailure(f"{path}: not a hpcpolicy node state file (format {FORMAT})")
+    return doc
+
+
+def installed_files(state: Optional[Dict[str, Any]]) -> Dict[str, str]:
+    """{node path: sha256} recorded by the last sync (empty before the first)."""
+    if state is None:
+        return {}
+    return {str(k): str(v) for k, v in state["files"].items()}
+
+
+def same_state(old: Optional[Dict[str, Any]], new: Dict[str, Any]) -> bool:
+    """Equal apart from the time stamp (so an idle sync writes nothing)."""
+    if old is None:
+        return False
+    strip = {"synced"}
+    return {k: v for k, v in old.items() if k not in strip} == \
+        {k: v for k, v in new.items() if k not in strip}
+
+
+def save_state(root: str, doc: Dict[str, Any]) -> None:
+    make_parents(root, STATE_FILE)
+    data = (json.dumps(doc, sort_keys=True, indent=1) + "\n").encode()
+    owner = 0 if os.geteuid() == 0 else None
+    atomic_write(state_path(root), data, mode=0o644, uid=owner, gid=owner)

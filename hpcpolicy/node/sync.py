@@ -1,0 +1,346 @@
+"""`hpcpolicy node sync`: install the current generation of a deploy root on this node.
+
+Order, and why (SPEC §5):
+
+1. refuse a deploy root others could alter; read the channel link once;
+2. verify the whole generation (manifest shape, signature when the node has an
+   allowed-signers file, every file and nothing else), pick the class;
+3. read every file of the class into memory and check it again: from here on nothing is read
+   from shared storage, so a generation that changes or vanishes fails HERE, with nothing
+   installed;
+4. take the node's sync lock (one sync at a time), compare with what is on the node (bytes,
+   mode and owner, not only the state file: a locally edited file is put back), and refuse
+   any symlinked directory on the way to any target, still before installing anything;
+5. take shadow's locks when /etc/subuid or /etc/subgid change (also before the first write, so
+   a lock timeout installs nothing), install, remove dropped files, record the state;
+6. apply a changed sysctl file with `sysctl -p FILE` (only when --root is /).
+
+A sync interrupted during step 5 leaves every file either old or new (each write is atomic)
+and the state of the previous sync; the next sync compares bytes and completes the job.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import logging
+import os
+import subprocess
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Dict, Iterator, List, Mapping, Optional
+
+from hpcpolicy.errors import HpcPolicyError, LockTimeout, RuntimeFailure, UnsafePath, UsageError
+from hpcpolicy.generation.manifest import SYSCTL_FILE
+from hpcpolicy.generation.naming import STABLE
+from hpcpolicy.generation.verify import verify_generation
+from hpcpolicy.node import diff as diffs
+from hpcpolicy.node import install, source
+from hpcpolicy.node.shadowlock import ShadowLocks
+from hpcpolicy.node.state import (
+    FORMAT,
+    SYNC_LOCK,
+    installed_files,
+    load_state,
+    same_state,
+    save_state,
+)
+
+log = logging.getLogger(__name__)
+
+SUBID_FILES = ("etc/subuid", "etc/subgid")
+SYSCTL = "sysctl"
+SYSCTL_TIMEOUT = 60.0
+MIGRATE_NOTE = ("sub-ID ranges changed: users with running rootless Podman must run "
+                "`podman system migrate` (or log in again) to use the new ranges")
+
+
+@dataclass
+class SyncOptions:
+    """What `node sync` was asked to do (the CLI flags)."""
+
+    deploy_root: str
+    root: str = "/"
+    allowed_signers: Optional[str] = None
+    node_class: Optional[str] = None
+    channel: str = STABLE
+    check: bool = False
+    want_diff: bool = False
+    reload: bool = True
+    hostname: Optional[str] = None
+    lock_timeout: float = 30.0
+
+
+@dataclass
+class SyncResult:
+    """What a sync did (or, with --check, would do)."""
+
+    generation: str
+    node_class: str
+    class_reason: str
+    channel: str
+    check: bool
+    changes: List[Dict[str, str]] = field(default_factory=list)
+    diff: Optional[List[Dict[str, Any]]] = None
+    notes: List[str] = field(default_factory=list)
+    errors: List[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.changes)
+
+    @property
+    def msg(self) -> str:
+        head = f"generation {self.generation}, class {self.node_class} ({self.class_reason})"
+        if self.errors:
+            return f"{head}: " + "; ".join(self.errors)
+        if not self.changes:
+            return f"{head}: nothing to do, the node is up to date"
+        verb = "would change" if self.check else "changed"
+        return f"{head}: {verb} {len(self.changes)} file(s)"
+
+
+@dataclass
+class _Planned:
+    path: str
+    action: str  # added | modified | removed
+    data: Optional[bytes]  # None for removed
+    before: Optional[bytes]
+    note: str = ""
+
+
+# ----------------------------------------------------------------------------- locking
+
+
+@contextmanager
+def sync_lock(root: str, timeout: float) -> Iterator[None]:
+    """One `node sync` at a time on a node root (flock on var/lib/hpcpolicy/sync.lock)."""
+    install.make_parents(root, SYNC_LOCK)
+    path = install.target_path(root, SYNC_LOCK)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as err:
+                if err.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise
+            if time.monotonic() >= deadline:
+                raise LockTimeout(f"{path}: another node sync runs for more than {timeout:g} s")
+            time.sleep(0.05)
+        yield
+    finally:
+        os.close(fd)
+
+
+# ----------------------------------------------------------------------------- planning
+
+
+def _plan_file(root: str, rel: str, data: bytes, previous: Mapping[str, str]) -> Optional[_Planned]:
+    path = install.target_path(root, rel)
+    install.check_parents(root, rel)
+    if os.path.isdir(path) and not os.path.islink(path):
+        raise UnsafePath(f"{path}: is a directory; cannot install a file there")
+    sha = hashlib.sha256(data).hexdigest()
+    if install.installed_ok(path, sha):
+        return None
+    before = install.read_installed(path)
+    if not os.path.lexists(path):
+        return _Planned(rel, "added", data, None)
+    note = ""
+    if rel in previous:
+        now = hashlib.sha256(before).hexdigest() if before is not None else None
+        if now != previous[rel]:
+            note = f"{rel}: locally modified since the last sync; restored"
+        else:
+            note = f"{rel}: mode or owner changed locally; restored"
+    return _Planned(rel, "modified", data, before, note)
+
+
+def _plan_removal(root: str, rel: str) -> Optional[_Planned]:
+    path = install.target_path(root, rel)
+    orig = path + install.ORIG_SUFFIX
+    if not os.path.lexists(path) and not os.path.lexists(orig):
+        return None
+    install.check_parents(root, rel)
+    after = install.read_installed(orig) if os.path.lexists(orig) else None
+    return _Planned(rel, "removed", after, install.read_installed(path),
+                    f"{rel}: original restored" if os.path.lexists(orig) else "")
+
+
+def plan(root: str, files: Mapping[str, bytes], previous: Mapping[str, str]) -> List[_Planned]:
+    """What must change on the node; raises UnsafePath before anything is written."""
+    out: List[_Planned] = []
+    for rel in sorted(files):
+        item = _plan_file(root, rel, files[rel], previous)
+        if item is not None:
+            out.append(item)
+    for rel in sorted(set(previous) - set(files)):
+        item = _plan_removal(root, rel)
+        if item is not None:
+            out.append(item)
+    return sorted(out, key=lambda p: p.path)
+
+
+# ----------------------------------------------------------------------------- applying
+
+
+def _apply(root: str, items: List[_Planned], previous: Mapping[str, str], timeout: float) -> None:
+    subid = [i for i in items if i.path in SUBID_FILES]
+    locks = ShadowLocks([install.target_path(root, p) for p in SUBID_FILES], timeout)
+    if subid:
+        install.make_parents(root, SUBID_FILES[0])
+        locks.acquire()
+    try:
+        for item in items:
+            if item.action == "removed":
+                install.remove_file(root, item.path)
+            else:
+                assert item.data is not None
+                install.install_file(root, item.path, item.data, keep=item.path not in previous)
+    finally:
+        locks.release()
+
+
+def run_sysctl(path: str) -> Optional[str]:
+    """`sysctl -p FILE`; the reason it failed, or None."""
+    try:
+        proc = subprocess.run([SYSCTL, "-p", path], capture_output=True, text=True,
+                              timeout=SYSCTL_TIMEOUT, check=False, stdin=subprocess.DEVNULL)
+    except FileNotFoundError:
+        return f"{SYSCTL} not found: install procps, then run sysctl -p {path}"
+    except subprocess.TimeoutExpired:
+        return f"{SYSCTL} -p {path} timed out"
+    if proc.returncode != 0:
+        why = (proc.stderr or proc.stdout or "").strip().splitlines()
+        return f"{SYSCTL} -p {path} failed (exit {proc.returncode}): " + \
+            (why[0] if why else "no message")
+    return None
+
+
+def _after_install(opts: SyncOptions, root: str, items: List[_Planned], result: SyncResult) -> None:
+    paths = {i.path: i.action for i in items}
+    if any(p in paths for p in SUBID_FILES):
+        result.notes.append(MIGRATE_NOTE)
+    action = paths.get(SYSCTL_FILE)
+    if action is None:
+        return
+    sysctl_path = install.target_path(root, SYSCTL_FILE)
+    if action == "removed":
+        result.notes.append(f"/{SYSCTL_FILE} removed: its settings stay in force until reboot")
+    elif not opts.reload:
+        result.notes.append(f"sysctl not applied (--no-reload): run sysctl -p {sysctl_path}")
+    elif root != "/":
+        result.notes.append(f"sysctl not applied: --root is {root}, not /")
+    else:
+        error = run_sysctl(sysctl_path)
+        if error:
+            result.errors.append(error)
+        else:
+            result.notes.append(f"applied sysctl -p {sysctl_path}")
+
+
+def _new_state(opts: SyncOptions, deploy_root: str, manifest: Mapping[str, Any],
+               node_class: str, files: Mapping[str, bytes]) -> Dict[str, Any]:
+    return {
+        "format": FORMAT,
+        "generation": manifest["generation"],
+        "class": node_class,
+        "channel": opts.channel,
+        "deploy_root": deploy_root,
+        "site": manifest.get("site"),
+        "synced": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "files": {rel: hashlib.sha256(data).hexdigest() for rel, data in sorted(files.items())},
+        "requirements": manifest.get("requirements", {}),
+    }
+
+
+def _root(path: str) -> str:
+    root = os.path.realpath(os.path.abspath(path))
+    if not os.path.isdir(root):
+        raise UsageError(f"--root {path}: not a directory")
+    return root
+
+
+def sync(opts: SyncOptions) -> SyncResult:
+    """Verify, then install the channel's generation under opts.root (see module docstring)."""
+    root = _root(opts.root)
+    deploy_root = source.check_deploy_root(opts.deploy_root)
+    name, gen_dir = source.resolve(deploy_root, opts.channel)
+    try:
+        return _sync_generation(opts, root, deploy_root, gen_dir)
+    except HpcPolicyError as err:
+        setattr(err, "generation", name)  # noqa: B010 - for the json report of the failure
+        raise
+
+
+def _sync_generation(opts: SyncOptions, root: str, deploy_root: str, gen_dir: str) -> SyncResult:
+    name = os.path.basename(gen_dir)
+    source.check_inner(deploy_root, opts.channel, gen_dir)
+    manifest = verify_generation(gen_dir, opts.allowed_signers)
+    node_class, reason = source.select_class(manifest, opts.node_class, opts.hostname)
+    files = source.read_class(gen_dir, manifest, node_class)
+    result = SyncResult(name, node_class, reason, opts.channel, opts.check)
+    if opts.check:
+        _compare(opts, root, files, installed_files(load_state(root)), result)
+        return result
+    with sync_lock(root, opts.lock_timeout):
+        state = load_state(root)
+        previous = installed_files(state)
+        items = _compare(opts, root, files, previous, result)
+        _apply(root, items, previous, opts.lock_timeout)
+        new = _new_state(opts, deploy_root, manifest, node_class, files)
+        if not same_state(state, new):
+            save_state(root, new)
+        _after_install(opts, root, items, result)
+    return result
+
+
+def _compare(opts: SyncOptions, root: str, files: Mapping[str, bytes],
+             previous: Mapping[str, str], result: SyncResult) -> List[_Planned]:
+    items = plan(root, files, previous)
+    result.changes = [{"path": i.path, "action": i.action} for i in items]
+    result.notes.extend(i.note for i in items if i.note)
+    if opts.want_diff:
+        result.diff = [diffs.diff_entry(i.path, i.before, i.data) for i in items]
+    return items
+
+
+def describe(result: SyncResult) -> Dict[str, Any]:
+    """The --format json fields of a sync beyond changed/failed/msg."""
+    out: Dict[str, Any] = {
+        "generation": result.generation,
+        "class": result.node_class,
+        "class_reason": result.class_reason,
+        "channel": result.channel,
+        "check": result.check,
+        "changes": result.changes,
+        "notes": result.notes,
+    }
+    if result.diff is not None:
+        out["diff"] = result.diff
+    if result.errors:
+        out["errors"] = result.errors
+    return out
+
+
+def as_text(result: SyncResult) -> str:
+    """What a person reads: the summary, one line per change, notes, then any diff."""
+    lines = [result.msg]
+    lines += [f"  {c['action']:<8} /{c['path']}" for c in result.changes]
+    lines += [f"  note: {n}" for n in result.notes]
+    text = "\n".join(lines) + "\n"
+    if result.diff:
+        text += diffs.unified(result.diff)
+    return text
+
+
+def ensure_not_failed(result: SyncResult) -> None:
+    """Raise when a post-install step failed (the files are installed; exit 1)."""
+    if result.errors:
+        raise RuntimeFailure("; ".join(result.errors))
