@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "validate",
     "render",
     "subid",
+    "node",
     "apply",
     "status",
     "generations",
