@@ -150,7 +150,8 @@ def test_size_limit_truncation_fails_loudly(
     with pytest.raises(DirectoryError) as info:
         read_ldap(src, backend=backend)
     text = str(info.value)
-    assert "stopped after 500 entries" in text
+    # ldap3 streams the 500 entries the server sent; libldap drops the failed page whole
+    assert ("stopped after 500 entries" if backend == "ldap3" else "stopped after ") in text
     assert "sizeLimitExceeded (4)" in text and "truncated" in text
     assert "size.prtotal=unlimited" in text
     if who == "reader2":

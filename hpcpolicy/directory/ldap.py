@@ -34,6 +34,7 @@ import importlib
 import os
 import stat
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, Iterator, List, Optional, Set, Tuple
 from urllib.parse import unquote, urlsplit
@@ -50,12 +51,14 @@ DAY = 86400
 # An entry as a backend delivers it: DN and attribute values by lower-cased attribute name.
 RawEntry = Tuple[str, Dict[str, List[bytes]]]
 
-_RESULT_NAMES = {
+RESULT_NAMES = {
     3: "timeLimitExceeded",
     4: "sizeLimitExceeded",
     10: "referral",
     11: "adminLimitExceeded",
+    13: "confidentialityRequired",
     32: "noSuchObject",
+    49: "invalidCredentials",
     50: "insufficientAccessRights",
 }
 
@@ -178,7 +181,7 @@ def fetch_ldap3(
     """Both searches over one ldap3 connection; Unreachable on transport failure."""
     from ldap3.core.exceptions import LDAPCommunicationError, LDAPResponseTimeoutError
 
-    conn = _connect_ldap3(uri, src, password)
+    conn = connect_ldap3(uri, src, password)
     try:
         users = list(_search_ldap3(conn, uri, src, src.user_base, src.user_filter,
                                    user_attributes(src)))
@@ -187,11 +190,11 @@ def fetch_ldap3(
     except (LDAPCommunicationError, LDAPResponseTimeoutError, OSError) as err:
         raise Unreachable(f"connection lost while reading: {err}") from None
     finally:
-        _unbind_quietly(conn)
+        unbind_quietly(conn)
     return users, groups
 
 
-def _unbind_quietly(conn: object) -> None:
+def unbind_quietly(conn: object) -> None:
     # closing a broken connection must not mask the real result
     with contextlib.suppress(Exception):
         conn.unbind()  # type: ignore[attr-defined]
@@ -234,7 +237,16 @@ def parse_uri(uri: str) -> _Endpoint:
     return _Endpoint(scheme, parts.hostname or "localhost", port)
 
 
-def _connect_ldap3(uri: str, src: LdapSource, password: Optional[str]):  # type: ignore[no-untyped-def]
+def _import_ldap3_quietly() -> None:
+    """ldap3 2.9 with pyasn1 >= 0.6 warns (tagMap/typeMap deprecated) at import: not for users."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import ldap3  # noqa: F401
+
+
+def connect_ldap3(uri: str, src: LdapSource, password: Optional[str]):  # type: ignore[no-untyped-def]
+    """An open, bound ldap3 connection; Unreachable on transport failure."""
+    _import_ldap3_quietly()
     from ldap3 import ANONYMOUS, EXTERNAL, NONE, SASL, SIMPLE, SYNC, Connection, Server
     from ldap3.core.exceptions import LDAPException
 
@@ -260,7 +272,7 @@ def _connect_ldap3(uri: str, src: LdapSource, password: Optional[str]):  # type:
         if src.start_tls and end.scheme == "ldap" and not conn.start_tls():
             raise Unreachable(f"StartTLS failed: {_result_text(conn.result)}")
     except LDAPException as err:
-        _unbind_quietly(conn)
+        unbind_quietly(conn)
         raise Unreachable(_socket_reason(err)) from None
     _bind_ldap3(conn, uri, src)
     return conn
@@ -272,14 +284,14 @@ def _bind_ldap3(conn, uri: str, src: LdapSource) -> None:  # type: ignore[no-unt
     try:
         ok = conn.bind()
     except LDAPCommunicationError as err:
-        _unbind_quietly(conn)
+        unbind_quietly(conn)
         raise Unreachable(_socket_reason(err)) from None
     except LDAPException as err:
-        _unbind_quietly(conn)
+        unbind_quietly(conn)
         raise DirectoryError(f"{uri}: bind failed: {err}") from None
     if not ok:
         result = conn.result or {}
-        _unbind_quietly(conn)
+        unbind_quietly(conn)
         who = src.bind_dn or ("SASL EXTERNAL" if uri.lower().startswith("ldapi") else "anonymous")
         raise DirectoryError(f"{uri}: bind as {who} failed: {_result_text(result)}")
 
@@ -298,7 +310,7 @@ def _result_text(result: Optional[dict]) -> str:
     if not result:
         return "no result"
     code = result.get("result")
-    desc = result.get("description") or _RESULT_NAMES.get(code or -1, "error")
+    desc = result.get("description") or RESULT_NAMES.get(code or -1, "error")
     msg = (result.get("message") or "").strip()
     return f"{desc} ({code})" + (f": {msg}" if msg else "")
 
