@@ -1,0 +1,159 @@
+"""`hpcpolicy subid ...` end to end through the CLI funnel, on a real deploy root in tmp."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+import hpcpolicy.cli.main as cli_main
+from hpcpolicy.deploy.changelog import read_changes
+from hpcpolicy.subid.allocate import allocate
+from hpcpolicy.subid.ledger import load_ledger, save_ledger
+from tests.conftest import REPO, CliResult
+from tests.subid_fixtures import policy, snap, users
+
+C = 65536
+S = 524288
+
+
+@pytest.fixture(autouse=True)
+def only_subid(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Parse with the subid command alone, so these tests do not depend on other commands."""
+    monkeypatch.setattr(cli_main, "COMMAND_MODULES", ("subid",))
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    r = tmp_path / "deploy"
+    r.mkdir(mode=0o755)
+    r.chmod(0o755)
+    for sub in ("generations", "state", "log"):
+        (r / sub).mkdir(mode=0o755)
+    led = allocate(policy(), snap(users([1000, 1001, 1002])), None, now="2026-01-01T00:00:00Z")
+    save_ledger(str(r), led.ledger)
+    return r
+
+
+def _json(res: CliResult) -> dict:
+    lines = res.out.strip().splitlines()
+    assert len(lines) == 1, res.out
+    return json.loads(lines[0])
+
+
+def test_needs_site_or_deploy_root(cli: Callable[..., CliResult]) -> None:
+    res = cli("subid", "list", "--format", "json")
+    assert res.rc == 2
+    assert _json(res)["failed"] is True and "--deploy-root" in _json(res)["msg"]
+
+
+def test_list_and_show(cli: Callable[..., CliResult], root: Path) -> None:
+    res = cli("subid", "list", "--deploy-root", root)
+    assert res.rc == 0 and "1001  u1001  589824  655359  65536  live" in res.out
+    data = _json(cli("subid", "list", "--deploy-root", root, "--format", "json"))
+    assert [r["uid"] for r in data["records"]] == [1000, 1001, 1002]
+    assert data["failed"] is False and data["changed"] is False
+    res = cli("subid", "show", "u1001", "--deploy-root", root)
+    assert res.out.startswith("u1001 (uid 1001): 589824-655359 (count 65536), live")
+    assert "allocated  589824-655359" in res.out
+    assert cli("subid", "show", "nobody", "--deploy-root", root).rc == 2
+
+
+def test_list_without_ledger(cli: Callable[..., CliResult], tmp_path: Path) -> None:
+    res = cli("subid", "list", "--deploy-root", tmp_path)
+    assert res.rc == 0 and "no sub-ID ledger yet" in res.out
+    (tmp_path / "generations" / "000001-aaaaaaaa").mkdir(parents=True)
+    res = cli("subid", "list", "--deploy-root", tmp_path)
+    assert res.rc == 1 and "restore the ledger" in res.err
+
+
+def test_revoke_grant_reclaim_record_in_ledger_and_log(cli: Callable[..., CliResult],
+                                                        root: Path) -> None:
+    res = cli("subid", "revoke", "u1001", "--deploy-root", root, "--format", "json")
+    data = _json(res)
+    assert res.rc == 0 and data["changed"] is True and data["record"]["state"] == "revoked"
+    assert "next `hpcpolicy apply`" in data["msg"]
+    assert load_ledger(str(root), None).records[1001].state == "revoked"  # type: ignore[union-attr]
+    again = cli("subid", "revoke", "u1001", "--deploy-root", root)
+    assert again.rc == 2 and "already revoked" in again.err
+    assert cli("subid", "reclaim", "u1000", "--deploy-root", root).rc == 2  # live
+    assert cli("subid", "grant", "1001", "--deploy-root", root).rc == 0
+    assert cli("subid", "revoke", "u1002", "--deploy-root", root).rc == 0
+    assert cli("subid", "reclaim", "u1002", "--deploy-root", root).rc == 0
+    led = load_ledger(str(root), None)
+    assert led is not None and led.records[1001].state == "left"
+    assert led.records[1002].state == "reclaimed" and led.records[1002].withheld
+    log = read_changes(str(root))
+    assert [e["action"] for e in log] == ["subid revoke", "subid grant", "subid revoke",
+                                          "subid reclaim"]
+    assert log[0]["user"] == "u1001" and log[0]["range"] == "589824-655359"
+
+
+def test_change_waits_for_the_lock_then_fails(cli: Callable[..., CliResult], root: Path) -> None:
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time\n"
+         "from hpcpolicy.deploy.lock import DeployLock\n"
+         f"with DeployLock({str(root)!r}, 5, purpose='test holder'):\n"
+         "    print('held', flush=True)\n"
+         "    time.sleep(30)\n"],
+        cwd=REPO, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        start = time.monotonic()
+        res = cli("subid", "revoke", "u1001", "--deploy-root", root, "--lock-timeout", "0.5")
+        assert time.monotonic() - start >= 0.5
+        assert res.rc == 1 and "test holder" in res.err
+    finally:
+        holder.kill()
+        holder.wait()
+    assert load_ledger(str(root), None).records[1001].state == "live"  # type: ignore[union-attr]
+
+
+def test_import_all_or_nothing_then_partial(cli: Callable[..., CliResult], root: Path,
+                                            tmp_path: Path) -> None:
+    uid = tmp_path / "subuid"
+    gid = tmp_path / "subgid"
+    text = f"2000:{S + 10 * C}:{C}\nalice:{S + 11 * C}:{C}\n"
+    uid.write_text(text)
+    gid.write_text(text)
+    res = cli("subid", "import", uid, gid, "--deploy-root", root)
+    assert res.rc == 2 and "resolving names needs the directory" in res.err
+    assert "nothing imported" in res.err
+    assert 2000 not in load_ledger(str(root), None).records  # type: ignore[union-attr]
+    data = _json(cli("subid", "import", uid, gid, "--deploy-root", root, "--partial",
+                     "--format", "json"))
+    assert data["adopted"] == ["2000"] and len(data["skipped"]) == 2 and data["changed"]
+    led = load_ledger(str(root), None)
+    assert led is not None and led.records[2000].start == S + 10 * C
+    assert read_changes(str(root))[-1]["action"] == "subid import"
+
+
+def test_import_needs_site_for_a_new_ledger(cli: Callable[..., CliResult],
+                                            tmp_path: Path) -> None:
+    (tmp_path / "f").write_text("")
+    res = cli("subid", "import", tmp_path / "f", tmp_path / "f", "--deploy-root",
+              tmp_path / "new")
+    assert res.rc == 2 and "give --site" in res.err
+
+
+def test_check(cli: Callable[..., CliResult], tmp_path: Path) -> None:
+    good = tmp_path / "good"
+    good.write_text(f"1000:{S}:{C}\n")
+    res = cli("subid", "check", good)
+    assert res.rc == 0 and "no problems" in res.out
+    bad = tmp_path / "bad"
+    bad.write_text(f"# hand-edited\n1000:{S}:{C}\n1001:{S + 5}:{C}\nx:1:0\n")
+    res = cli("subid", "check", bad, "--format", "json")
+    data = _json(res)
+    assert res.rc == 2 and data["failed"] is True and len(data["problems"]) == 3
+    assert data["problems"][0] == f"{bad}: line 1: comment line (Apptainer deletes it on " \
+                                  "rewrite; not every parser skips it)"
+    res = cli("subid", "check", bad)
+    assert res.rc == 2 and f"{bad}: line 3: 1001:{S + 5}:{C} overlaps" in res.out
+    assert cli("subid", "check", tmp_path / "missing").rc == 1
