@@ -45,6 +45,7 @@ from hpcpolicy.generation.manifest import (
     build_manifest,
     class_files,
     dump_manifest,
+    optional_sysctls,
     parse_sysctl,
 )
 from hpcpolicy.generation.naming import (
@@ -238,10 +239,11 @@ def requirements_of(policy: Policy, trees: Trees) -> Dict[str, Any]:
         for c in sorted(trees)
     }
     default = trees.get("default", {})
-    sysctl = parse_sysctl(default[SYSCTL_FILE]) if SYSCTL_FILE in default else {}
+    sysctl = default.get(SYSCTL_FILE, b"")
     return {
         "bind_sources": binds,
-        "sysctls": sysctl,
+        "sysctls": parse_sysctl(sysctl),
+        "sysctls_optional": optional_sysctls(sysctl),
         "setuid_allowed": policy.runtime.setuid,
         "runtimes": list(policy.site.runtimes),
         "subid_enabled": policy.subid.enabled,

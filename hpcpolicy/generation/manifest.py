@@ -10,6 +10,7 @@ Shape (format 1)::
      "files": [...same as classes.default.files...],
      "requirements": {"bind_sources": {"default": [...], "gpu": [...]},
                       "sysctls": {"user.max_user_namespaces": "15000"},
+                      "sysctls_optional": ["kernel.unprivileged_userns_clone"],
                       "setuid_allowed": false, "runtimes": [...], "subid_enabled": true}}
 
 `mode` is an octal string ("0644"): the manifest is read by people too. Paths are node paths
@@ -22,7 +23,7 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from hpcpolicy.errors import VerificationError
 from hpcpolicy.fsutil import read_bytes_nofollow
@@ -64,16 +65,26 @@ def file_entries(tree: Mapping[str, bytes]) -> List[Dict[str, Any]]:
     ]
 
 
-def parse_sysctl(data: bytes) -> Dict[str, str]:
-    """`key = value` lines of a sysctl.d file (comments and blanks skipped; `-key` too)."""
-    out: Dict[str, str] = {}
+def _sysctl_lines(data: bytes) -> List[Tuple[str, str, bool]]:
+    """(key, value, optional) of `key = value` lines; `-key` is optional (sysctl.d(5))."""
+    out: List[Tuple[str, str, bool]] = []
     for raw in data.decode("utf-8", "replace").splitlines():
         line = raw.strip()
         if not line or line[0] in "#;" or "=" not in line:
             continue
         key, value = (part.strip() for part in line.split("=", 1))
-        out[key.lstrip("-").replace("/", ".")] = value
+        out.append((key.lstrip("-").replace("/", "."), value, key.startswith("-")))
     return out
+
+
+def parse_sysctl(data: bytes) -> Dict[str, str]:
+    """{key: value} of a sysctl.d file (comments and blanks skipped, `-` dropped)."""
+    return {key: value for key, value, _ in _sysctl_lines(data)}
+
+
+def optional_sysctls(data: bytes) -> List[str]:
+    """Keys written `-key`: a kernel without them is fine (node doctor must not fail)."""
+    return [key for key, _, optional in _sysctl_lines(data) if optional]
 
 
 def build_manifest(
