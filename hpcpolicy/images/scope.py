@@ -241,7 +241,9 @@ def node_wide_rules(policy: Policy, snapshot: Snapshot) -> Dict[str, NodeRule]:
     for scope in sorted(rules_by_scope(rules)):
         chain = [scope] + parents(scope)
         relevant = [r for r in rules if r.scope in chain]
-        out[scope] = _node_rule(scope, relevant, chain, policy.images.default, classes)
+        named = {g for r in relevant for g in r.groups}
+        projected = sorted({c & named for c in classes}, key=sorted)  # users alike here
+        out[scope] = _node_rule(scope, relevant, chain, policy.images.default, projected)
     return out
 
 
