@@ -223,6 +223,11 @@ def run_sysctl(path: str) -> Optional[str]:
     return None
 
 
+def live_root(root: str) -> bool:
+    """Only a sync into / may change the running kernel's settings."""
+    return root == "/"
+
+
 def _after_install(opts: SyncOptions, root: str, items: List[_Planned], result: SyncResult) -> None:
     paths = {i.path: i.action for i in items}
     if any(p in paths for p in SUBID_FILES):
@@ -235,7 +240,7 @@ def _after_install(opts: SyncOptions, root: str, items: List[_Planned], result: 
         result.notes.append(f"/{SYSCTL_FILE} removed: its settings stay in force until reboot")
     elif not opts.reload:
         result.notes.append(f"sysctl not applied (--no-reload): run sysctl -p {sysctl_path}")
-    elif root != "/":
+    elif not live_root(root):
         result.notes.append(f"sysctl not applied: --root is {root}, not /")
     else:
         error = run_sysctl(sysctl_path)
