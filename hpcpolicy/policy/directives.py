@@ -618,8 +618,8 @@ def _enroot_text_problem(kind: str, text: str) -> Optional[str]:
         return "words must be separated by single spaces (the shell would squeeze them)"
     if re.fullmatch(r"-[neE]+", words[0]):
         return f"must not start with {words[0]!r} (echo would take it as an option)"
-    if words[0].startswith("="):
-        return "must not start with '=' (enroot's reader takes it as the separator)"
+    if words[0].startswith("=") or text.endswith("="):
+        return "must not start or end with '=' (enroot's reader takes it as a separator)"
     pattern = _ENROOT_WORD[kind]
     for word in words:
         if not re.fullmatch(pattern, word):
