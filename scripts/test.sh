@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 pkgs="podman skopeo buildah umoci docker-registry uidmap slapd ldap-utils ansible-core gpg gpg-agent
-      openssh-client util-linux libpam-modules libpam-runtime passwd openssl"
+      openssh-client util-linux libpam-modules libpam-runtime passwd openssl procps"
 missing=()
 for p in $pkgs; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
