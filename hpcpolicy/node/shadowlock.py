@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 LOCK_SUFFIX = ".lock"
 POLL = 0.05  # seconds between attempts
+INVALID = 0  # "holder" of a lock file without a valid pid
 
 
 def lock_path(path: str) -> str:
@@ -71,9 +72,10 @@ def _link_is_ours(pid_file: str) -> bool:
 
 
 def try_lock(path: str) -> Optional[int]:
-    """One attempt at shadow's lock on `path`; None when taken, else the live holder's pid.
+    """One attempt at shadow's lock on `path`; None when taken, else who holds it.
 
-    A lock holding a dead pid (or garbage) is broken, as shadow itself does.
+    The holder is a live pid, or INVALID when the lock holds no valid pid: shadow refuses to
+    break such a lock, and so do we. A lock holding a dead pid is broken, as shadow does.
     """
     lock = lock_path(path)
     pid_file = f"{path}.{os.getpid()}"
@@ -84,15 +86,17 @@ def try_lock(path: str) -> Optional[int]:
                 os.link(pid_file, lock)
             except FileExistsError:
                 holder = _read_pid(lock)
-                if holder is not None and pid_alive(holder):
+                if holder is None:
+                    return INVALID
+                if pid_alive(holder):
                     return holder
-                log.warning("%s: breaking stale lock (pid %s is gone)", lock, holder)
+                log.warning("%s: breaking stale lock (pid %d is gone)", lock, holder)
                 _unlink(lock)
                 continue
             if _link_is_ours(pid_file):
                 return None
             raise RuntimeFailure(f"{lock}: link count is not 2 after taking the lock")
-        return _read_pid(lock) or -1
+        return _read_pid(lock) or INVALID
     finally:
         _unlink(pid_file)
 
@@ -107,6 +111,13 @@ def unlock(path: str) -> None:
     lock = lock_path(path)
     if _read_pid(lock) == os.getpid():
         _unlink(lock)
+
+
+def _holder_text(holder: int) -> str:
+    if holder == INVALID:
+        return ("holds no valid pid (shadow will not break it either: remove it by hand if no "
+                "shadow tool runs)")
+    return f"held by pid {holder} (usermod/useradd?)"
 
 
 class ShadowLocks:
@@ -139,9 +150,8 @@ class ShadowLocks:
                 return
             if time.monotonic() >= deadline:
                 self.release()
-                raise LockTimeout(
-                    f"{lock_path(path)}: held by pid {holder} (usermod/useradd?) for more than "
-                    f"{self.timeout:g} s; try again when it is done")
+                raise LockTimeout(f"{lock_path(path)}: {_holder_text(holder)}; gave up after "
+                                  f"{self.timeout:g} s, nothing installed")
             time.sleep(POLL)
 
     def release(self) -> None:
