@@ -101,7 +101,7 @@ def read_ldap(
             reasons.append(f"{uri}: {err}")
             continue
         users, dn_to_user = interpret_users(src, uri, users_raw, today)
-        groups = interpret_groups(src, uri, groups_raw, dn_to_user)
+        groups = interpret_groups(src, uri, groups_raw, dn_to_user, (u.name for u in users))
         return users, groups
     raise DirectoryError("no LDAP server could be read: " + "; ".join(reasons))
 
@@ -422,6 +422,7 @@ def interpret_users(
     """Users, and a map normalised DN -> user name (for DN-valued group members)."""
     a = src.attributes
     k_name, k_uid, k_gid = a.name.lower(), a.uid.lower(), a.gid.lower()
+    by_dn = src.member_attribute.lower() != "memberuid"  # the DN map is needed only then
     problems: List[Problem] = []
     users: List[User] = []
     dn_to_user: Dict[str, str] = {}
@@ -446,7 +447,8 @@ def interpret_users(
             problems.append(Problem(where, dn, clash))
             continue
         users.append(User(name, uid, gid, SOURCE, disabled))
-        dn_to_user[normalize_dn(dn)] = name
+        if by_dn:
+            dn_to_user[normalize_dn(dn)] = name
     if problems:
         raise InvalidInput(problems)
     return users, dn_to_user
@@ -490,6 +492,8 @@ def _disabled(
 
 def normalize_dn(dn: str) -> str:
     """Compare DNs the way servers do for the common case: case- and space-insensitive."""
+    if " " not in dn and "\\" not in dn and '"' not in dn and "+" not in dn:
+        return dn.lower()  # the usual server-returned form: nothing else to normalise
     if "\\" in dn or '"' in dn or "+" in dn:
         from ldap3.utils.dn import parse_dn
 
@@ -509,9 +513,16 @@ def _member_dn(value: bytes) -> str:
 
 
 def interpret_groups(
-    src: LdapSource, where: str, entries: Iterable[RawEntry], dn_to_user: Dict[str, str]
+    src: LdapSource,
+    where: str,
+    entries: Iterable[RawEntry],
+    dn_to_user: Dict[str, str],
+    known_names: Iterable[str] = (),
 ) -> List[Group]:
-    """Groups with members as user names; DN members resolved through nested groups."""
+    """Groups with members as user names; DN members resolved through nested groups.
+
+    `known_names` (user names already validated) spares re-checking each memberUid value.
+    """
     a = src.attributes
     k_name, k_gid, k_member = a.group_name.lower(), a.gid.lower(), src.member_attribute.lower()
     by_dn = k_member != "memberuid"
@@ -537,7 +548,8 @@ def interpret_groups(
             continue
         rows.append((dn, name, gid, attrs.get(k_member) or []))
     if not by_dn:
-        groups = [_uid_group(where, row, problems) for row in rows]
+        known = set(dn_to_user.values()) | set(known_names)
+        groups = [_uid_group(where, row, known, problems) for row in rows]
     else:
         groups = _dn_groups(rows, dn_to_user)
     if problems:
@@ -546,13 +558,13 @@ def interpret_groups(
 
 
 def _uid_group(
-    where: str, row: Tuple[str, str, int, List[bytes]], problems: List[Problem]
+    where: str, row: Tuple[str, str, int, List[bytes]], known: Set[str], problems: List[Problem]
 ) -> Group:
     dn, name, gid, values = row
     members: Set[str] = set()
     for value in values:
         member = value.decode("utf-8", errors="replace")
-        bad = name_problem(member)
+        bad = None if member in known else name_problem(member)
         if bad:
             problems.append(Problem(where, dn, f"memberUid: {bad}"))
         else:

@@ -1,0 +1,118 @@
+"""Full LDAP read of 100,000 users + 200 groups: our reader against the ldapsearch wire floor.
+
+Run: `.venv/bin/python bench/ldap_read.py [--users N] [--rounds R]`
+
+Loads a fresh throwaway slapd (tests/ldap_fixtures.py, slapadd -q), then measures in the same
+run, each in its own process: `ldapsearch -x -E pr=1000/noprompt` of the same attributes into
+/dev/null (the floor), `read_ldap` with the ldap3 backend, and with the python-ldap backend when
+`import ldap` works. Prints best-of-R seconds, the ratio against the floor, and peak RSS.
+
+The python-ldap backend is optional; to build it on Debian:
+`apt-get install libldap2-dev libsasl2-dev gcc python3-dev && .venv/bin/pip install python-ldap`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Dict, List
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))
+
+USER_ATTRS = ["uid", "uidNumber", "gidNumber", "loginShell", "shadowExpire", "nsAccountLock",
+              "pwdAccountLockedTime"]
+GROUP_ATTRS = ["cn", "gidNumber", "memberUid"]
+
+
+def child(backend: str, uri: str) -> None:
+    """Run one read in this process; print seconds, counts and peak RSS as JSON."""
+    from hpcpolicy.directory.ldap import read_ldap
+    from hpcpolicy.policy.model import LdapSource
+
+    src = LdapSource(uri=(uri,), user_base="ou=people,dc=example,dc=org",
+                     group_base="ou=groups,dc=example,dc=org", page_size=1000)
+    start = time.perf_counter()
+    users, groups = read_ldap(src, backend=backend)
+    seconds = time.perf_counter() - start
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"seconds": seconds, "users": len(users), "groups": len(groups),
+                      "rss_mb": rss_mb}))
+
+
+def ldapsearch_floor(uri: str) -> float:
+    start = time.perf_counter()
+    for base, filt, attrs in (
+        ("ou=people,dc=example,dc=org", "(objectClass=posixAccount)", USER_ATTRS),
+        ("ou=groups,dc=example,dc=org", "(objectClass=posixGroup)", GROUP_ATTRS),
+    ):
+        subprocess.run(
+            ["ldapsearch", "-x", "-LLL", "-H", uri, "-b", base, "-E", "pr=1000/noprompt",
+             filt, *attrs],
+            stdout=subprocess.DEVNULL, check=True,
+        )
+    return time.perf_counter() - start
+
+
+def run_child(backend: str, uri: str) -> Dict[str, float]:
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", backend, "--uri", uri],
+        capture_output=True, text=True, check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def have_python_ldap() -> bool:
+    probe = subprocess.run([sys.executable, "-c", "import ldap"], capture_output=True)
+    return probe.returncode == 0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--users", type=int, default=100_000)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--child")
+    ap.add_argument("--uri")
+    args = ap.parse_args()
+    if args.child:
+        child(args.child, args.uri)
+        return
+    from ldap_fixtures import generate, started_slapd
+
+    with tempfile.TemporaryDirectory(prefix="bench-ldap-") as tmp:
+        t0 = time.perf_counter()
+        ldif, _ = generate(args.users, 200)
+        t1 = time.perf_counter()
+        server = started_slapd(Path(tmp), ldif)
+        t2 = time.perf_counter()
+        print(f"{args.users} users + 200 groups: LDIF {len(ldif) / 1e6:.1f} MB generated in "
+              f"{t1 - t0:.2f} s, slapadd + start {t2 - t1:.2f} s")
+        del ldif
+        try:
+            floor = min(ldapsearch_floor(server.uri) for _ in range(args.rounds))
+            print(f"{'ldapsearch -E pr=1000 > /dev/null (floor)':45} {floor:7.2f} s   1.00x")
+            backends: List[str] = ["ldap3"] + (["python-ldap"] if have_python_ldap() else [])
+            for backend in backends:
+                runs = [run_child(backend, server.uri) for _ in range(args.rounds)]
+                best = min(runs, key=lambda r: r["seconds"])
+                assert best["users"] == args.users, best
+                label = f"read_ldap, {backend} backend"
+                print(f"{label:45} {best['seconds']:7.2f} s {best['seconds'] / floor:6.2f}x"
+                      f"   peak RSS {max(r['rss_mb'] for r in runs):.0f} MB")
+            if "python-ldap" not in backends:
+                print("python-ldap not importable: its backend was not measured")
+        finally:
+            server.stop()
+    print(f"(best of {args.rounds}; each reader in its own process; {os.cpu_count()} CPUs)")
+
+
+if __name__ == "__main__":
+    main()
