@@ -199,6 +199,8 @@ CONF_OK: List[Tuple[str, object, str]] = [
     ("ENROOT_ROOTFS_WRITABLE", True, "yes"),
     ("ENROOT_REMAP_ROOT", False, "no"),
     ("ENROOT_MOUNT_HOME", "yes", "yes"),
+    ("ENROOT_BUNDLE_ALL", "True", "yes"),  # str(True), should a loader store it so
+    ("ENROOT_ALLOW_HTTP", "false", "no"),
     ("ENROOT_SQUASH_OPTIONS", "-comp zstd -Xcompression-level 3 -noD", ""),
     ("ENROOT_ZSTD_OPTIONS", "-1", ""),
     ("ENROOT_MAX_PROCESSORS", 0, "0"),

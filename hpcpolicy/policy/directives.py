@@ -582,9 +582,16 @@ def enroot_value(name: str, value: object) -> str:
     return _enroot_text(ENROOT_VARS[name], value)
 
 
+_ENROOT_BOOL_WORDS = {"yes": "yes", "no": "no", "true": "yes", "false": "no"}
+
+
 def _enroot_text(kind: str, value: object) -> str:
+    """TOML true/false, or 'yes'/'no'/'true'/'false' in any case (a loader may store str(True)),
+    become yes/no: enroot itself treats only n/no/f/false-like words as false."""
     if isinstance(value, bool):
         return "yes" if value else "no"
+    if kind == "bool" and isinstance(value, str):
+        return _ENROOT_BOOL_WORDS.get(value.lower(), value)
     return str(value)
 
 
