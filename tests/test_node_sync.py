@@ -473,3 +473,16 @@ def test_sysctl_failure_exit_code(cli: Any, deploy: Deploy, node_root: Path, fp:
 def test_unsafe_node_path_in_plan(node_root: Path) -> None:
     with pytest.raises(UnsafePath):
         node_sync.plan(str(node_root), {"etc/../../x": b""}, {})
+
+
+def test_selinux_label_carried_over(deploy: Deploy, node_root: Path) -> None:
+    label = b"system_u:object_r:etc_t:s0\0"
+    target = node_root / "etc/containers/policy.json"
+    try:
+        os.setxattr(target, "security.selinux", label)
+    except OSError as err:
+        pytest.skip(f"this filesystem keeps no security.selinux xattr: {err}")
+    deploy.publish()
+    sync(SyncOptions(str(deploy.root), str(node_root)))
+    assert target.read_bytes() == BASE_TREE["etc/containers/policy.json"]
+    assert os.getxattr(target, "security.selinux") == label

@@ -13,10 +13,13 @@ Rules, and why:
   When a later generation drops the path, the original is put back (renamed over it), because
   the package's file is what the node had before hpcpolicy took the path over; without an
   original the file is removed.
+* a replaced file's SELinux label is carried over to the new file (Ansible's atomic_move does
+  the same), since a renamed-in file otherwise gets its directory's default type.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import stat
@@ -28,6 +31,7 @@ from hpcpolicy.fsutil import atomic_write, fsync_dir
 ORIG_SUFFIX = ".hpcpolicy-orig"
 FILE_MODE = 0o644
 DIR_MODE = 0o755
+SELINUX_XATTR = "security.selinux"
 
 
 def target_path(root: str, rel: str) -> str:
@@ -116,6 +120,29 @@ def keep_original(path: str) -> bool:
     return True
 
 
+def _label_of(path: str) -> Optional[bytes]:
+    """The SELinux label of a regular file being replaced (None: no file, link, or no label)."""
+    if not os.path.isfile(path) or os.path.islink(path):
+        return None
+    try:
+        return os.getxattr(path, SELINUX_XATTR, follow_symlinks=False)
+    except OSError:
+        return None
+
+
+def _relabel(path: str, label: Optional[bytes]) -> None:
+    """Give the new file the replaced file's label, as Ansible's atomic_move does: a file
+    created by rename gets its directory's default type, which on SELinux nodes may not be
+    the type the original had (e.g. a policy module expecting a specific type)."""
+    if label is None:
+        return
+    try:
+        os.setxattr(path, SELINUX_XATTR, label, follow_symlinks=False)
+    except OSError as err:
+        if err.errno not in (errno.ENOTSUP, errno.EPERM, errno.EACCES, errno.EINVAL):
+            raise
+
+
 def install_file(root: str, rel: str, data: bytes, keep: bool) -> None:
     """Install `data` at ROOT/rel atomically, 0644 root-owned; `keep` saves the original."""
     path = target_path(root, rel)
@@ -123,11 +150,13 @@ def install_file(root: str, rel: str, data: bytes, keep: bool) -> None:
     make_parents(root, rel)
     if keep:
         keep_original(path)
+    label = _label_of(path)
     owner = _owner()
     try:
         atomic_write(path, data, mode=FILE_MODE, uid=owner, gid=owner)
     except IsADirectoryError:
         raise UnsafePath(f"{path}: is a directory; cannot install a file there") from None
+    _relabel(path, label)
 
 
 def remove_file(root: str, rel: str) -> str:
