@@ -72,8 +72,11 @@ def test_rendered_files_are_honoured(tmp_path: Path, tools: None, key: str) -> N
     tree = render(pol, res.allocations)
     files = {**_identity(), "subuid": tree["etc/subuid"], "subgid": tree["etc/subgid"]}
     s, c = mine.start, mine.count
+    auto = _as(4242, "unshare --user --map-auto cat /proc/self/uid_map /proc/self/gid_map")
+    too_many = _as(4242, f"newuidmap $child 0 4242 1 1 {s} {c + 1}")
+    neighbour = _as(4242, f"newuidmap $child 0 4242 1 1 {s - c} {c}")
     proc = _in_namespace(tmp_path, files, f"""
-        echo "== map-auto"; {_as(4242, "unshare --user --map-auto cat /proc/self/uid_map /proc/self/gid_map")}
+        echo "== map-auto"; {auto}
         echo "== getsubids"; getsubids hpcsub4242; getsubids -g hpcsub4242
         {_as(4242, "unshare --user sleep 20")} &
         pid=$!; sleep 0.3
@@ -85,8 +88,8 @@ def test_rendered_files_are_honoured(tmp_path: Path, tools: None, key: str) -> N
         {_as(4242, "unshare --user sleep 20")} &
         pid=$!; sleep 0.3
         child=$(pgrep -P $pid || echo $pid)
-        echo "== one too many"; {_as(4242, f"newuidmap $child 0 4242 1 1 {s} {c + 1}")} || echo refused-too-many
-        echo "== neighbour"; {_as(4242, f"newuidmap $child 0 4242 1 1 {s - c} {c}")} || echo refused-neighbour
+        echo "== one too many"; {too_many} || echo refused-too-many
+        echo "== neighbour"; {neighbour} || echo refused-neighbour
         kill $pid 2>/dev/null; wait 2>/dev/null
         true
     """)

@@ -40,7 +40,7 @@ def test_refuses_what_consumers_misread(alloc: Allocation, key: str) -> None:
 
 
 def test_refuses_overlap() -> None:
-    with pytest.raises(InvalidInput, match="overlapping"):
+    with pytest.raises(InvalidInput, match="bad or overlapping"):
         render(policy(), [Allocation("a", 1, 100000, 10), Allocation("b", 2, 100009, 10)])
 
 

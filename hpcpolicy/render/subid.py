@@ -29,26 +29,26 @@ def _key(policy: Policy, alloc: Allocation) -> str:
     return str(alloc.uid)
 
 
-def _line(policy: Policy, alloc: Allocation) -> str:
-    """One line, re-asserting what allocation already guaranteed (defence in depth)."""
-    ok = (isinstance(alloc.uid, int) and 0 <= alloc.uid < ID_LIMIT and alloc.start >= 1
-          and alloc.count >= 1 and alloc.start + alloc.count <= ID_LIMIT)
-    if not ok:
-        raise InvalidInput(f"refusing to render range {alloc!r}", policy.path, "subid")
-    return f"{_key(policy, alloc)}:{alloc.start}:{alloc.count}\n"
-
-
-def _check_disjoint(policy: Policy, ordered: Sequence[Allocation]) -> None:
-    for prev, cur in zip(ordered, ordered[1:]):
-        if cur.start <= prev.last:
-            raise InvalidInput(f"refusing to render overlapping ranges {prev!r} and {cur!r}",
+def _lines(policy: Policy, ordered: Sequence[Allocation]) -> List[str]:
+    """One line per range, re-asserting what allocation already guaranteed (defence in depth):
+    integer ids inside 1..2^32-2, no overlap with the previous range."""
+    out: List[str] = []
+    reach = 0  # first id after the previous range
+    for alloc in ordered:
+        start, count, uid = alloc.start, alloc.count, alloc.uid
+        if not (type(uid) is int and type(start) is int and type(count) is int
+                and 0 <= uid < ID_LIMIT and start >= max(1, reach) and count >= 1
+                and start + count <= ID_LIMIT):
+            raise InvalidInput(f"refusing to render range {alloc!r} (bad or overlapping)",
                                policy.path, "subid")
+        reach = start + count
+        out.append(f"{_key(policy, alloc)}:{start}:{count}\n")
+    return out
 
 
 def render(policy: Policy, allocations: Sequence[Allocation]) -> Dict[str, bytes]:
     """`etc/subuid` and `etc/subgid` (identical bytes; empty when nobody is eligible)."""
     ordered = sorted(allocations, key=lambda a: (a.start, a.uid))
-    _check_disjoint(policy, ordered)
-    lines: List[str] = [_line(policy, a) for a in ordered]
+    lines = _lines(policy, ordered)
     data = "".join(lines).encode("ascii" if policy.subid.key == "uid" else "utf-8")
     return {"etc/subuid": data, "etc/subgid": data}

@@ -199,9 +199,12 @@ def _eligible_by_uid(policy: Policy, snapshot: Snapshot) -> Dict[int, User]:
 
 
 def _names_by_uid(snapshot: Snapshot) -> Dict[int, str]:
+    """uid -> name (the first name in sort order when several names share a uid)."""
     out: Dict[int, str] = {}
-    for user in sorted(snapshot.users.values(), key=lambda u: (u.uid, u.name)):
-        out.setdefault(user.uid, user.name)
+    for user in snapshot.users.values():
+        known = out.get(user.uid)
+        if known is None or user.name < known:
+            out[user.uid] = user.name
     return out
 
 
@@ -338,10 +341,11 @@ def allocate(policy: Policy, snapshot: Snapshot, ledger: Optional[Ledger],
 
 def _finish(run: _Run, before: Ledger) -> AllocationResult:
     res = run.result
-    if run.records != before.records:
+    changed = {uid for uid, rec in run.records.items() if before.records.get(uid) != rec}
+    if changed:
         res.ledger = before.with_records(run.records, run.now)
         res.ledger_changed = True
-    problems = res.ledger.validate()
+    problems = res.ledger.validate(changed=changed)
     if problems:  # defence in depth: an allocation bug must never reach a node
         raise InvalidInput(problems)
     res.allocations = sorted(

@@ -16,7 +16,7 @@ import json
 import os
 import re
 from dataclasses import dataclass, field, replace
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional, Set, Tuple
 
 from hpcpolicy.errors import InvalidInput, Problem, RuntimeFailure, join_path
 from hpcpolicy.fsutil import atomic_write, read_bytes_nofollow
@@ -35,8 +35,7 @@ _NAME_RE = re.compile(r"^[^\x00-\x20\x7f:/]{1,256}$")
 _SITE_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
 
-@dataclass(frozen=True)
-class Event:
+class Event(NamedTuple):
     """One line of a record's history."""
 
     at: str
@@ -44,15 +43,17 @@ class Event:
     detail: str = ""
 
 
-@dataclass(frozen=True)
-class Record:
+class Record(NamedTuple):
     """One uid's range and its state. `withheld`: a reclaimed record that was revoked first,
-    so a return must not silently undo the revocation (cleared by `grant`)."""
+    so a return must not silently undo the revocation (cleared by `grant`).
+
+    A NamedTuple rather than a frozen dataclass: equally immutable, and about 5x cheaper to
+    build, which matters when 100,000 users are allocated at once."""
 
     uid: int
     name: str
     start: int
-    count: int
+    count: int  # type: ignore[assignment]  # shadows tuple.count, on purpose
     state: str
     created: str
     changed: str
@@ -70,8 +71,8 @@ class Record:
 
     def evolve(self, at: str, action: str, detail: str = "", **changes: Any) -> Record:
         """A copy with `changes` applied and one history event appended."""
-        return replace(
-            self, changed=at, history=self.history + (Event(at, action, detail),), **changes
+        return self._replace(
+            changed=at, history=self.history + (Event(at, action, detail),), **changes
         )
 
 
@@ -110,12 +111,19 @@ class Ledger:
         """Records whose range is reserved (not reclaimed), sorted by start."""
         return sorted((r for r in self.records.values() if r.holds_range), key=lambda r: r.start)
 
-    def validate(self, file: str = LEDGER_RELPATH) -> List[Problem]:
-        """Every problem with this ledger: bad values, overlaps, ranges reaching 2^32-1."""
+    def validate(self, file: str = LEDGER_RELPATH,
+                 changed: Optional[Set[int]] = None) -> List[Problem]:
+        """Every problem with this ledger: bad values, overlaps, ranges reaching 2^32-1.
+
+        `changed`: only these uids' values are checked (the rest were checked on load);
+        overlaps are always checked across all records.
+        """
         problems: List[Problem] = []
         if not _SITE_RE.match(self.site):
             problems.append(Problem(file, "site", f"invalid site name {self.site!r}"))
         for i, rec in enumerate(sorted(self.records.values(), key=lambda r: r.uid), 1):
+            if (changed is not None and rec.uid not in changed) or _record_ok(rec):
+                continue  # the fast path: builds no key path for a good record
             problems.extend(_record_problems(rec, file, join_path("records", i)))
         held = self.held()
         for prev, cur in zip(held, held[1:]):
@@ -173,6 +181,12 @@ class Ledger:
         if problems:
             raise InvalidInput(problems)
         return ledger
+
+
+def _record_ok(rec: Record) -> bool:
+    return (0 <= rec.uid < ID_LIMIT and rec.count >= 1 and rec.start >= 1
+            and rec.start + rec.count <= ID_LIMIT and rec.state in STATES
+            and _NAME_RE.match(rec.name) is not None)
 
 
 def _record_problems(rec: Record, file: str, path: str) -> List[Problem]:

@@ -1,0 +1,207 @@
+"""Benchmark: hpcpolicy's sub-ID pipeline for 30,000 users vs shadow's `usermod` per user.
+
+Run as root: `.venv/bin/python bench/subid_render.py [--users 30000] [--sample 40]`.
+
+* ours: load the site, read the files directory (passwd/group with USERS eligible users),
+  allocate and render /etc/subuid + /etc/subgid (through `deploy.plan.build` when the whole
+  pipeline is importable, else allocate + render.subid); median of 3 runs.
+* peer: shadow's `usermod -v A-B -w A-B USER` (what an administrator scripts without a tool),
+  SAMPLE calls in a private mount namespace on a copy of /etc whose subuid/subgid hold 15,000
+  lines (the mean size while 30,000 users are added one by one; notes/ldap-pam-subid.md §4),
+  extrapolated: per-call cost x USERS. The host's /etc is never written.
+* peak memory (ru_maxrss) of the same pipeline for 100,000 users in a fresh process (count
+  16384 there: 100,000 x 65536 does not fit in 32 bits).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any, Dict, List, Tuple
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+from hpcpolicy.directory.read import read_directory  # noqa: E402
+from hpcpolicy.policy.model import Directory, FilesSource, Policy, Site, SubId  # noqa: E402
+from hpcpolicy.render.subid import render  # noqa: E402
+from hpcpolicy.subid.allocate import allocate  # noqa: E402
+
+FIRST_UID = 70000  # above 65534 (nobody, never eligible)
+PAD_LINES = 15000
+# 30,000 x 65536 needs more than systemd's container range (28,663 fit): use the space up to
+# Apptainer's top-down allocations (4294836224), as a site this size would.
+END = 4294836223
+
+
+def write_directory(work: str, users: int) -> Tuple[str, str]:
+    passwd = os.path.join(work, "passwd")
+    group = os.path.join(work, "group")
+    with open(passwd, "w") as f:
+        f.write("root:x:0:0:root:/root:/bin/bash\n")
+        for i in range(users):
+            uid = FIRST_UID + i
+            f.write(f"user{uid}:x:{uid}:100:User {uid}:/home/user{uid}:/bin/bash\n")
+    names = ",".join(f"user{FIRST_UID + i}" for i in range(users))
+    with open(group, "w") as f:
+        f.write(f"root:x:0:\nusers:x:100:\ncontainers:x:2000:{names}\n")
+    return passwd, group
+
+
+def site_text(work: str, passwd: str, group: str, count: int) -> str:
+    return (f'schema = 1\n[site]\nname = "bench"\ndeploy_root = "{work}/deploy"\n'
+            f'runtimes = ["apptainer", "podman", "enroot"]\n'
+            f'[directory]\nsources = ["files"]\nmin_uid = 1000\n'
+            f'[directory.files]\npasswd = "{passwd}"\ngroup = "{group}"\n'
+            f'[subid]\ncount = {count}\nend = {END}\neligible_groups = ["containers"]\n')
+
+
+def load_policy(work: str, passwd: str, group: str, count: int) -> Tuple[Policy, str]:
+    """The real site loader when it exists; else the same model built in code."""
+    path = os.path.join(work, "site.toml")
+    with open(path, "w") as f:
+        f.write(site_text(work, passwd, group, count))
+    try:
+        from hpcpolicy.policy.load import load  # type: ignore[import-not-found]
+    except ImportError:
+        pol = Policy(path, "0" * 64, Site("bench", f"{work}/deploy"),
+                     directory=Directory(files=FilesSource(passwd, group)),
+                     subid=SubId(count=count, end=END, eligible_groups=("containers",)))
+        return pol, "model built in code (policy.load not available)"
+    return load(path), "policy.load"
+
+
+def pipeline(work: str, passwd: str, group: str, count: int
+             ) -> Tuple[Dict[str, bytes], str, List[float]]:
+    """(tree, how, [seconds to load, read the directory, allocate + render])."""
+    marks = [time.perf_counter()]
+    pol, how = load_policy(work, passwd, group, count)
+    marks.append(time.perf_counter())
+    snapshot = read_directory(pol)
+    marks.append(time.perf_counter())
+    try:
+        from hpcpolicy.deploy.plan import build
+
+        plan = build(pol, deploy_root=f"{work}/deploy", snapshot=snapshot)
+        tree, how = plan.trees["default"], how + " + deploy.plan.build (whole tree)"
+    except ImportError as err:
+        res = allocate(pol, snapshot, None)
+        tree, how = render(pol, res.allocations), how + f" + allocate/render.subid ({err})"
+    marks.append(time.perf_counter())
+    return tree, how, [b - a for a, b in zip(marks, marks[1:])]
+
+
+def measure_ours(work: str, users: int) -> Tuple[float, List[float], str, int]:
+    passwd, group = write_directory(work, users)
+    runs: List[List[float]] = []
+    how, lines = "", 0
+    for _ in range(3):
+        tree, how, parts = pipeline(work, passwd, group, 65536)
+        runs.append(parts)
+        lines = tree["etc/subuid"].count(b"\n")
+    assert lines == users, (lines, users)
+    runs.sort(key=sum)
+    return sum(runs[1]), runs[1], how, lines
+
+
+# ----------------------------------------------------------------------------- shadow
+
+
+def shadow_inner(work: str, sample: int) -> None:
+    """Runs inside `unshare --mount`: bind a copy of /etc over /etc, time `usermod` calls."""
+    etc = os.path.join(work, "etc")
+    subprocess.run(["cp", "-a", "/etc", etc], check=True)
+    subprocess.run(["mount", "--bind", etc, "/etc"], check=True)
+    with open("/etc/passwd", "a") as f:
+        for i in range(sample):
+            f.write(f"hpcb{i}:x:{70000 + i}:{70000 + i}::/nonexistent:/usr/sbin/nologin\n")
+    with open("/etc/group", "a") as f:
+        for i in range(sample):
+            f.write(f"hpcb{i}:x:{70000 + i}:\n")
+    for name in ("subuid", "subgid"):
+        with open(f"/etc/{name}", "w") as f:
+            for i in range(PAD_LINES):
+                f.write(f"ghost{i:06d}:{100000 + i * 65536}:65536\n")
+    base = 100000 + PAD_LINES * 65536
+    times: List[float] = []
+    for i in range(sample):
+        a = base + i * 65536
+        span = f"{a}-{a + 65535}"
+        start = time.perf_counter()
+        subprocess.run(["usermod", "-v", span, "-w", span, f"hpcb{i}"], check=True)
+        times.append(time.perf_counter() - start)
+    with open("/etc/subuid") as f:
+        assert sum(1 for _ in f) == PAD_LINES + sample
+    print(json.dumps({"per_call": statistics.mean(times), "median": statistics.median(times)}))
+
+
+def measure_shadow(work: str, sample: int) -> Dict[str, Any]:
+    if os.geteuid() != 0 or shutil.which("usermod") is None or shutil.which("unshare") is None:
+        raise SystemExit("the shadow side needs root, usermod and unshare")
+    out = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", sys.executable, __file__,
+         "--shadow-inner", work, "--sample", str(sample)],
+        check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# ----------------------------------------------------------------------------- memory
+
+
+def memory_inner(work: str, users: int) -> None:
+    passwd, group = write_directory(work, users)
+    tree, how, _parts = pipeline(work, passwd, group, 16384)
+    assert tree["etc/subuid"].count(b"\n") == users
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"peak_mb": peak_kib / 1024, "how": how}))
+
+
+def measure_memory(work: str, users: int) -> Dict[str, Any]:
+    out = subprocess.run([sys.executable, __file__, "--memory-inner", work,
+                          "--users", str(users)], check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--users", type=int, default=30000)
+    ap.add_argument("--sample", type=int, default=40)
+    ap.add_argument("--memory-users", type=int, default=100000)
+    ap.add_argument("--shadow-inner", metavar="WORK")
+    ap.add_argument("--memory-inner", metavar="WORK")
+    args = ap.parse_args()
+    if args.shadow_inner:
+        return shadow_inner(args.shadow_inner, args.sample)
+    if args.memory_inner:
+        return memory_inner(args.memory_inner, args.users)
+    with tempfile.TemporaryDirectory(prefix="hpcp-bench-") as work:
+        os.makedirs(os.path.join(work, "a"))
+        os.makedirs(os.path.join(work, "b"))
+        os.makedirs(os.path.join(work, "c"))
+        ours, parts, how, lines = measure_ours(os.path.join(work, "a"), args.users)
+        shadow = measure_shadow(os.path.join(work, "b"), args.sample)
+        memory = measure_memory(os.path.join(work, "c"), args.memory_users)
+    shadow_total = shadow["per_call"] * args.users
+    print(f"hpcpolicy, {args.users} eligible users, {lines} subuid lines: {ours:.3f} s "
+          f"(median of 3; {how})")
+    print(f"  of which: load site {parts[0]:.3f} s, read directory {parts[1]:.3f} s, "
+          f"allocate + render {parts[2]:.3f} s")
+    print(f"shadow usermod -v/-w, per call at {PAD_LINES} lines: {shadow['per_call'] * 1000:.1f}"
+          f" ms (mean of {args.sample}; median {shadow['median'] * 1000:.1f} ms) -> "
+          f"{shadow_total:.0f} s for {args.users} users")
+    print(f"ratio shadow/hpcpolicy: {shadow_total / ours:.0f}x (goal >= 5000x); "
+          f"shadow/(allocate + render): {shadow_total / parts[2]:.0f}x")
+    print(f"peak memory, {args.memory_users} users (count 16384): {memory['peak_mb']:.0f} MB "
+          f"(goal < 200 MB; {memory['how']})")
+
+
+if __name__ == "__main__":
+    main()
