@@ -1,0 +1,235 @@
+"""site.toml -> a validated `Policy`, or `InvalidInput` holding every problem at once.
+
+Steps: read bytes (sha256 of exactly those), decode UTF-8, parse TOML (a syntax error becomes
+`FILE:LINE:COL: message`), check each section against its schema (`policy.sections.*`), then the
+rules that join sections, then read the keyrings `signed_by` names (so rendering stays pure).
+Nothing here consults the directory: that is `policy.against`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import sys
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from hpcpolicy.errors import InvalidInput, Problem, ProblemCollector
+from hpcpolicy.policy.model import Bind, Directory, Images, NodeClass, Policy, Runtime, Site, SubId
+from hpcpolicy.policy.schema import INVALID, Field, integer, read_table, table_array
+from hpcpolicy.policy.sections import binds as binds_section
+from hpcpolicy.policy.sections import directory as directory_section
+from hpcpolicy.policy.sections import images as images_section
+from hpcpolicy.policy.sections import node_class as node_class_section
+from hpcpolicy.policy.sections import runtime as runtime_section
+from hpcpolicy.policy.sections import site as site_section
+from hpcpolicy.policy.sections import subid as subid_section
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.9/3.10 only
+    import tomli as tomllib
+
+SCHEMA = 1
+MAX_SIZE = 16 * 1024 * 1024
+FAKEROOT_MIN_COUNT = 65536  # Apptainer/SingularityCE refuse shorter --fakeroot ranges
+_AT_RE = re.compile(r"\s*\(at (?:line (\d+), column (\d+)|end of document)\)\s*$")
+
+
+def _keep(value: Any, where: str, out: ProblemCollector) -> Any:
+    return value  # a section checks its own table
+
+
+def _schema(value: Any, where: str, out: ProblemCollector) -> Any:
+    if integer()(value, where, out) is INVALID:
+        return INVALID
+    if value != SCHEMA:
+        out.add(where, f"unsupported schema {value}: this hpcpolicy reads schema {SCHEMA}")
+        return INVALID
+    return value
+
+
+TOP_FIELDS = {
+    "schema": Field(_schema),
+    "site": Field(_keep),
+    "directory": Field(_keep, {}),
+    "subid": Field(_keep, {}),
+    "bind": Field(_keep, []),
+    "images": Field(_keep, {}),
+    "runtime": Field(_keep, {}),
+    "node_class": Field(_keep, []),
+}
+
+
+def _syntax_problem(err: Exception, text: str, file: str) -> Problem:
+    """`FILE:LINE:COL: message` out of tomllib's text (it has no line attributes on 3.11)."""
+    message = str(err)
+    match = _AT_RE.search(message)
+    if match is None:
+        return Problem(file, "", f"TOML syntax error: {message}")
+    if match.group(1):
+        line, col = int(match.group(1)), int(match.group(2))
+    else:
+        line = text.count("\n") + 1
+        col = len(text.rsplit("\n", 1)[-1]) + 1
+    return Problem(f"{file}:{line}:{col}", "", message[: match.start()])
+
+
+def _decode(data: bytes, file: str) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        before = data[: err.start]
+        line = before.count(b"\n") + 1
+        col = err.start - (before.rfind(b"\n") + 1) + 1
+        raise InvalidInput([Problem(f"{file}:{line}:{col}", "", "not valid UTF-8")]) from None
+
+
+def _parse_toml(text: str, file: str) -> Dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise InvalidInput([_syntax_problem(err, text, file)]) from None
+    except RecursionError:
+        raise InvalidInput([Problem(file, "", "TOML nesting too deep")]) from None
+
+
+class _Sections:
+    """The parsed sections; None where a section had a problem (already recorded)."""
+
+    def __init__(self, raw: Dict[str, Any], out: ProblemCollector, base_dir: str) -> None:
+        self.site: Optional[Site] = None
+        if "site" in raw:
+            self.site = site_section.parse(raw["site"], out)
+        self.directory: Optional[Directory] = directory_section.parse(raw["directory"], out)
+        self.subid: Optional[SubId] = subid_section.parse(raw["subid"], out)
+        self.runtime: Optional[Runtime] = runtime_section.parse(raw["runtime"], out)
+        self.images: Optional[Images] = images_section.parse(raw["images"], out, base_dir)
+        self.classes = _node_classes(raw["node_class"], out)
+        self.binds = _binds(raw["bind"], out, self.site, self.classes)
+
+
+def _node_classes(raw: Any, out: ProblemCollector) -> Optional[List[NodeClass]]:
+    parsed = table_array(raw, "node_class", out,
+                         lambda r, w, i: (i, node_class_section.parse_one(r, w, out)))
+    if not isinstance(raw, list):
+        return None
+    good = [(i, p) for i, p in parsed if p is not None]
+    classes = node_class_section.check_all(good, out)
+    return classes if len(good) == len(parsed) else None
+
+
+def _binds(raw: Any, out: ProblemCollector, site: Optional[Site],
+           classes: Optional[List[NodeClass]]) -> Optional[Tuple[Bind, ...]]:
+    parsed = table_array(raw, "bind", out,
+                         lambda r, w, i: binds_section.parse_one(r, w, i, out))
+    if not isinstance(raw, list):
+        return None
+    good = [p for p in parsed if p is not None]
+    if site is None or classes is None:
+        return None  # defaults and cross-rules need [site] and [[node_class]]
+    names = ["default"] + [c.name for c in classes]
+    done = binds_section.resolve(good, site.runtimes, names, out)
+    if len(done) != len(parsed):
+        return None
+    return tuple(b for _, b in done)
+
+
+def _cross(s: _Sections, out: ProblemCollector) -> None:
+    """Rules joining sections, run only on sections that are sound on their own."""
+    if s.subid is not None and s.directory is not None:
+        subid_section.check_with_directory(s.subid, s.directory, out)
+    if s.runtime is not None and s.site is not None:
+        s.runtime = runtime_section.check_passthrough(s.runtime, s.site, out)
+    if s.runtime is None or s.subid is None:
+        return
+    if s.runtime.fakeroot and not s.subid.enabled:
+        out.add("runtime.fakeroot", "true requires subid.enabled = true (users get --fakeroot "
+                "and rootless Podman anyway; without sub-ID ranges they fail or fall back)")
+    if s.site is None or not s.runtime.fakeroot or not s.subid.enabled:
+        return
+    needy = [r for r in s.site.runtimes if r in ("apptainer", "singularity")]
+    if needy and s.subid.count < FAKEROOT_MIN_COUNT:
+        out.add("subid.count", f"must be >= {FAKEROOT_MIN_COUNT} for --fakeroot with "
+                f"{', '.join(needy)} (runtime.fakeroot = true), got {s.subid.count}")
+
+
+def _read_keyrings(images: Images, out: ProblemCollector) -> Dict[str, bytes]:
+    keyrings: Dict[str, bytes] = {}
+    for rule in images.rules:
+        if rule.signed_by_path is None or rule.signed_by_path in keyrings:
+            continue
+        try:
+            with open(rule.signed_by_path, "rb") as handle:
+                keyrings[rule.signed_by_path] = handle.read()
+        except OSError as err:
+            out.add(f"images.rule[{rule.index}].signed_by",
+                    f"cannot read keyring {rule.signed_by_path}: {err.strerror or err}")
+            continue
+        if not keyrings[rule.signed_by_path]:
+            out.add(f"images.rule[{rule.index}].signed_by",
+                    f"keyring {rule.signed_by_path} is empty")
+    return keyrings
+
+
+def _build(data: bytes, file: str, base_dir: str) -> Policy:
+    text = _decode(data, file)
+    raw = _parse_toml(text, file)
+    out = ProblemCollector(file)
+    read_table(raw, "", TOP_FIELDS, out)  # unknown top-level keys, schema, [site] present
+    sections = _Sections(_defaults(raw), out, base_dir)
+    _cross(sections, out)
+    keyrings = _read_keyrings(sections.images, out) if sections.images is not None else {}
+    out.raise_if_any()
+    return _policy(file, data, sections, keyrings)
+
+
+def _defaults(raw: Dict[str, Any]) -> Dict[str, Any]:
+    """Top-level tables with absent ones as their empty defaults (`site` stays absent)."""
+    out = {name: raw.get(name, spec.default) for name, spec in TOP_FIELDS.items()
+           if name != "site"}
+    if "site" in raw:
+        out["site"] = raw["site"]
+    return out
+
+
+def _policy(file: str, data: bytes, s: _Sections, keyrings: Dict[str, bytes]) -> Policy:
+    assert s.site and s.directory and s.subid and s.runtime and s.images
+    assert s.binds is not None and s.classes is not None
+    return Policy(
+        path=file,
+        sha256=hashlib.sha256(data).hexdigest(),
+        site=s.site,
+        directory=s.directory,
+        subid=s.subid,
+        binds=s.binds,
+        images=s.images,
+        runtime=s.runtime,
+        node_classes=tuple(s.classes),
+        keyrings=keyrings,
+    )
+
+
+def load_text(text: str, file: str, base_dir: str) -> Policy:
+    """Validate site.toml text; `file` names it in messages, `base_dir` anchors `signed_by`."""
+    return _build(text.encode("utf-8"), file, base_dir)
+
+
+def load_bytes(data: bytes, file: str, base_dir: str) -> Policy:
+    """As `load_text`, from the file's bytes (whose sha256 becomes `Policy.sha256`)."""
+    return _build(data, file, base_dir)
+
+
+def load(path: str) -> Policy:
+    """Read and validate the site file at `path` (named as given in every message)."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_SIZE + 1)
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as err:
+        raise InvalidInput([Problem(path, "", f"cannot read: {err.strerror}")]) from None
+    if len(data) > MAX_SIZE:
+        raise InvalidInput([Problem(path, "", f"larger than {MAX_SIZE} bytes")])
+    return _build(data, path, os.path.dirname(os.path.abspath(path)))
+
+
+__all__: Sequence[str] = ("load", "load_text", "load_bytes", "SCHEMA")
