@@ -353,8 +353,8 @@ def test_concurrent_syncs(deploy: Deploy, node_root: Path) -> None:
         assert (node_root / rel).read_bytes() == data
     assert (node_root / ("etc/subuid" + ORIG_SUFFIX)).read_bytes() == ORIG_SUBUID
     leftovers = [p for p in node_root.rglob("*") if ".hpcpolicy-tmp-" in p.name
-                 or p.name.endswith(".lock")]
-    assert leftovers == []
+                 or p.name.endswith(".lock") and p.name != "sync.lock"]
+    assert leftovers == []  # no temp file, no shadow lock left behind
 
 
 # ----------------------------------------------------------------------------- classes, channels
@@ -486,3 +486,18 @@ def test_selinux_label_carried_over(deploy: Deploy, node_root: Path) -> None:
     sync(SyncOptions(str(deploy.root), str(node_root)))
     assert target.read_bytes() == BASE_TREE["etc/containers/policy.json"]
     assert os.getxattr(target, "security.selinux") == label
+
+
+def test_root_must_be_a_directory(cli: Any, tmp_path: Path, deploy: Deploy) -> None:
+    deploy.publish()
+    res = run_sync(cli, deploy, tmp_path / "absent")
+    assert res.rc == 2 and "not a directory" in res.doc["msg"]
+    assert not (tmp_path / "absent").exists()
+
+
+def test_text_output_and_diff(cli: Any, deploy: Deploy, node_root: Path) -> None:
+    deploy.publish()
+    res = cli("node", "sync", "--from", deploy.root, "--root", node_root, "--diff")
+    assert res.rc == 0
+    assert "  modified /etc/subuid" in res.out and "  added    /etc/subgid" in res.out
+    assert "-olduser:100000:65536" in res.out and "+1001:524288:65536" in res.out
