@@ -157,3 +157,54 @@ def test_check(cli: Callable[..., CliResult], tmp_path: Path) -> None:
     res = cli("subid", "check", bad)
     assert res.rc == 2 and f"{bad}: line 3: 1001:{S + 5}:{C} overlaps" in res.out
     assert cli("subid", "check", tmp_path / "missing").rc == 1
+
+
+def _site(tmp_path: Path, name: str = "cluster-a") -> Path:
+    etc = tmp_path / "etc"
+    etc.mkdir(exist_ok=True)
+    (etc / "passwd").write_text(
+        "root:x:0:0:root:/root:/bin/sh\n"
+        "alice:x:1001:1001::/home/alice:/bin/sh\nbob:x:1002:1002::/home/bob:/bin/sh\n"
+        "carol:x:1003:1003::/home/carol:/bin/sh\n")
+    (etc / "group").write_text("root:x:0:\nalice:x:1001:\nbob:x:1002:\ncarol:x:1003:\n"
+                               "containers:x:2000:alice,bob\n")
+    site = tmp_path / f"{name}.toml"
+    site.write_text(
+        f'schema = 1\n[site]\nname = "{name}"\ndeploy_root = "{tmp_path / "deploy"}"\n'
+        f'[directory]\nsources = ["files"]\n'
+        f'[directory.files]\npasswd = "{etc / "passwd"}"\ngroup = "{etc / "group"}"\n'
+        f'[subid]\neligible_groups = ["containers"]\n')
+    return site
+
+
+def test_site_import_by_name_then_plan_keeps_ranges(cli: Callable[..., CliResult],
+                                                     tmp_path: Path) -> None:
+    pytest.importorskip("hpcpolicy.policy.load", reason="policy loader not built yet")
+    from hpcpolicy.deploy.plan import build
+    from hpcpolicy.policy.load import load
+
+    site = _site(tmp_path)
+    res = cli("subid", "list", "--site", site)
+    assert res.rc == 1 and "does not exist" in res.err  # a wrong path is not an empty ledger
+    (tmp_path / "deploy").mkdir()
+    res = cli("subid", "list", "--site", site)
+    assert res.rc == 0 and "no sub-ID ledger yet" in res.out
+    files = tmp_path / "legacy"
+    files.write_text(f"alice:{S + 7 * C}:{C}\ncarol:{S + 9 * C}:{C}\n")
+    data = _json(cli("subid", "import", files, files, "--site", site, "--format", "json"))
+    assert data["adopted"] == ["alice", "carol"] and data["skipped"] == []
+    res = cli("subid", "show", "carol", "--site", site)
+    assert res.rc == 0 and "left" in res.out  # not in `containers`: kept, no line
+    plan = build(load(str(site)))
+    assert plan.trees["default"]["etc/subuid"] == (
+        f"1002:{S}:{C}\n1001:{S + 7 * C}:{C}\n".encode())
+    other = _site(tmp_path, "cluster-b")
+    res = cli("subid", "list", "--site", other)
+    assert res.rc == 1 and "ledger of site 'cluster-a', not 'cluster-b'" in res.err
+    clash = tmp_path / "clash"
+    clash.write_text(f"1:{S + 7 * C}:{C}\n")
+    res = cli("subid", "check", clash, "--site", site)
+    assert res.rc == 0  # no real id inside
+    clash.write_text(f"x:1000:{C}\n")
+    res = cli("subid", "check", clash, "--site", site)
+    assert res.rc == 2 and "contains 4 real id(s), e.g. 1001" in res.out
