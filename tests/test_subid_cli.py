@@ -208,3 +208,29 @@ def test_site_import_by_name_then_plan_keeps_ranges(cli: Callable[..., CliResult
     clash.write_text(f"x:1000:{C}\n")
     res = cli("subid", "check", clash, "--site", site)
     assert res.rc == 2 and "contains 4 real id(s), e.g. 1001" in res.out
+
+
+def test_apply_publishes_revoke_grant_and_guards_mass_withdrawal(
+        cli: Callable[..., CliResult], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("hpcpolicy.policy.load", reason="policy loader not built yet")
+    monkeypatch.setattr(cli_main, "COMMAND_MODULES", ("subid", "apply"))
+    site = _site(tmp_path)
+    (tmp_path / "deploy").mkdir(mode=0o755)
+    subuid = tmp_path / "deploy" / "current" / "tree" / "etc" / "subuid"
+    assert cli("apply", site).rc == 0
+    first = subuid.read_text()
+    assert first == f"1001:{S}:{C}\n1002:{S + C}:{C}\n"
+    assert cli("subid", "revoke", "bob", "--site", site).rc == 0
+    assert cli("apply", site).rc == 0
+    assert subuid.read_text() == f"1001:{S}:{C}\n"
+    assert cli("subid", "grant", "bob", "--site", site).rc == 0
+    assert cli("apply", site).rc == 0
+    assert subuid.read_text() == first  # same range back
+    group = tmp_path / "etc" / "group"
+    group.write_text(group.read_text().replace("containers:x:2000:alice,bob",
+                                               "containers:x:2000:"))
+    res = cli("apply", site)
+    assert res.rc == 1 and "withdraw the sub-ID ranges of 2 of 2 users" in res.err
+    assert subuid.read_text() == first  # nothing published
+    assert cli("apply", site, "--allow-revoke").rc == 0
+    assert subuid.read_text() == ""
