@@ -26,13 +26,15 @@ from hpcpolicy.policy.model import (
 RUNTIMES = ("apptainer", "podman", "enroot")
 
 
-def write_directory(where: Path, users: int, extra: Tuple[str, ...] = ()) -> Tuple[str, str]:
-    """passwd/group with `users` users in group containers (+ named extras)."""
+def write_directory(
+    where: Path, users: int, extra: Tuple[Tuple[str, int], ...] = ()
+) -> Tuple[str, str]:
+    """passwd/group with `users` users (uid 2000...) in group containers, plus (name, uid)s."""
     where.mkdir(parents=True, exist_ok=True)
-    names = [f"user{i:05d}" for i in range(users)] + list(extra)
+    accounts = [(f"user{i:05d}", 2000 + i) for i in range(users)] + list(extra)
+    names = [name for name, _ in accounts]
     passwd = ["root:x:0:0:root:/root:/bin/bash"]
-    for i, name in enumerate(names):
-        uid = 2000 + i if name.startswith("user") else 900000 + len(name)
+    for name, uid in accounts:
         passwd.append(f"{name}:x:{uid}:100:{name}:/home/{name}:/bin/bash")
     group = ["root:x:0:", "users:x:100:", "containers:x:500:" + ",".join(names)]
     (where / "passwd").write_text("\n".join(passwd) + "\n")
