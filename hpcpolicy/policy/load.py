@@ -99,14 +99,17 @@ class _Sections:
 
     def __init__(self, raw: Dict[str, Any], out: ProblemCollector, base_dir: str) -> None:
         self.site: Optional[Site] = None
+        self.site_part: Optional[Site] = None  # runtimes and releases, even if [site] is not sound
         if "site" in raw:
             self.site = site_section.parse(raw["site"], out)
-        self.directory: Optional[Directory] = directory_section.parse(raw["directory"], out)
+        self.site_part = self.site or site_section.salvage(raw.get("site", {}))
+        self.directory: Optional[Directory] = directory_section.parse(
+            raw["directory"], out, base_dir)
         self.subid: Optional[SubId] = subid_section.parse(raw["subid"], out)
         self.runtime: Optional[Runtime] = runtime_section.parse(raw["runtime"], out)
         self.images: Optional[Images] = images_section.parse(raw["images"], out, base_dir)
         self.classes = _node_classes(raw["node_class"], out)
-        self.binds = _binds(raw["bind"], out, self.site, self.classes)
+        self.binds = _binds(raw["bind"], out, self.site_part, self.classes)
 
 
 def _node_classes(raw: Any, out: ProblemCollector) -> Optional[List[NodeClass]]:
@@ -139,16 +142,16 @@ def _cross(s: _Sections, out: ProblemCollector) -> None:
     """Rules joining sections, run only on sections that are sound on their own."""
     if s.subid is not None and s.directory is not None:
         subid_section.check_with_directory(s.subid, s.directory, out)
-    if s.runtime is not None and s.site is not None:
-        s.runtime = runtime_section.check_passthrough(s.runtime, s.site, out)
+    if s.runtime is not None and s.site_part is not None:
+        s.runtime = runtime_section.check_passthrough(s.runtime, s.site_part, out)
     if s.runtime is None or s.subid is None:
         return
     if s.runtime.fakeroot and not s.subid.enabled:
         out.add("runtime.fakeroot", "true requires subid.enabled = true (users get --fakeroot "
                 "and rootless Podman anyway; without sub-ID ranges they fail or fall back)")
-    if s.site is None or not s.runtime.fakeroot or not s.subid.enabled:
+    if s.site_part is None or not s.runtime.fakeroot or not s.subid.enabled:
         return
-    needy = [r for r in s.site.runtimes if r in ("apptainer", "singularity")]
+    needy = [r for r in s.site_part.runtimes if r in ("apptainer", "singularity")]
     if needy and s.subid.count < FAKEROOT_MIN_COUNT:
         out.add("subid.count", f"must be >= {FAKEROOT_MIN_COUNT} for --fakeroot with "
                 f"{', '.join(needy)} (runtime.fakeroot = true), got {s.subid.count}")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Optional
+from typing import Any, Dict, Optional
 
 from hpcpolicy.errors import ProblemCollector
 from hpcpolicy.policy.model import Directory, FilesSource, LdapAttributes, LdapSource
@@ -16,7 +16,7 @@ from hpcpolicy.policy.schema import (
     read_table,
     string,
 )
-from hpcpolicy.policy.sections.common import MAX_ID, path, sub_table
+from hpcpolicy.policy.sections.common import MAX_ID, path, resolved_path, sub_table
 
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _HOST = rf"(?:{_LABEL}(?:\.{_LABEL})*|\[[0-9A-Fa-f:.]+\])"
@@ -84,24 +84,32 @@ LDAP_FIELDS = {
     "timeout": Field(integer(1, 3600), _L.timeout),
 }
 
-FILES_FIELDS = {
-    "passwd": Field(path(), FilesSource.passwd),
-    "group": Field(path(), FilesSource.group),
-}
+
+def files_fields(base_dir: str) -> Dict[str, Field]:
+    """passwd/group files; relative paths are relative to the site file (docs/decisions.md)."""
+    return {
+        "passwd": Field(resolved_path(base_dir), FilesSource.passwd),
+        "group": Field(resolved_path(base_dir), FilesSource.group),
+    }
+
 
 _D = Directory()
-FIELDS = {
-    "sources": Field(
-        array(one_of("files", "ldap"), nonempty=True, unique=True,
-              empty_hint="name \"files\", \"ldap\" or both"),
-        _D.sources,
-    ),
-    "min_uid": Field(integer(0, MAX_ID), _D.min_uid),
-    "max_uid": Field(integer(0, MAX_ID), None),
-    "exclude_disabled": Field(boolean(), _D.exclude_disabled),
-    "files": Field(sub_table(FILES_FIELDS, FilesSource), FilesSource()),
-    "ldap": Field(sub_table(LDAP_FIELDS, LdapSource, LDAP_HINTS), None),
-}
+
+
+def fields(base_dir: str) -> Dict[str, Field]:
+    """The [directory] schema (file paths resolve against `base_dir`)."""
+    return {
+        "sources": Field(
+            array(one_of("files", "ldap"), nonempty=True, unique=True,
+                  empty_hint="name \"files\", \"ldap\" or both"),
+            _D.sources,
+        ),
+        "min_uid": Field(integer(0, MAX_ID), _D.min_uid),
+        "max_uid": Field(integer(0, MAX_ID), None),
+        "exclude_disabled": Field(boolean(), _D.exclude_disabled),
+        "files": Field(sub_table(files_fields(base_dir), FilesSource), FilesSource()),
+        "ldap": Field(sub_table(LDAP_FIELDS, LdapSource, LDAP_HINTS), None),
+    }
 
 
 def _check_ldap(ldap: LdapSource, out: ProblemCollector) -> bool:
@@ -132,8 +140,8 @@ def _check(d: Directory, out: ProblemCollector) -> bool:
     return ok
 
 
-def parse(raw: Any, out: ProblemCollector) -> Optional[Directory]:
-    values = read_table(raw, "directory", FIELDS, out)
+def parse(raw: Any, out: ProblemCollector, base_dir: str) -> Optional[Directory]:
+    values = read_table(raw, "directory", fields(base_dir), out)
     if values is None:
         return None
     directory = Directory(**values)

@@ -23,22 +23,11 @@ from hpcpolicy.policy.schema import (
     string,
     table_array,
 )
-from hpcpolicy.policy.sections.common import account, path
+from hpcpolicy.policy.sections.common import account, path, relative_rule
 
 
 def _scope(value: str) -> Optional[str]:
     return check_scope(value)
-
-
-def _keyring(value: str) -> Optional[str]:
-    """A keyring file, relative to site.toml's directory or absolute."""
-    if not value:
-        return "must not be empty"
-    probe = value if value.startswith("/") else "/" + value
-    problem = paths.check_path(probe)
-    if problem is not None:
-        return problem.replace("must be an absolute path", "must be a file path")
-    return None
 
 
 _LOOKASIDE_RE = re.compile(r"(https?|file)://[^\s\x00-\x1f\x7f\"'\\\\]+")
@@ -58,7 +47,7 @@ RULE_FIELDS = {
               empty_hint="leave it out for everybody"),
         (),
     ),
-    "signed_by": Field(string(_keyring), None),
+    "signed_by": Field(string(relative_rule), None),
     "lookaside": Field(string(_lookaside), None),
 }
 

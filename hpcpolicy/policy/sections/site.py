@@ -43,7 +43,7 @@ FIELDS = {
     ),
     "apptainer_version": Field(_version("apptainer"), DEFAULT.apptainer_version),
     "singularity_version": Field(_version("singularity"), DEFAULT.singularity_version),
-    "deploy_owner": Field(account("user name"), DEFAULT.deploy_owner),
+    "deploy_owner": Field(account("user name", numeric_ok=True), DEFAULT.deploy_owner),
     "signing_key": Field(path(), None),
     "approval": Field(sub_table(APPROVAL_FIELDS, Approval), None),
 }
@@ -52,3 +52,20 @@ FIELDS = {
 def parse(raw: Any, out: ProblemCollector) -> Optional[Site]:
     values = read_table(raw, "site", FIELDS, out)
     return None if values is None else Site(**values)
+
+
+def salvage(raw: Any) -> Optional[Site]:
+    """When [site] is invalid: a stand-in carrying its runtimes and releases if THOSE are sound.
+
+    Lets the rules that only need them (bind runtimes, passthrough directives, the fakeroot count)
+    still report, without repeating the problems `parse` recorded.
+    """
+    if not isinstance(raw, dict):
+        return None
+    scratch = ProblemCollector("")
+    keys = ("runtimes", "apptainer_version", "singularity_version")
+    values = {k: FIELDS[k].check(raw[k], k, scratch) if k in raw else FIELDS[k].default
+              for k in keys}
+    if scratch:
+        return None
+    return Site(name="", deploy_root="", **values)
