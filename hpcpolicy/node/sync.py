@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Dict, Iterator, List, Mapping, Optional
 
-from hpcpolicy.errors import HpcPolicyError, LockTimeout, RuntimeFailure, UnsafePath, UsageError
+from hpcpolicy.errors import HpcPolicyError, LockTimeout, UnsafePath, UsageError
 from hpcpolicy.generation.manifest import SYSCTL_FILE
 from hpcpolicy.generation.naming import STABLE
 from hpcpolicy.generation.verify import verify_generation
@@ -344,8 +344,3 @@ def as_text(result: SyncResult) -> str:
         text += diffs.unified(result.diff)
     return text
 
-
-def ensure_not_failed(result: SyncResult) -> None:
-    """Raise when a post-install step failed (the files are installed; exit 1)."""
-    if result.errors:
-        raise RuntimeFailure("; ".join(result.errors))
