@@ -86,3 +86,28 @@ def ledger_ranges(root: str) -> Dict[int, Tuple[int, int, str]]:
     with open(os.path.join(root, "state", "subid-ledger.json"), "rb") as handle:
         doc = json.loads(handle.read())
     return {r["uid"]: (r["start"], r["count"], r["state"]) for r in doc["records"]}
+
+
+def write_site(
+    where: Path,
+    root: Path,
+    files: Tuple[str, str],
+    binds: Tuple[str, ...] = ("/scratch",),
+    name: str = "test",
+    **site: object,
+) -> Path:
+    """A real site.toml (written with tomli_w) for CLI and subprocess tests."""
+    import tomli_w
+
+    doc = {
+        "schema": 1,
+        "site": {"name": name, "deploy_root": str(root), "runtimes": list(RUNTIMES),
+                 "deploy_owner": str(os.geteuid()), **site},
+        "directory": {"sources": ["files"], "files": {"passwd": files[0], "group": files[1]}},
+        "subid": {"eligible_groups": ["containers"]},
+        "bind": [{"source": b} for b in binds],
+    }
+    where.mkdir(parents=True, exist_ok=True)
+    path = where / "site.toml"
+    path.write_bytes(tomli_w.dumps(doc).encode())
+    return path
