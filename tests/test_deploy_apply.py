@@ -232,3 +232,37 @@ def test_umask_does_not_leak_into_modes(site: tuple) -> None:
     verify_generation(str(root / "generations" / result.generation))
     assert (root / "generations" / result.generation).stat().st_mode & 0o777 == 0o755
     assert (root / "generations" / result.generation / "tree").stat().st_mode & 0o777 == 0o755
+
+
+def test_site_without_subids_still_binds_the_root(site: tuple) -> None:
+    from dataclasses import replace
+
+    from hpcpolicy.policy.model import SubId
+
+    root, files = site
+    policy = replace(make_policy(str(root), files), subid=SubId(enabled=False))
+    first = apply(policy, now=NOW)
+    assert first.changed and first.ledger_saved  # an empty ledger naming the site
+    assert "etc/subuid" not in {c["path"] for c in first.changes}
+    again = apply(policy, now=NOW)
+    assert not again.changed
+    other = replace(policy, site=replace(policy.site, name="other-site"))
+    with pytest.raises(Exception, match="ledger of site 'test'"):
+        apply(other, now=NOW)
+
+
+def test_check_needs_no_lock(site: tuple) -> None:
+    root, files = site
+    apply(make_policy(str(root), files), now=NOW)
+    code = ("import sys, time\nfrom hpcpolicy.deploy.lock import DeployLock\n"
+            "with DeployLock(sys.argv[1]):\n    print('in', flush=True); time.sleep(30)\n")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(root)], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "in\n"
+        result = apply(make_policy(str(root), files, binds=("/q",)), check=True,
+                       lock_timeout=0, now=NOW)
+        assert result.changed and result.check
+    finally:
+        holder.kill()
+        holder.wait()
