@@ -17,6 +17,7 @@ Decisions (documented for administrators):
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
@@ -44,6 +45,9 @@ def read_files(src: FilesSource) -> Tuple[List[User], List[Group]]:
     return users, groups
 
 
+_UNDECODABLE = re.compile("[\udc80-\udcff]")
+
+
 def _read_text(path: str) -> str:
     try:
         with open(path, "rb") as fh:
@@ -58,12 +62,15 @@ def _read_text(path: str) -> str:
 def _lines(path: str, nfields: int, problems: List[Problem]) -> List[_Line]:
     """Split the file into `nfields`-field records, skipping comments, blanks and NIS lines."""
     out: List[_Line] = []
-    for number, raw in enumerate(_read_text(path).split("\n"), start=1):
+    text = _read_text(path)
+    # surrogateescape marks undecodable bytes; scan lines only when the file has any
+    suspect = _UNDECODABLE.search(text) is not None
+    for number, raw in enumerate(text.split("\n"), start=1):
         line = raw[:-1] if raw.endswith("\r") else raw
         if not line.strip() or line.lstrip().startswith("#") or line[0] in "+-":
             continue
         where = f"{path}:{number}"
-        if any("\udc80" <= ch <= "\udcff" for ch in line):
+        if suspect and _UNDECODABLE.search(line):
             problems.append(Problem(where, "", "not valid UTF-8"))
             continue
         fields = line.split(":")
