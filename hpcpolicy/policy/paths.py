@@ -66,7 +66,8 @@ def check_text(value: str) -> Optional[str]:
     """Free text that ends up inside one line (filters, DNs): no control chars or line breaks."""
     for ch in value:
         if ch != " " and is_unsafe_char(ch):
-            return f"must not contain control characters or line breaks (found U+{ord(ch):04X})"
+            return ("must not contain control characters, line breaks or unusual whitespace "
+                    f"(found U+{ord(ch):04X})")
     return None
 
 

@@ -121,6 +121,9 @@ def integer(lo: Optional[int] = None, hi: Optional[int] = None) -> Checker:
     """An integer (never a boolean) in [lo, hi]."""
 
     def check(value: Any, path: str, out: ProblemCollector) -> Any:
+        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            out.add(path, f"expected integer, got string (write {value.strip()} without quotes)")
+            return INVALID
         if isinstance(value, bool) or not isinstance(value, int):
             return _expected(out, path, "integer", value)
         return _apply_rules(value, path, out, (_range_rule(lo, hi),))
