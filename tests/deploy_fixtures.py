@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from hpcpolicy.deploy.publish import switch_channel, write_generation
+from hpcpolicy.deploy.publish import publish_trees
 from hpcpolicy.deploy.store import Target, ensure_layout
 
 Trees = Dict[str, Dict[str, bytes]]
@@ -45,9 +45,7 @@ def publish(root: Path, trees: Trees, channel: str = "stable", now: datetime = N
             target: Optional[Target] = None) -> str:
     """Publish `trees` as the next generation and point `channel` at it."""
     ensure_layout(str(root))
-    name = write_generation(target or Target(str(root)), trees, FIELDS)
-    switch_channel(str(root), channel, name, now)
-    return name
+    return publish_trees(target or Target(str(root)), trees, FIELDS, channel, now)
 
 
 def listing(root: Path) -> List[Tuple[str, int, int, int]]:

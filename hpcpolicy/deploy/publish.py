@@ -38,7 +38,7 @@ from hpcpolicy.deploy.changelog import append_change, current_operator
 from hpcpolicy.deploy.lock import DeployLock
 from hpcpolicy.deploy.store import CHANNELS, Target, check_deploy_root, ensure_layout
 from hpcpolicy.errors import VerificationError
-from hpcpolicy.fsutil import atomic_symlink, atomic_write, fsync_dir
+from hpcpolicy.fsutil import atomic_symlink, atomic_write, fsync_dir, read_bytes_nofollow
 from hpcpolicy.generation.manifest import (
     MANIFEST,
     SYSCTL_FILE,
@@ -71,7 +71,8 @@ if TYPE_CHECKING:  # the plan pulls in every reader and renderer; only apply() n
 
 log = logging.getLogger(__name__)
 
-Trees = Mapping[str, Mapping[str, bytes]]
+Trees = Mapping[str, Mapping[str, bytes]]  # node class -> {node path: bytes}
+MutableTrees = Dict[str, Dict[str, bytes]]
 
 
 @dataclass
@@ -114,16 +115,15 @@ def gen_dir(deploy_root: str, name: str) -> str:
     return os.path.join(generations_dir(deploy_root), name)
 
 
-def read_trees(deploy_root: str, name: str, manifest: Mapping[str, Any]) -> Dict[str, Dict[str,
-                                                                                       bytes]]:
+def read_trees(deploy_root: str, name: str, manifest: Mapping[str, Any]) -> MutableTrees:
     """Every class tree of a (verified) generation, read back from disk."""
-    out: Dict[str, Dict[str, bytes]] = {}
+    out: MutableTrees = {}
     for node_class in manifest["classes"]:
         top = os.path.join(gen_dir(deploy_root, name), tree_dir(node_class))
-        out[node_class] = {}
-        for entry in class_files(manifest, node_class):
-            with open(os.path.join(top, entry.path), "rb") as handle:
-                out[node_class][entry.path] = handle.read()
+        out[node_class] = {
+            entry.path: read_bytes_nofollow(os.path.join(top, entry.path))
+            for entry in class_files(manifest, node_class)
+        }
     return out
 
 
@@ -226,6 +226,22 @@ def switch_channel(deploy_root: str, channel: str, name: str, now: datetime) -> 
     if channel != STABLE:
         os.makedirs(os.path.join(deploy_root, CHANNELS), mode=0o755, exist_ok=True)
     atomic_symlink(link_target(channel, name), link)
+
+
+def publish_trees(
+    target: Target,
+    trees: Trees,
+    manifest_fields: Mapping[str, Any],
+    channel: str = STABLE,
+    now: Optional[datetime] = None,
+) -> str:
+    """Write `trees` as a new generation and point `channel` at it (caller holds the lock).
+
+    Independent of planning: rollback and tests publish trees they did not render.
+    """
+    name = write_generation(target, trees, manifest_fields)
+    switch_channel(target.root, channel, name, now or utc_now())
+    return name
 
 
 # ------------------------------------------------------------------ requirements

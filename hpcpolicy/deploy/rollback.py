@@ -24,10 +24,10 @@ from hpcpolicy.deploy.publish import (
     ApplyResult,
     compare,
     gen_dir,
+    publish_trees,
     read_trees,
     switch_channel,
     utc_now,
-    write_generation,
 )
 from hpcpolicy.deploy.store import Target, check_deploy_root
 from hpcpolicy.errors import RuntimeFailure
@@ -127,8 +127,7 @@ def _rollback(target: Target, current: str, chosen: str, operator: str,
         "extra": {"action": "rollback", "rollback_to": chosen, "previous": current,
                   "channel": STABLE},
     }
-    name = write_generation(target, trees, fields)
-    switch_channel(target.root, STABLE, name, now)
+    name = publish_trees(target, trees, fields, STABLE, now)
     result.generation = name
     append_change(target.root, {
         "action": "rollback", "channel": STABLE, "generation": name, "previous": current,
