@@ -93,6 +93,7 @@ CASES: List[Tuple[str, Union[Mutation, str, bytes], str]] = [
      "images.collection[1].grop"),
     ("typo-runtime", put("runtime.mount_hom", True), "runtime.mount_hom"),
     ("typo-node-class", put("node_class", [{"name": "gpu", "node": "g1"}]), "node_class[1].node"),
+    ("misplaced-key", put("subid.min_uid", 1000), "subid.min_uid"),
     ("password-literal", ldap(bind_dn="cn=a,dc=x", bind_password="hunter2"),
      "directory.ldap.bind_password"),
     # wrong types
@@ -123,6 +124,9 @@ CASES: List[Tuple[str, Union[Mutation, str, bytes], str]] = [
     ("dot-component", binds({"source": "/a/./b"}), "bind[1].source"),
     ("deploy-root-relative", put("site.deploy_root", "srv/x"), "site.deploy_root"),
     ("signing-key-relative", put("site.signing_key", "key"), "site.signing_key"),
+    ("collection-nested", put("images.collection", [{"path": "/c", "group": "g"},
+                                                     {"path": "/c/d", "group": "h"}]),
+     "images.collection[2].path"),
     ("collection-relative", put("images.collection", [{"path": "c", "group": "g"}]),
      "images.collection[1].path"),
     # forbidden targets

@@ -240,6 +240,12 @@ bind_password = "secret"
     assert list(found) == ["directory.ldap.bind_password"]  # the table is unsound: no more rules
 
 
+def test_misplaced_key_points_at_its_table() -> None:
+    found = problems(MINIMAL + "min_uid = 500\n[runtime]\nnodes = \"n1\"\n")
+    assert found == {"site.min_uid": "unknown key here (it belongs in [directory])",
+                     "runtime.nodes": "unknown key here (it belongs in [[node_class]])"}
+
+
 def test_reserved_inside_space_is_fine_and_straddling_is_not() -> None:
     p = load_text(MINIMAL + "[subid]\nreserved = [[600000, 700000], [1, 2]]\n", "s", "/")
     assert p.subid.reserved == ((600000, 700000), (1, 2))

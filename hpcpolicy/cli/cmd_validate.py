@@ -54,8 +54,12 @@ def summary_line(info: Dict[str, Any], snapshot: Optional[Snapshot]) -> str:
             f"{len(snapshot.users)} users, {len(snapshot.groups)} groups from "
             f"{', '.join(info['sources'])}")
     return (f"site {info['site']}: runtimes {', '.join(info['runtimes'])}; "
-            f"{info['binds']} binds; {info['image_rules']} image rules, "
-            f"{info['collections']} collections; classes {classes}; {subid}; {seen}")
+            f"{_n(info['binds'], 'bind')}; {_n(info['image_rules'], 'image rule')}, "
+            f"{_n(info['collections'], 'collection')}; classes {classes}; {subid}; {seen}")
+
+
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def check_directory(policy: Policy) -> Snapshot:

@@ -61,6 +61,43 @@ TOP_FIELDS = {
 }
 
 
+def _key_homes() -> Dict[str, str]:
+    """Key -> the one table that has it, to point a misplaced key at its home."""
+    tables = {
+        "[site]": site_section.FIELDS,
+        "[site.approval]": site_section.APPROVAL_FIELDS,
+        "[directory]": directory_section.fields("/"),
+        "[directory.files]": directory_section.files_fields("/"),
+        "[directory.ldap]": directory_section.LDAP_FIELDS,
+        "[subid]": subid_section.FIELDS,
+        "[[bind]]": binds_section.FIELDS,
+        "[images]": images_section.FIELDS,
+        "[[images.rule]]": images_section.RULE_FIELDS,
+        "[[images.collection]]": images_section.COLLECTION_FIELDS,
+        "[runtime]": runtime_section.FIELDS,
+        "[[node_class]]": node_class_section.FIELDS,
+    }
+    homes: Dict[str, List[str]] = {}
+    for table, fields in tables.items():
+        for key in fields:
+            homes.setdefault(key, []).append(table)
+    return {key: where[0] for key, where in homes.items() if len(where) == 1}
+
+
+_HOMES = _key_homes()
+
+
+def _point_misplaced(problems: List[Problem]) -> List[Problem]:
+    """`unknown key` with no closer guess: say where that key belongs, if anywhere."""
+    out = []
+    for p in problems:
+        key = p.path.rsplit(".", 1)[-1]
+        if p.message == "unknown key" and key in _HOMES:
+            p = Problem(p.file, p.path, f"unknown key here (it belongs in {_HOMES[key]})")
+        out.append(p)
+    return out
+
+
 def _syntax_problem(err: Exception, text: str, file: str) -> Problem:
     """`FILE:LINE:COL: message` out of tomllib's text (it has no line attributes on 3.11)."""
     message = str(err)
@@ -183,7 +220,8 @@ def _build(data: bytes, file: str, base_dir: str) -> Policy:
     sections = _Sections(_defaults(raw), out, base_dir)
     _cross(sections, out)
     keyrings = _read_keyrings(sections.images, out) if sections.images is not None else {}
-    out.raise_if_any()
+    if out.problems:
+        raise InvalidInput(_point_misplaced(out.problems))
     return _policy(file, data, sections, keyrings)
 
 

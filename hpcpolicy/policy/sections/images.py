@@ -13,7 +13,6 @@ from typing import Any, Dict, FrozenSet, List, Optional, Sequence, Tuple
 
 from hpcpolicy.errors import ProblemCollector
 from hpcpolicy.images.reference import check_scope
-from hpcpolicy.policy import paths
 from hpcpolicy.policy.model import Collection, ImageRule, Images
 from hpcpolicy.policy.schema import (
     Field,
@@ -112,17 +111,28 @@ def _check_rules(rules: Sequence[ImageRule], out: ProblemCollector) -> bool:
     return ok
 
 
+def _ancestors(path: str) -> List[str]:
+    parts = path.split("/")
+    return ["/".join(parts[:i]) or "/" for i in range(1, len(parts))]
+
+
 def _check_collections(collections: Sequence[Collection], out: ProblemCollector) -> bool:
+    """One file, one group: collection paths are distinct and never nested."""
     ok = True
+    first: Dict[str, int] = {}
     for i, c in enumerate(collections, 1):
-        for j, other in enumerate(collections[: i - 1], 1):
-            if c.path == other.path:
-                out.add(f"images.collection[{i}].path", f"duplicate of images.collection[{j}]")
-                ok = False
-            elif paths.is_below(c.path, other.path) or paths.is_below(other.path, c.path):
-                out.add(f"images.collection[{i}].path", f"{c.path} is nested with "
-                        f"images.collection[{j}] ({other.path}): one file, one group")
-                ok = False
+        if c.path in first:
+            out.add(f"images.collection[{i}].path",
+                    f"duplicate of images.collection[{first[c.path]}]")
+            ok = False
+        first.setdefault(c.path, i)
+    for i, c in enumerate(collections, 1):
+        outer = [first[a] for a in _ancestors(c.path) if a in first]
+        if outer:
+            j = outer[-1]
+            out.add(f"images.collection[{i}].path", f"{c.path} is inside images.collection[{j}] "
+                    f"({collections[j - 1].path}): one file, one group")
+            ok = False
     return ok
 
 
