@@ -114,6 +114,7 @@ CASES: List[Tuple[str, Union[Mutation, str, bytes], str]] = [
     ("colon-target", binds({"source": "/s", "target": "/t:/etc"}), "bind[1].target"),
     ("hash-source", binds({"source": "/s#x"}), "bind[1].source"),
     ("quote-target", binds({"source": "/s", "target": '/t"x'}), "bind[1].target"),
+    ("envsubst-source", binds({"source": "/home/${USER}"}), "bind[1].source"),
     ("space-source", binds({"source": "/my scratch"}), "bind[1].source"),
     ("nbsp-source", binds({"source": "/my\u00a0scratch"}), "bind[1].source"),
     ("del-source", binds({"source": "/s\x7f"}), "bind[1].source"),

@@ -36,8 +36,9 @@ FORBIDDEN_TREES = ("/proc", "/sys", "/dev")
 
 MAX_PATH = 4096
 # Field or comment markers in the native formats paths are pasted into (apptainer.conf `bind path`
-# splits on `,` and `:`; fstab and shells treat `#`, quotes and backslashes specially).
-PATH_SEPARATORS = (",", ":", "#", '"', "'", "\\")
+# splits on `,` and `:`; fstab and shells treat `#`, quotes and backslashes specially; enroot
+# substitutes `${NAME}` from the user's environment in its mounts.d lines).
+PATH_SEPARATORS = (",", ":", "#", '"', "'", "\\", "$")
 
 SITE_NAME_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 CLASS_NAME_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
