@@ -4,14 +4,14 @@
 # apply publishes nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+scripts/setup.sh 2>&1 | grep -v -e "^ *!!" -e "^ *\*" -e "^ *$" -e Warning -e corresp -e "^ *Please" -e "^ *By 20" -e "^ *See http" -e "name as your" -e "with strategy" >&2 || true
 hp=.venv/bin/hpcpolicy
 out="$PWD/demo-out"
 mkdir -p "$out"
 chmod 0755 "$out"
 # The publisher refuses a deploy root owned by anyone but root or [site] deploy_owner: the demo
 # runs as you, so it publishes from a copy of the site naming you the deploy owner.
-.venv/bin/python - "$out/site.toml" "$(id -un)" <<'PY'
+.venv/bin/python - "$out/site.toml" "$(id -un)" "$PWD/etc/demo" <<'PY'
 import sys, tomli_w
 try:
     import tomllib
@@ -21,7 +21,7 @@ with open("etc/demo/site.toml", "rb") as f:
     site = tomllib.load(f)
 site["site"]["deploy_owner"] = sys.argv[2]
 for key in ("passwd", "group"):
-    site["directory"]["files"][key] = "../etc/demo/" + site["directory"]["files"][key]
+    site["directory"]["files"][key] = sys.argv[3] + "/" + site["directory"]["files"][key]
 with open(sys.argv[1], "wb") as f:
     tomli_w.dump(site, f)
 PY

@@ -29,7 +29,7 @@ import hashlib
 import json
 import os
 import re
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import tomli_w
 
@@ -71,9 +71,11 @@ def render(policy: Policy, snapshot: Snapshot, binds: Sequence[Bind]) -> Dict[st
     out: Dict[str, bytes] = {
         POLICY_JSON: render_policy_json(policy, snapshot, nodes, keys),
         REGISTRIES_CONF: render_registries_conf(policy, nodes),
-        REGISTRIES_D: render_registries_d(policy),
         CONTAINERS_CONF: render_containers_conf(policy, binds),
     }
+    lookaside = render_registries_d(policy)
+    if lookaside is not None:  # no signed scope with a lookaside: ship no empty file
+        out[REGISTRIES_D] = lookaside
     out.update({path: data for path, data in keys.values()})
     return out
 
@@ -166,7 +168,7 @@ def render_policy_json(
 # --- registries.d --------------------------------------------------------------------------
 
 
-def render_registries_d(policy: Policy) -> bytes:
+def render_registries_d(policy: Policy) -> Optional[bytes]:
     """Lookaside locations of signed scopes (wildcard scopes cannot have one: no such key)."""
     docker: Dict[str, Dict[str, str]] = {}
     for rule in policy.images.rules:
@@ -176,7 +178,9 @@ def render_registries_d(policy: Policy) -> bytes:
         if rule.scope.startswith("*."):
             continue
         docker[rule.scope] = {"lookaside": rule.lookaside}
-    doc = {"docker": docker} if docker else {}
+    if not docker:
+        return None
+    doc = {"docker": docker}
     return header(policy) + (json.dumps(doc, sort_keys=True, indent=2) + "\n").encode()
 
 
