@@ -7,6 +7,7 @@ typed key already renders may not be repeated there: two sources for one line is
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, List, Optional, Tuple
 
 from hpcpolicy.errors import ProblemCollector
@@ -117,4 +118,4 @@ def check_passthrough(rt: Runtime, site: Site, out: ProblemCollector) -> Optiona
     enroot = _check_enroot(rt.enroot, out)
     if not ok or enroot is None:
         return None
-    return Runtime(**{**rt.__dict__, "enroot": enroot})
+    return replace(rt, enroot=enroot)
