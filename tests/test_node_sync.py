@@ -429,15 +429,15 @@ def _sysctl_item() -> List[Any]:
 
 
 def test_sysctl_applied_on_real_root(fp: FakeProcess) -> None:
-    fp.register(["sysctl", "-p", "/etc/sysctl.d/90-hpcpolicy.conf"], stdout="x = 1\n")
+    fp.register(["sysctl", "-e", "-p", "/etc/sysctl.d/90-hpcpolicy.conf"], stdout="x = 1\n")
     result = node_sync.SyncResult("000001-00000000", "default", "", "stable", False)
     node_sync._after_install(SyncOptions("/d"), "/", _sysctl_item(), result)
     assert result.errors == [] and any("applied sysctl -p" in n for n in result.notes)
-    assert fp.call_count(["sysctl", "-p", "/etc/sysctl.d/90-hpcpolicy.conf"]) == 1
+    assert fp.call_count(["sysctl", "-e", "-p", "/etc/sysctl.d/90-hpcpolicy.conf"]) == 1
 
 
 def test_sysctl_failure_reported(fp: FakeProcess) -> None:
-    fp.register(["sysctl", "-p", fp.any()], returncode=255,
+    fp.register(["sysctl", "-e", "-p", fp.any()], returncode=255,
                 stderr="sysctl: permission denied on key \"user.max_user_namespaces\"\n")
     result = node_sync.SyncResult("000001-00000000", "default", "", "stable", False)
     node_sync._after_install(SyncOptions("/d"), "/", _sysctl_item(), result)
@@ -449,7 +449,7 @@ def test_sysctl_missing(fp: FakeProcess) -> None:
     def missing(process: Any) -> None:
         raise FileNotFoundError("sysctl")
 
-    fp.register(["sysctl", "-p", fp.any()], callback=missing)
+    fp.register(["sysctl", "-e", "-p", fp.any()], callback=missing)
     assert "not found" in (node_sync.run_sysctl("/etc/sysctl.d/90-hpcpolicy.conf") or "")
 
 
@@ -459,13 +459,13 @@ def test_sysctl_failure_exit_code(cli: Any, deploy: Deploy, node_root: Path, fp:
     deploy.publish()
     monkeypatch.setattr(node_sync, "live_root", lambda root: True)  # as if --root were /
     sysctl_file = str(node_root / "etc/sysctl.d/90-hpcpolicy.conf")
-    fp.register(["sysctl", "-p", sysctl_file], returncode=1, stderr="sysctl: cannot stat\n")
+    fp.register(["sysctl", "-e", "-p", sysctl_file], returncode=1, stderr="sysctl: cannot stat\n")
     res = run_sync(cli, deploy, node_root)
     assert res.rc == 1 and res.doc["changed"] is True and res.doc["errors"]
     assert "sysctl: cannot stat" in res.doc["msg"] and "sysctl: cannot stat" in res.err
     assert len(res.doc["changes"]) == 5
     assert (node_root / "etc/subuid").read_bytes() == SUBUID
-    assert fp.call_count(["sysctl", "-p", sysctl_file]) == 1
+    assert fp.call_count(["sysctl", "-e", "-p", sysctl_file]) == 1
     again = run_sync(cli, deploy, node_root)  # installed; nothing left to apply
     assert again.rc == 0 and again.doc["changed"] is False
 

@@ -430,7 +430,9 @@ def _fields(run: _Run, plan: Plan) -> Dict[str, Any]:
         "policy_sha256": run.policy.sha256,
         "requirements": requirements_of(run.policy, plan.trees),
         "extra": {"action": "apply", "channel": run.channel,
-                  "previous": channel_generation(run.target.root, run.channel)},
+                  "previous": channel_generation(run.target.root, run.channel),
+                  # node sync matches its hostname against these (SPEC §6)
+                  "node_classes": {c.name: c.nodes for c in run.policy.node_classes}},
     }
 
 

@@ -125,7 +125,7 @@ def _rollback(target: Target, current: str, chosen: str, operator: str,
         "site": chosen_manifest["site"], "policy_sha256": chosen_manifest["policy_sha256"],
         "requirements": requirements,
         "extra": {"action": "rollback", "rollback_to": chosen, "previous": current,
-                  "channel": STABLE},
+                  "channel": STABLE, "node_classes": chosen_manifest.get("node_classes", {})},
     }
     name = publish_trees(target, trees, fields, STABLE, now)
     result.generation = name

@@ -208,9 +208,13 @@ def _apply(root: str, items: List[_Planned], previous: Mapping[str, str], timeou
 
 
 def run_sysctl(path: str) -> Optional[str]:
-    """`sysctl -p FILE`; the reason it failed, or None."""
+    """`sysctl -e -p FILE`; the reason it failed, or None.
+
+    `-e`: procps 4.0 exits 1 on a `-key` line whose key the kernel lacks, although the dash
+    asks exactly to ignore it (systemd-sysctl honours it); the file only holds our own keys.
+    """
     try:
-        proc = subprocess.run([SYSCTL, "-p", path], capture_output=True, text=True,
+        proc = subprocess.run([SYSCTL, "-e", "-p", path], capture_output=True, text=True,
                               timeout=SYSCTL_TIMEOUT, check=False, stdin=subprocess.DEVNULL)
     except FileNotFoundError:
         return f"{SYSCTL} not found: install procps, then run sysctl -p {path}"
