@@ -8,6 +8,7 @@ never a torn one; a stale `.hpcpolicy-tmp-*` file is all that can remain.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import tempfile
@@ -56,10 +57,8 @@ def atomic_write(
                 os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        except FileNotFoundError:
-            pass
         raise
     if sync:
         fsync_dir(directory)
@@ -74,10 +73,8 @@ def atomic_symlink(target: str, link: PathLike) -> None:
     try:
         os.replace(tmp, link)
     except BaseException:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        except FileNotFoundError:
-            pass
         raise
     fsync_dir(directory)
 

@@ -52,5 +52,5 @@ class Snapshot:
         return {u.uid for u in self.users.values()}, {g.gid for g in self.groups.values()}
 
     @staticmethod
-    def of(users: Iterable[User], groups: Iterable[Group]) -> "Snapshot":
+    def of(users: Iterable[User], groups: Iterable[Group]) -> Snapshot:
         return Snapshot({u.name: u for u in users}, {g.name: g for g in groups})
