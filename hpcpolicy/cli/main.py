@@ -17,32 +17,39 @@ from hpcpolicy import __version__
 from hpcpolicy.cli.outcome import Outcome
 from hpcpolicy.errors import EXIT_FAILURE, EXIT_INVALID, HpcPolicyError, InvalidInput, first_line
 
+DESCRIPTION = """\
+Keep the container policy of every HPC node in one reviewed site.toml: validate it, render every
+launcher's native configuration, publish immutable generations on shared storage, and install
+them on nodes. Exit codes: 0 success, 1 runtime failure, 2 invalid input or usage.
+"""
+
 log = logging.getLogger("hpcpolicy")
 
 # Order is the order of `hpcpolicy --help`.
 COMMAND_MODULES = (
     "validate",
     "render",
-    "subid",
-    "node",
     "apply",
     "status",
     "generations",
     "rollback",
     "promote",
+    "subid",
+    "node",
 )
 
 
 class _UsageError(Exception):
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, usage: str) -> None:
         super().__init__(message)
+        self.usage = usage
 
 
 class _Parser(argparse.ArgumentParser):
     """argparse that raises instead of exiting, so --format json can report usage errors too."""
 
     def error(self, message: str) -> NoReturn:
-        raise _UsageError(f"{self.prog}: {message}")
+        raise _UsageError(f"{self.prog}: {message}", self.format_usage())
 
 
 def _wants_json(argv: Sequence[str]) -> bool:
@@ -56,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     common = _Parser(add_help=False)
     common.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     common.add_argument("-v", "--verbose", action="store_true", help="more log messages")
-    parser = _Parser(prog="hpcpolicy", description=__doc__, parents=[common])
+    parser = _Parser(prog="hpcpolicy", description=DESCRIPTION, parents=[common])
     parser.add_argument("--version", action="version", version=f"hpcpolicy {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     subparsers.required = True
@@ -81,7 +88,8 @@ def _fail(msg: str, code: int, as_json: bool, extra: Optional[dict] = None) -> i
         payload.update(extra or {})
         sys.stdout.write(json.dumps(payload, sort_keys=True) + "\n")
     for line in msg.splitlines():
-        sys.stderr.write(f"hpcpolicy: {line}\n")
+        prefix = "" if line.startswith("hpcpolicy") else "hpcpolicy: "
+        sys.stderr.write(f"{prefix}{line}\n")
     return code
 
 
@@ -97,6 +105,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         args = build_parser().parse_args(argv)
     except _UsageError as err:
+        if not as_json:
+            sys.stderr.write(err.usage)
         return _fail(str(err), EXIT_INVALID, as_json)
     except SystemExit as exc:  # --help / --version
         return int(exc.code or 0)
