@@ -4,15 +4,8 @@ from __future__ import annotations
 
 import hashlib
 
-from hpcpolicy.deploy.diff import (
-    MAX_DIFF_BYTES,
-    changed_lines,
-    changes,
-    diff,
-    diff_entry,
-    flatten,
-    unified,
-)
+from hpcpolicy.deploy.diff import changes, diff, flatten
+from hpcpolicy.generation.diff import MAX_DIFF_BYTES, changed_lines, diff_entry, unified
 
 
 def test_flatten_prefixes_classes() -> None:

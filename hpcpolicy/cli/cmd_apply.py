@@ -34,7 +34,7 @@ def add_parser(subparsers: Any, common_parent: argparse.ArgumentParser) -> None:
 
 def result_text(result: Any, with_diff: bool) -> str:
     """The text a person reads: the message, one line per changed file, then the diffs."""
-    from hpcpolicy.deploy.diff import unified
+    from hpcpolicy.generation.diff import unified
 
     lines: List[str] = [result.msg]
     lines += [f"  {c['action']:<8} {c['path']}" for c in result.changes]

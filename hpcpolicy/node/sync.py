@@ -34,10 +34,10 @@ from datetime import datetime, timezone
 from typing import Any, Dict, Iterator, List, Mapping, Optional
 
 from hpcpolicy.errors import HpcPolicyError, LockTimeout, UnsafePath, UsageError
+from hpcpolicy.generation import diff as diffs
 from hpcpolicy.generation.manifest import SYSCTL_FILE
 from hpcpolicy.generation.naming import STABLE
 from hpcpolicy.generation.verify import verify_generation
-from hpcpolicy.node import diff as diffs
 from hpcpolicy.node import install, source
 from hpcpolicy.node.shadowlock import ShadowLocks
 from hpcpolicy.node.state import (
