@@ -1,21 +1,21 @@
 """The deploy root on shared storage: is it safe to trust, and its fixed layout.
 
 A deploy root is what every node installs as root, so anybody who can replace a file or a
-directory on the way to it owns the cluster. `check_deploy_root` therefore walks the path
-itself AND every parent, following symlinks (both the directory holding a link and what the
-link resolves to are checked: whoever can write either can redirect the link).
+directory on the way to it owns the cluster: `check_deploy_root` applies the trust rule of
+`generation.trust` (shared with nodes) to the path, every parent and wherever links lead.
 """
 
 from __future__ import annotations
 
 import os
 import pwd
-import stat
 from dataclasses import dataclass
-from typing import List, Optional, Set
+from typing import Optional
 
 from hpcpolicy.errors import RuntimeFailure, UnsafePath
+from hpcpolicy.generation import trust
 from hpcpolicy.generation.naming import CHANNELS, CURRENT, GENERATIONS
+from hpcpolicy.generation.trust import check_dirs
 from hpcpolicy.policy.model import Policy
 
 STATE = "state"
@@ -36,17 +36,6 @@ def resolve_owner(owner: str) -> int:
         raise RuntimeFailure(f"deploy owner {owner!r} is not a known user") from None
 
 
-def _prefixes(path: str) -> List[str]:
-    """'/a/b/c' -> ['/', '/a', '/a/b', '/a/b/c'] (lexical, no resolution)."""
-    out = ["/"]
-    current = "/"
-    for part in path.split("/"):
-        if part:
-            current = os.path.join(current, part)
-            out.append(current)
-    return out
-
-
 def _existing(path: str) -> str:
     """`path` itself, or its nearest existing ancestor (a deploy root may still be created)."""
     while not os.path.lexists(path):
@@ -55,40 +44,6 @@ def _existing(path: str) -> str:
             break
         path = parent
     return path
-
-
-def _why_unsafe(st: os.stat_result, allowed: Set[int], is_target: bool) -> Optional[str]:
-    """The reason one directory (or the target) is unsafe, or None."""
-    if st.st_uid not in allowed:
-        return f"owned by uid {st.st_uid}, not root or the deploy owner"
-    writable = st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
-    if not writable:
-        return None
-    sticky_root = st.st_mode & stat.S_ISVTX and st.st_uid == 0 and not is_target
-    if sticky_root:
-        return None  # like /tmp: others cannot replace what is in it
-    who = "group and other" if writable == (stat.S_IWGRP | stat.S_IWOTH) else (
-        "group" if writable & stat.S_IWGRP else "other")
-    return f"writable by {who} (mode {stat.S_IMODE(st.st_mode):04o})"
-
-
-def _chain(path: str, depth: int = 0) -> List[str]:
-    """Every directory whose owner could redirect `path`: its prefixes, and for each symlink
-    met on the way, the prefixes of where it points (recursively), then the resolved path."""
-    if depth > 40:
-        raise UnsafePath(f"{path}: too many levels of symbolic links")
-    out: List[str] = []
-    for entry in _prefixes(path):
-        out.append(entry)
-        if os.path.islink(entry):
-            target = os.path.join(os.path.dirname(entry), os.readlink(entry))
-            out.extend(_chain(os.path.normpath(target), depth + 1))
-    out.extend(_prefixes(os.path.realpath(path)))
-    unique: List[str] = []
-    for entry in out:
-        if entry not in unique:
-            unique.append(entry)
-    return unique
 
 
 def check_deploy_root(path: str, owner: str, write: bool) -> None:
@@ -108,13 +63,7 @@ def check_deploy_root(path: str, owner: str, write: bool) -> None:
             raise RuntimeFailure(f"deploy root {path}: does not exist")
     start = _existing(path)
     targets = {path, os.path.realpath(path)} if start == path else set()
-    for entry in _chain(start):
-        st = os.stat(entry)  # follows links: judge what a link leads to
-        if not stat.S_ISDIR(st.st_mode):
-            raise UnsafePath(f"deploy root {path}: {entry} is not a directory")
-        reason = _why_unsafe(st, allowed, entry in targets)
-        if reason:
-            raise UnsafePath(f"deploy root {path}: {entry} is {reason}")
+    check_dirs(f"deploy root {path}", trust.chain(start), allowed, targets)
 
 
 def ensure_layout(root: str) -> None:

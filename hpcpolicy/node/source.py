@@ -19,10 +19,11 @@ import logging
 import os
 import socket
 import stat
-from typing import Any, Dict, List, Mapping, Optional, Set, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from hpcpolicy.errors import RuntimeFailure, UnsafePath, UsageError, VerificationError
 from hpcpolicy.fsutil import read_bytes_nofollow
+from hpcpolicy.generation import trust
 from hpcpolicy.generation.manifest import class_files
 from hpcpolicy.generation.naming import (
     CHANNELS,
@@ -32,45 +33,13 @@ from hpcpolicy.generation.naming import (
     channel_generation,
     tree_dir,
 )
+from hpcpolicy.generation.trust import check_dirs
 
 log = logging.getLogger(__name__)
+_REFUSE = "; refusing to read it"
 
 
 # ----------------------------------------------------------------------------- trust
-
-
-def _prefixes(path: str) -> List[str]:
-    """'/a/b' -> ['/', '/a', '/a/b'] (lexical)."""
-    out = ["/"]
-    for part in path.split("/"):
-        if part:
-            out.append(os.path.join(out[-1], part))
-    return out
-
-
-def _chain(path: str, depth: int = 0) -> List[str]:
-    """Every directory whose owner could redirect `path` (prefixes, and where links lead)."""
-    if depth > 40:
-        raise UnsafePath(f"{path}: too many levels of symbolic links")
-    out: List[str] = []
-    for entry in _prefixes(path):
-        out.append(entry)
-        if os.path.islink(entry):
-            target = os.path.join(os.path.dirname(entry), os.readlink(entry))
-            out.extend(_chain(os.path.normpath(target), depth + 1))
-    out.extend(_prefixes(os.path.realpath(path)))
-    return list(dict.fromkeys(out))
-
-
-def _why_unsafe(st: os.stat_result, allowed: Set[int], inside: bool) -> Optional[str]:
-    if st.st_uid not in allowed:
-        return f"owned by uid {st.st_uid}, not root or the deploy root's owner"
-    writable = st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
-    if not writable:
-        return None
-    if st.st_mode & stat.S_ISVTX and st.st_uid == 0 and not inside:
-        return None  # like /tmp: others cannot replace what is in it
-    return f"writable by group or other (mode {stat.S_IMODE(st.st_mode):04o})"
 
 
 def check_deploy_root(deploy_root: str) -> str:
@@ -82,24 +51,9 @@ def check_deploy_root(deploy_root: str) -> str:
         raise RuntimeFailure(f"deploy root {path}: cannot read: {err.strerror}") from None
     if not stat.S_ISDIR(top.st_mode):
         raise RuntimeFailure(f"deploy root {path}: not a directory")
-    allowed = {0, top.st_uid}
-    real = os.path.realpath(path)
-    inside = {path, real}
-    for entry in _chain(path):
-        _check_dir(path, entry, allowed, entry in inside)
+    inside = {path, os.path.realpath(path)}
+    check_dirs(f"deploy root {path}", trust.chain(path), {0, top.st_uid}, inside, _REFUSE)
     return path
-
-
-def _check_dir(deploy_root: str, entry: str, allowed: Set[int], inside: bool) -> None:
-    try:
-        st = os.stat(entry)
-    except OSError as err:
-        raise RuntimeFailure(f"deploy root {deploy_root}: {entry}: {err.strerror}") from None
-    if not stat.S_ISDIR(st.st_mode):
-        raise UnsafePath(f"deploy root {deploy_root}: {entry} is not a directory")
-    reason = _why_unsafe(st, allowed, inside)
-    if reason:
-        raise UnsafePath(f"deploy root {deploy_root}: {entry} is {reason}; refusing to read it")
 
 
 def check_inner(deploy_root: str, channel: str, gen_dir: str) -> None:
@@ -111,7 +65,7 @@ def check_inner(deploy_root: str, channel: str, gen_dir: str) -> None:
     for entry in inner:
         if os.path.islink(entry):
             raise UnsafePath(f"{entry}: is a symlink; refusing to read it")
-        _check_dir(deploy_root, entry, allowed, True)
+    check_dirs(f"deploy root {deploy_root}", inner, allowed, set(inner), _REFUSE)
 
 
 # ----------------------------------------------------------------------------- generation

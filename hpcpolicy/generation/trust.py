@@ -1,0 +1,71 @@
+"""Who could alter a deploy root: the trust rule shared by the publisher and every node.
+
+A deploy root is what every node installs as root, so anybody who can replace a file or a
+directory on the way to it owns the cluster. The rule: the path itself, every parent, and every
+place a symlink on the way leads (recursively) must be owned by an allowed uid (root or the
+deploy owner) and not writable by group or other; a root-owned sticky parent such as /tmp is
+fine, because others cannot replace what is in it.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from typing import Iterable, List, Optional, Set
+
+from hpcpolicy.errors import RuntimeFailure, UnsafePath
+
+MAX_LINKS = 40
+
+
+def prefixes(path: str) -> List[str]:
+    """'/a/b' -> ['/', '/a', '/a/b'] (lexical, no resolution)."""
+    out = ["/"]
+    for part in path.split("/"):
+        if part:
+            out.append(os.path.join(out[-1], part))
+    return out
+
+
+def chain(path: str, depth: int = 0) -> List[str]:
+    """Every directory whose owner could redirect `path`: its prefixes, and for each symlink met
+    on the way, the prefixes of where it points (recursively), then the resolved path's."""
+    if depth > MAX_LINKS:
+        raise UnsafePath(f"{path}: too many levels of symbolic links")
+    out: List[str] = []
+    for entry in prefixes(path):
+        out.append(entry)
+        if os.path.islink(entry):
+            target = os.path.join(os.path.dirname(entry), os.readlink(entry))
+            out.extend(chain(os.path.normpath(target), depth + 1))
+    out.extend(prefixes(os.path.realpath(path)))
+    return list(dict.fromkeys(out))
+
+
+def why_unsafe(st: os.stat_result, allowed: Set[int], inside: bool) -> Optional[str]:
+    """Why one directory is unsafe, or None. `inside`: the deploy root itself (no sticky pass)."""
+    if st.st_uid not in allowed:
+        return f"owned by uid {st.st_uid}, not root or the deploy owner"
+    writable = st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+    if not writable:
+        return None
+    if st.st_mode & stat.S_ISVTX and st.st_uid == 0 and not inside:
+        return None  # like /tmp: others cannot replace what is in it
+    who = "group and other" if writable == (stat.S_IWGRP | stat.S_IWOTH) else (
+        "group" if writable & stat.S_IWGRP else "other")
+    return f"writable by {who} (mode {stat.S_IMODE(st.st_mode):04o})"
+
+
+def check_dirs(label: str, entries: Iterable[str], allowed: Set[int], inside: Set[str],
+               suffix: str = "") -> None:
+    """Raise UnsafePath naming the first entry that is not a safe directory."""
+    for entry in entries:
+        try:
+            st = os.stat(entry)  # follows links: judge what a link leads to
+        except OSError as err:
+            raise RuntimeFailure(f"{label}: {entry}: {err.strerror}") from None
+        if not stat.S_ISDIR(st.st_mode):
+            raise UnsafePath(f"{label}: {entry} is not a directory")
+        reason = why_unsafe(st, allowed, entry in inside)
+        if reason:
+            raise UnsafePath(f"{label}: {entry} is {reason}{suffix}")
