@@ -86,7 +86,7 @@ def backend(module: Any) -> Optional[str]:
     from ansible.module_utils.basic import missing_required_lib
 
     module.fail_json(msg=missing_required_lib(
-        CLI_NAME, reason="or the hpcpolicy CLI on PATH (or set executable)"),
+        CLI_NAME, reason="unless the hpcpolicy CLI is on PATH or named by the executable option"),
         exception=HPCPOLICY_IMPORT_ERROR, **ON_ERROR)
     return None  # not reached: fail_json exits
 
