@@ -327,3 +327,17 @@ def test_validate_ok_text_and_json(cli: Any) -> None:
     assert "site minimal" in res.out.splitlines()[1]
     doc = json.loads(cli("validate", site, "--offline", "--format", "json").out)
     assert (doc["failed"], doc["valid"], doc["summary"]["site"]) == (False, True, "minimal")
+
+
+def test_spec_example_site_validates_offline(tmp_path: Path, cli: Any) -> None:
+    """SPEC §2's site file as printed there is valid (a rule both signed and group-limited)."""
+    spec = Path(__file__).resolve().parents[2] / "shared" / "SPEC.md"
+    if not spec.is_file():
+        pytest.skip("shared/SPEC.md not beside the repository")
+    text = spec.read_text()
+    example = text.split("```toml\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "keys").mkdir()
+    (tmp_path / "keys" / "hpc.gpg").write_bytes(b"keyring")
+    (tmp_path / "site.toml").write_text(example)
+    res = cli("validate", tmp_path / "site.toml", "--offline")
+    assert res.rc == 0, res.err

@@ -100,13 +100,16 @@ def _check_rules(rules: Sequence[ImageRule], out: ProblemCollector) -> bool:
         same.setdefault(key, rule.index)
         by_scope.setdefault(rule.scope, []).append(rule)
     for scope, group in by_scope.items():
+        # One rule may carry both (SPEC's own example: bio may run signed images of its
+        # scope; node-wide that is signedBy for everybody, the group limit audit-only). Across
+        # rules of one scope it cannot be rendered: policy.json holds one requirement per scope.
         signed = [r for r in group if r.signed_by is not None]
-        limited = [r for r in group if r.groups]
-        if signed and limited:
-            out.add(f"images.rule[{max(signed[0].index, limited[0].index)}]",
+        if len(group) > 1 and signed:
+            other = next(r for r in group if r is not signed[0])
+            out.add(f"images.rule[{max(signed[0].index, other.index)}]",
                     f"scope {scope!r} mixes signed_by (images.rule[{signed[0].index}]) and groups "
-                    f"(images.rule[{limited[0].index}]): node-wide policy.json can require a "
-                    "signature per scope only, for everybody")
+                    f"(images.rule[{other.index}]) in different rules: node-wide policy.json can "
+                    "require a signature per scope only, for everybody")
             ok = False
     return ok
 
