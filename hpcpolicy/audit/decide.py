@@ -1,0 +1,733 @@
+"""Audit decisions: who may run which image, which rule decided, and what enforces it. Pure.
+
+The verdict itself is `images.scope.decide` (the same evaluator the renderer uses), so the audit
+can never disagree with the rules. What the audit adds is the *enforcement* picture, because a
+verdict is only worth what the node does with it:
+
+* Podman/Buildah/Skopeo read the node-wide policy.json, rendered to accept a reference when
+  some eligible user may (`scope.node_wide_rules`). Where a user's verdict differs from the
+  node's (group-limited rules), the node accepts what the user is denied: that denial is not
+  enforced by those tools. A user may also replace the file (`~/.config/containers/policy.json`,
+  `--signature-policy`, skopeo `--policy` / `--insecure-policy`).
+* registries.conf `blocked` prefixes stop a pull before policy.json is read.
+* Apptainer, SingularityCE and Enroot have no registry allow-list: they fetch any reference.
+* A collection is enforced by the permissions of its files, which the audit checks as they
+  really are (`PathState`, observed by `audit.observe`) and reports drift from what the policy
+  expects: group-owned by the licence group, readable by it, not by others.
+
+`enforces` is true when the mechanism, as rendered and as found, applies this decision to this
+user: it stops a denied image, or lets an allowed one through, *because the policy says so*.
+A runtime with no control reports false for allowed decisions too.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import stat
+from dataclasses import dataclass, field, replace
+from typing import Any, Dict, FrozenSet, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
+
+from hpcpolicy.directory.model import Snapshot, User
+from hpcpolicy.errors import UsageError
+from hpcpolicy.images.reference import parse
+from hpcpolicy.images.scope import (
+    Decision,
+    NodeRule,
+    decide,
+    decide_node,
+    eligible_users,
+    node_default,
+    node_wide_rules,
+)
+from hpcpolicy.policy.model import Collection, Policy
+from hpcpolicy.render.containers import LOCAL_TRANSPORTS, blockable
+
+EXAMPLE = "example"
+UNLISTED = "unlisted.example.invalid/example:latest"  # a reference no sane rule matches
+LOCAL_RULE = "images.local_transports"
+MAX_DRIFT = 20  # drift lines shown per decision; the rest are counted
+# transports whose argument is a file or directory path (`oci:/path[:ref]`)
+PATH_TRANSPORTS = ("dir", "docker-archive", "oci", "oci-archive", "sif", "tarball")
+
+POLICY_JSON = "containers-policy.json"
+REGISTRIES_CONF = "containers-registries.conf"
+FILE_PERMISSIONS = "file-permissions"
+_OVERRIDE = (
+    "a user's own ~/.config/containers/policy.json replaces /etc/containers/policy.json, and "
+    "podman/buildah --signature-policy, skopeo --policy or --insecure-policy bypass it"
+)
+
+
+# --- data ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Enforcement:
+    """What one mechanism does about one decision."""
+
+    mechanism: str
+    enforces: bool
+    user_can_override: bool
+    note: str
+
+    def as_dict(self) -> Dict[str, Any]:
+        return {
+            "mechanism": self.mechanism,
+            "enforces": self.enforces,
+            "user_can_override": self.user_can_override,
+            "note": self.note,
+        }
+
+
+@dataclass(frozen=True)
+class AuditDecision:
+    """One (user, image) answer: the SPEC §3 fields plus where it holds and what drifted."""
+
+    user: str
+    image: str  # normalised reference, absolute path, or local-transport reference
+    allowed: bool
+    rule: str  # the scope or collection that decided, "default" or "images.local_transports"
+    reason: str
+    enforced_by: Tuple[Enforcement, ...]
+    kind: str = "reference"  # "reference" | "collection" | "local"
+    node_class: str = "default"
+    node_allowed: Optional[bool] = None  # what node-wide policy.json does (references only)
+    notes: Tuple[str, ...] = ()
+    drift: Tuple[str, ...] = ()
+
+    @property
+    def unenforced_denial(self) -> bool:
+        """Denied, yet some runtime of the site lets this user run it."""
+        return not self.allowed and any(not e.enforces for e in self.enforced_by)
+
+    def as_dict(self) -> Dict[str, Any]:
+        return {
+            "user": self.user,
+            "image": self.image,
+            "allowed": self.allowed,
+            "rule": self.rule,
+            "reason": self.reason,
+            "enforced_by": [e.as_dict() for e in self.enforced_by],
+            "kind": self.kind,
+            "class": self.node_class,
+            "node_allowed": self.node_allowed,
+            "notes": list(self.notes),
+            "drift": list(self.drift),
+        }
+
+
+@dataclass(frozen=True)
+class PathState:
+    """A path as `lstat` found it (never followed): what collection decisions are judged on."""
+
+    path: str
+    kind: str  # "dir" | "file" | "symlink" | "other" | "missing"
+    mode: int = 0  # permission bits (S_IMODE)
+    uid: int = -1
+    gid: int = -1
+    acl: bool = False  # carries a POSIX access ACL
+
+
+@dataclass
+class Observation:
+    """Path states for every path the targets need; `truncated`: collections walked in part."""
+
+    states: Dict[str, PathState] = field(default_factory=dict)
+    truncated: Set[str] = field(default_factory=set)
+
+
+@dataclass(frozen=True)
+class Target:
+    """What `--image` (or a representative) names."""
+
+    kind: str  # "reference" | "path" | "transport" | "collection"
+    value: str  # normalised reference, absolute path, transport reference, collection path
+    given: str  # as typed
+    notes: Tuple[str, ...] = ()
+
+
+@dataclass
+class Context:
+    """Everything computed once per audit run."""
+
+    policy: Policy
+    snapshot: Snapshot
+    node_class: str
+    node_rules: Dict[str, NodeRule]
+    node_allows_default: bool
+    blocked: Tuple[str, ...]
+    eligible: FrozenSet[str]
+    groups_by_user: Dict[str, FrozenSet[str]]
+    gid_names: Dict[int, str]
+    rule_groups: FrozenSet[str]
+    cache: Dict[Any, Any] = field(default_factory=dict)
+
+
+# --- context and selection -----------------------------------------------------------------
+
+
+def _memberships(snapshot: Snapshot) -> Dict[str, FrozenSet[str]]:
+    """User -> group names, primary group included (`Snapshot.groups_of`, in one pass)."""
+    out: Dict[str, Set[str]] = {}
+    by_gid: Dict[int, List[str]] = {}
+    for group in snapshot.groups.values():
+        by_gid.setdefault(group.gid, []).append(group.name)
+        for member in group.members:
+            out.setdefault(member, set()).add(group.name)
+    for user in snapshot.users.values():
+        out.setdefault(user.name, set()).update(by_gid.get(user.gid, ()))
+    return {name: frozenset(groups) for name, groups in out.items()}
+
+
+def make_context(policy: Policy, snapshot: Snapshot, node_class: str = "default") -> Context:
+    """Precompute the node-wide verdicts and memberships one audit run needs."""
+    if node_class not in policy.class_names():
+        raise UsageError(
+            f"--class {node_class}: not a node class of {policy.path} "
+            f"({', '.join(policy.class_names())})"
+        )
+    nodes = node_wide_rules(policy, snapshot)
+    podman = "podman" in policy.site.runtimes
+    return Context(
+        policy=policy,
+        snapshot=snapshot,
+        node_class=node_class,
+        node_rules=nodes,
+        node_allows_default=node_default(policy, snapshot),
+        blocked=tuple(blockable(nodes)) if podman else (),
+        eligible=frozenset(u.name for u in eligible_users(policy, snapshot)),
+        groups_by_user=_memberships(snapshot),
+        gid_names={g.gid: g.name for g in snapshot.groups.values()},
+        rule_groups=frozenset(g for r in policy.images.rules for g in r.groups),
+    )
+
+
+def select_users(
+    ctx: Context, user: Optional[str] = None, group: Optional[str] = None
+) -> List[User]:
+    """`--user` alone, or every user the node-wide files count (eligible), within `--group`."""
+    snapshot = ctx.snapshot
+    where = ", ".join(ctx.policy.directory.sources)
+    if group is not None and group not in snapshot.groups:
+        raise UsageError(f"--group {group}: no such group in the directory ({where})")
+    if user is not None:
+        found = snapshot.users.get(user)
+        if found is None:
+            raise UsageError(f"--user {user}: no such user in the directory ({where})")
+        users = [found]
+    else:
+        users = [snapshot.users[name] for name in sorted(ctx.eligible)]
+    if group is not None:
+        members = snapshot.members_of(group)
+        users = [u for u in users if u.name in members]
+    return users
+
+
+# --- targets -------------------------------------------------------------------------------
+
+
+def _is_short(given: str) -> bool:
+    """Docker's rule: the first component is a host only with `.`, `:` or `localhost`."""
+    text = given[len("docker://") :] if given.startswith("docker://") else given
+    first, slash, _ = text.partition("/")
+    return not slash or (not any(c in first for c in ".:") and first != "localhost")
+
+
+def _has_tag_or_digest(scope: str) -> bool:
+    if "@" in scope:
+        return True
+    _, slash, path = scope.partition("/")
+    return bool(slash) and ":" in path.rsplit("/", 1)[-1]
+
+
+def _reference_target(arg: str, given: str, notes: Tuple[str, ...] = ()) -> Target:
+    ref = parse(arg)  # ValueError says what is wrong
+    if _is_short(arg):
+        notes += (
+            f"short name {given!r}: normalised as Docker does to {ref}; a node whose "
+            "registries.conf.d, ~/.config/containers/registries.conf or short-name-aliases.conf "
+            "carries an alias for it may resolve it elsewhere (the rendered registries.conf "
+            "has no search registries and enforces short names, so Podman needs such an alias)",
+        )
+    return Target("reference", str(ref), given, notes)
+
+
+def parse_target(arg: str, cwd: str = "/") -> Target:
+    """Classify `--image`: a registry reference, an image file path or a local transport.
+
+    `./x` and `../x` are paths relative to `cwd`; anything else without a leading `/` is a
+    reference (`foo.sif` is the valid reference `docker.io/library/foo.sif:latest`).
+    """
+    if not arg or any(ord(c) < 32 or ord(c) == 127 for c in arg):
+        raise ValueError(f"invalid image {arg!r}: empty, or a control character")
+    if arg.startswith(("./", "../")):
+        return Target("path", posixpath.normpath(posixpath.join(cwd, arg)), arg)
+    if arg.startswith("/"):
+        return Target("path", posixpath.normpath(arg), arg)
+    transport, colon, rest = arg.partition(":")
+    if colon and transport in LOCAL_TRANSPORTS and not rest.startswith("//"):
+        if transport in PATH_TRANSPORTS and rest.startswith("/"):
+            path = posixpath.normpath(rest.split(":", 1)[0])
+            note = f"{transport}: transport: judged as the file {path}"
+            return Target("path", path, arg, (note,))
+        return Target("transport", arg, arg)
+    if arg.startswith("oras://"):
+        note = ("oras:// is pulled by Apptainer only, which has no registry control; "
+                "judged by the image rules as the same registry reference")
+        return _reference_target(arg[len("oras://") :], arg, (note,))
+    if "://" in arg and not arg.startswith("docker://"):
+        raise ValueError(
+            f"invalid image {arg!r}: image rules judge registry references (docker:// or "
+            "none, oras://), image file paths and local transports (oci:, sif:, ...)"
+        )
+    return _reference_target(arg, arg)
+
+
+def _representative(scope: str, scopes: Set[str]) -> str:
+    """A reference the rule of `scope` decides: the scope itself, or an example below it."""
+    if scope.startswith("*."):
+        candidates = [f"registry.{scope[2:]}/{EXAMPLE}:latest",
+                      f"hpcpolicy-audit.{scope[2:]}/{EXAMPLE}:latest"]
+    elif _has_tag_or_digest(scope):
+        candidates = [scope]
+    else:
+        candidates = [f"{scope}:latest"] if "/" in scope else []
+        candidates += [f"{scope}/{EXAMPLE}:latest", f"{scope}/hpcpolicy-audit-{EXAMPLE}:latest"]
+    chosen: List[str] = []
+    for cand in candidates:
+        try:
+            ref = parse(cand)
+        except ValueError:
+            continue
+        if cand.endswith(":latest") and "/" not in cand[len(scope) :] and ref.name != scope:
+            continue  # docker.io/library:latest is docker.io/library/library: not the scope
+        chosen.append(str(ref))
+        if next((s for s in ref.scopes() if s in scopes), None) == scope:
+            return str(ref)
+    return chosen[0] if chosen else scope
+
+
+def default_targets(policy: Policy) -> List[Target]:
+    """Without --image: one example per rule scope, one unlisted reference, every collection."""
+    scopes = {r.scope for r in policy.images.rules}
+    out: List[Target] = []
+    seen: Set[str] = set()
+    for rule in sorted(policy.images.rules, key=lambda r: r.index):
+        ref = _representative(rule.scope, scopes)
+        if ref not in seen:
+            seen.add(ref)
+            out.append(Target("reference", ref, ref))
+    if not any(s in scopes for s in parse(UNLISTED).scopes()):
+        out.append(Target("reference", UNLISTED, UNLISTED))
+    out += [Target("collection", c.path, c.path) for c in policy.images.collections]
+    return out
+
+
+def collection_of(policy: Policy, path: str) -> Optional[Collection]:
+    """The collection holding `path`, compared by path component (never by string prefix)."""
+    for c in policy.images.collections:
+        root = c.path.rstrip("/") + "/"
+        if path == c.path or path.startswith(root):
+            return c
+    return None
+
+
+def paths_to_observe(policy: Policy, targets: Sequence[Target]) -> Tuple[List[str], List[str]]:
+    """(collection roots to walk, single paths to stat with their chain from the collection)."""
+    walk: List[str] = []
+    single: List[str] = []
+    for t in targets:
+        if t.kind == "collection":
+            walk.append(t.value)
+        elif t.kind == "path":
+            c = collection_of(policy, t.value)
+            single += chain(c.path, t.value) if c else [t.value]
+    return walk, single
+
+
+def chain(root: str, path: str) -> List[str]:
+    """`root` and every path below it down to `path` (`/c`, `/c/a`, `/c/a/x.sif`)."""
+    out = [root]
+    rest = path[len(root) :].strip("/")
+    current = root
+    for part in [p for p in rest.split("/") if p]:
+        current = posixpath.join(current, part)
+        out.append(current)
+    return out
+
+
+# --- references ----------------------------------------------------------------------------
+
+
+def _blocked_by(blocked: Sequence[str], image: str) -> Optional[str]:
+    """The registries.conf prefix that covers `image`, as containers/image matches it."""
+    hits = [p for p in blocked if image == p or (image.startswith(p) and image[len(p)] in ":/@")]
+    return max(hits, key=len) if hits else None
+
+
+def _policy_json(d: Decision, node: Decision) -> Enforcement:
+    signed = f", only if signed by {', '.join(node.keyrings)}" if node.keyrings else ""
+    if d.allowed and node.allowed:
+        return Enforcement(POLICY_JSON, True, True,
+                           f"accepts it node-wide ({node.reason}){signed}; {_OVERRIDE}")
+    if not d.allowed and not node.allowed:
+        return Enforcement(POLICY_JSON, True, True,
+                           f"rejects it node-wide ({node.reason}); {_OVERRIDE}")
+    if node.allowed:
+        return Enforcement(POLICY_JSON, False, True, (
+            f"the node accepts it ({node.reason}){signed}: policy.json cannot tell users apart, "
+            "so this denial is NOT enforced by podman, buildah or skopeo"))
+    return Enforcement(POLICY_JSON, False, True, (
+        f"the node rejects it ({node.reason}): the rules allow it for this user's groups, but "
+        "node-wide files are rendered for the eligible users only"))
+
+
+def _registries_conf(allowed: bool, prefix: str) -> Enforcement:
+    note = f"blocks prefix {prefix}: a pull fails before policy.json is consulted"
+    if allowed:
+        note += ("; this contradicts the allow decision (registries.conf matches by string "
+                 "prefix, and a host prefix also covers host:port)")
+    note += ("; a user's ~/.config/containers/registries.conf replaces the system file, and "
+             "registries.conf.d drop-ins can unblock it")
+    return Enforcement(REGISTRIES_CONF, not allowed, True, note)
+
+
+def _no_registry_control(runtime: str, allowed: bool) -> Enforcement:
+    what = {
+        "apptainer": "Apptainer has no registry allow-list: pull/run/build of docker://, "
+                     "oras:// and library:// fetch any reference (its OCI pulls ignore "
+                     "policy.json; ecl.toml only restricts signed SIF files in setuid mode)",
+        "singularity": "SingularityCE has no registry allow-list: pull/run/build of "
+                       "docker://, oras:// and library:// fetch any reference (ecl.toml only "
+                       "restricts signed SIF files in setuid mode)",
+        "enroot": "Enroot has no registry allow-list: `enroot import docker://…` fetches any "
+                  "reference (ENROOT_ALLOW_HTTP is its only transport control)",
+    }[runtime]
+    tail = ("it runs this one as it runs any other" if allowed else
+            "this denial is NOT enforced by it (network or proxy controls would be)")
+    return Enforcement(runtime, False, False, f"{what}; {tail}")
+
+
+def _passed_over(policy: Policy, d: Decision, groups: FrozenSet[str]) -> str:
+    """Name the more specific group rules that match the reference but not this user."""
+    chain_ = parse(d.image).scopes()
+    limit = chain_.index(d.scope) if d.scope in chain_ else len(chain_)
+    skipped = [r for r in policy.images.rules
+               if r.scope in chain_[:limit] and r.groups and not groups & set(r.groups)]
+    if not skipped:
+        return ""
+    named = "; ".join(f"rule {r.index} ({r.action} {r.scope} for groups {', '.join(r.groups)})"
+                      for r in sorted(skipped, key=lambda r: r.index))
+    return f" ({named} matches it, but the user is in none of those groups)"
+
+
+def _reference_body(ctx: Context, target: Target, groups: FrozenSet[str]) -> AuditDecision:
+    policy = ctx.policy
+    d = decide(policy.images.rules, policy.images.default, target.value, set(groups))
+    node = decide_node(ctx.node_rules, ctx.node_allows_default, target.value)
+    runtimes = policy.site.runtimes
+    enforced: List[Enforcement] = []
+    if "podman" in runtimes:
+        enforced.append(_policy_json(d, node))
+        prefix = _blocked_by(ctx.blocked, d.image)
+        if prefix is not None:
+            enforced.append(_registries_conf(d.allowed, prefix))
+    enforced += [_no_registry_control(r, d.allowed) for r in ("apptainer", "singularity", "enroot")
+                 if r in runtimes]
+    return AuditDecision(
+        user="", image=d.image, allowed=d.allowed, rule=d.scope,
+        reason=d.reason + _passed_over(policy, d, groups),
+        enforced_by=tuple(enforced), kind="reference", node_class=ctx.node_class,
+        node_allowed=node.allowed if "podman" in runtimes else None, notes=target.notes,
+    )
+
+
+# --- collections and local files -----------------------------------------------------------
+
+
+def _triple(state: PathState, uid: int, gids: FrozenSet[int]) -> int:
+    """The rwx bits the kernel applies to this user (owner, else group, else other)."""
+    if uid == state.uid:
+        return (state.mode >> 6) & 7
+    if state.gid in gids:
+        return (state.mode >> 3) & 7
+    return state.mode & 7
+
+
+def _why(state: PathState, uid: int, gids: FrozenSet[int], gid_names: Mapping[int, str]) -> str:
+    mode = f"mode {state.mode:04o}"
+    if uid == state.uid:
+        return f"the user owns {state.path} ({mode})"
+    if state.gid in gids:
+        name = gid_names.get(state.gid, str(state.gid))
+        return f"{state.path} is group-owned by {name}, one of the user's groups ({mode})"
+    return f"others may read {state.path} ({mode})"
+
+
+def _may_read(states: Sequence[PathState], uid: int, gids: FrozenSet[int]) -> bool:
+    """Every directory on the way is searchable and the last path readable (and searchable
+    when it is a directory: a sandbox image)."""
+    *dirs, last = states
+    if any(s.kind != "dir" or not _triple(s, uid, gids) & 1 for s in dirs):
+        return False
+    need = 5 if last.kind == "dir" else 4
+    return last.kind in ("dir", "file") and _triple(last, uid, gids) & need == need
+
+
+def _drift_of(state: PathState, gid: int, group: str, gid_names: Mapping[int, str]) -> List[str]:
+    """How one path departs from "group-owned by the licence group, readable by it only"."""
+    p, mode = state.path, f"mode {state.mode:04o}"
+    if state.kind == "symlink":
+        return [f"{p}: a symlink; its target's permissions decide (not followed)"]
+    if state.kind not in ("dir", "file"):
+        return [f"{p}: not a regular file or directory"] if state.kind != "missing" else []
+    out = []
+    if state.gid != gid:
+        name = gid_names.get(state.gid, "unknown group")
+        out.append(f"{p}: group owner {name} (gid {state.gid}), policy: {group} (gid {gid})")
+    if state.kind == "dir":
+        if state.mode & 0o005:
+            out.append(f"{p}: others may list or enter it ({mode})")
+        if state.gid == gid and state.mode & 0o050 != 0o050:
+            out.append(f"{p}: group {group} cannot list and enter it ({mode})")
+    else:
+        if state.mode & 0o004:
+            out.append(f"{p}: readable by others ({mode})")
+        if state.gid == gid and not state.mode & 0o040:
+            out.append(f"{p}: group {group} cannot read it ({mode})")
+    if state.acl:
+        out.append(f"{p}: carries a POSIX ACL; the mode bits may not tell who can read it")
+    return out
+
+
+def _capped(lines: List[str]) -> Tuple[str, ...]:
+    if len(lines) <= MAX_DRIFT:
+        return tuple(lines)
+    return tuple(lines[:MAX_DRIFT]) + (f"... and {len(lines) - MAX_DRIFT} more",)
+
+
+def _user_ids(ctx: Context, user: User) -> FrozenSet[int]:
+    groups = ctx.groups_by_user.get(user.name, frozenset())
+    return frozenset({ctx.snapshot.groups[g].gid for g in groups} | {user.gid})
+
+
+def _states_below(obs: Observation, root: str) -> List[PathState]:
+    prefix = root.rstrip("/") + "/"
+    return [s for p, s in sorted(obs.states.items()) if p == root or p.startswith(prefix)]
+
+
+@dataclass(frozen=True)
+class _Walked:
+    """A collection's observed states, indexed once per run."""
+
+    states: Tuple[PathState, ...]
+    by_path: Dict[str, PathState]
+    files: Tuple[PathState, ...]
+    owners: FrozenSet[int]
+    gids: FrozenSet[int]
+
+
+def _walked(ctx: Context, root: str, obs: Observation) -> _Walked:
+    key = ("walked", root)
+    found = ctx.cache.get(key)
+    if found is None:
+        states = tuple(_states_below(obs, root))
+        found = ctx.cache[key] = _Walked(
+            states, {s.path: s for s in states}, tuple(s for s in states if s.kind == "file"),
+            frozenset(s.uid for s in states), frozenset(s.gid for s in states))
+    return found
+
+
+def _collection_perm(
+    ctx: Context, user: User, allowed: bool, root: str, obs: Observation
+) -> Enforcement:
+    """Can this user read the collection's image files, and does that match the verdict?
+
+    Users who own nothing there and share the same groups among the owning groups get the same
+    answer, so it is computed once per such profile.
+    """
+    w = _walked(ctx, root, obs)
+    if not w.states or w.states[0].kind == "missing":
+        return Enforcement(FILE_PERMISSIONS, False, False, (
+            f"{root} is not present on this host: its permissions could not be checked "
+            "(run the audit where the collection is mounted)"))
+    uid = user.uid if user.uid in w.owners else -2
+    gids = _user_ids(ctx, user) & w.gids
+    key = ("cperm", root, allowed, uid, gids)
+    found = ctx.cache.get(key)
+    if found is None:
+        found = ctx.cache[key] = _collection_perm_of(ctx, w, allowed, uid, gids)
+    return found
+
+
+def _collection_perm_of(ctx: Context, w: _Walked, allowed: bool, uid: int,
+                        gids: FrozenSet[int]) -> Enforcement:
+    root = w.states[0]
+    readable = [f for f in w.files
+                if _may_read([w.by_path[p] for p in chain(root.path, f.path)], uid, gids)]
+    enter = _may_read([root], uid, gids)
+    mode = f"{root.path} mode {root.mode:04o}"
+    total = len(w.files)
+    if allowed:
+        ok = enter and len(readable) == total
+        note = (f"{mode}: the user may enter it and read {len(readable)} of {total} "
+                f"image files" if enter else f"{mode}: the user cannot list and enter it")
+        return Enforcement(FILE_PERMISSIONS, ok, False, note)
+    if readable:
+        first = readable[0]
+        why = _why(first, uid, gids, ctx.gid_names)
+        return Enforcement(FILE_PERMISSIONS, False, False, (
+            f"the user can read {len(readable)} of {total} image files, e.g. {first.path}: "
+            f"{why}; this denial is NOT enforced"))
+    lists = " (file names are visible, contents are not)" if enter else ""
+    return Enforcement(FILE_PERMISSIONS, True, False,
+                       f"{mode}: the user can read none of its {total} image files{lists}")
+
+
+def _file_perm(ctx: Context, user: User, allowed: bool, paths: List[str],
+               obs: Observation) -> Enforcement:
+    states = [obs.states.get(p, PathState(p, "missing")) for p in paths]
+    missing = [s.path for s in states if s.kind == "missing"]
+    if missing:
+        return Enforcement(FILE_PERMISSIONS, False, False, (
+            f"{missing[0]} is not present on this host: permissions could not be checked"))
+    uid, gids = user.uid, _user_ids(ctx, user)
+    can = _may_read(states, uid, gids)
+    last = states[-1]
+    if can == allowed:
+        verb = "can" if can else "cannot"
+        return Enforcement(FILE_PERMISSIONS, True, False,
+                           f"the user {verb} read {last.path} (mode {last.mode:04o})")
+    if can:
+        return Enforcement(FILE_PERMISSIONS, False, False, (
+            f"the user can read it: {_why(last, uid, gids, ctx.gid_names)}; "
+            "this denial is NOT enforced"))
+    return Enforcement(FILE_PERMISSIONS, False, False,
+                       f"the user cannot read {last.path} although allowed (mode {last.mode:04o})")
+
+
+def _collection_drift(ctx: Context, c: Collection, states: Iterable[PathState],
+                      obs: Observation) -> Tuple[str, ...]:
+    gid = ctx.snapshot.groups[c.group].gid
+    lines = [line for s in states for line in _drift_of(s, gid, c.group, ctx.gid_names)]
+    if c.path in obs.truncated:
+        lines.append(f"{c.path}: only part of the collection was examined (entry limit)")
+    return _capped(lines)
+
+
+def _decide_collection(ctx: Context, user: User, c: Collection, target: Target,
+                       obs: Observation) -> AuditDecision:
+    member = c.group in ctx.groups_by_user.get(user.name, frozenset())
+    where = "" if target.value == c.path else f"{target.value} is in collection {c.path}: "
+    reason = (f"{where}{user.name} is in group {c.group}, which [[images.collection]] {c.path} "
+              f"is limited to" if member else
+              f"{where}[[images.collection]] {c.path} is limited to group {c.group}; "
+              f"{user.name} is not a member")
+    if target.kind == "collection":
+        perm = _collection_perm(ctx, user, member, c.path, obs)
+        states: Sequence[PathState] = _walked(ctx, c.path, obs).states
+    else:
+        paths = chain(c.path, target.value)
+        perm = _file_perm(ctx, user, member, paths, obs)
+        states = [obs.states[p] for p in paths if p in obs.states]
+    drift = ctx.cache.get(("drift", target.value))
+    if drift is None:
+        drift = ctx.cache[("drift", target.value)] = _collection_drift(ctx, c, states, obs)
+    notes = target.notes
+    if "podman" in ctx.policy.site.runtimes and ctx.policy.images.local_transports == "deny":
+        notes += ("podman, buildah and skopeo reject local image files for everybody "
+                  "(images.local_transports = deny), members included",)
+    return AuditDecision(
+        user=user.name, image=target.value, allowed=member, rule=c.path, reason=reason,
+        enforced_by=(perm,), kind="collection", node_class=ctx.node_class, notes=notes,
+        drift=drift,
+    )
+
+
+def _local_body(ctx: Context, target: Target, obs: Observation) -> AuditDecision:
+    """A file in no collection, or a local transport: images.local_transports decides."""
+    word = ctx.policy.images.local_transports
+    allowed = word == "allow"
+    what = (f"{target.value} is in no [[images.collection]]" if target.kind == "path"
+            else f"{target.value.split(':', 1)[0]}: is a local transport")
+    reason = (f"{what}: a local image (one a user built or copied) is judged by "
+              f"{LOCAL_RULE} = {word}")
+    enforced: List[Enforcement] = []
+    runtimes = ctx.policy.site.runtimes
+    if "podman" in runtimes:
+        verb = "accepts" if allowed else "rejects"
+        enforced.append(Enforcement(POLICY_JSON, True, True, (
+            f"{verb} local transports (oci:, oci-archive:, docker-archive:, sif:, dir:, "
+            f"containers-storage:, ...) for everybody; {_OVERRIDE}")))
+    for runtime in ("apptainer", "singularity", "enroot"):
+        if runtime in runtimes:
+            enforced.append(Enforcement(runtime, False, False, (
+                f"{runtime} runs any image file the user can read; {LOCAL_RULE} does not "
+                "reach it" + ("" if allowed else ": this denial is NOT enforced by it"))))
+    notes = target.notes
+    state = obs.states.get(target.value) if target.kind == "path" else None
+    if state is not None:
+        notes += ((f"{target.value}: not present on this host" if state.kind == "missing" else
+                   f"{target.value}: {state.kind}, mode {state.mode:04o}, owner uid {state.uid}, "
+                   f"group {ctx.gid_names.get(state.gid, state.gid)}"),)
+    return AuditDecision(
+        user="", image=target.value, allowed=allowed, rule=LOCAL_RULE, reason=reason,
+        enforced_by=tuple(enforced), kind="local", node_class=ctx.node_class, notes=notes,
+    )
+
+
+# --- the audit -----------------------------------------------------------------------------
+
+
+def _user_notes(ctx: Context, user: User) -> Tuple[str, ...]:
+    if user.name in ctx.eligible:
+        return ()
+    d = ctx.policy.directory
+    if user.disabled and d.exclude_disabled:
+        why = "the account is disabled (expired, locked or nologin)"
+    elif user.uid < d.min_uid:
+        why = f"uid {user.uid} is below directory.min_uid = {d.min_uid}"
+    else:
+        why = "the uid is outside [min_uid, max_uid] or is nobody's"
+    return (f"{user.name} is not counted among the users node-wide files are rendered for: "
+            f"{why}",)
+
+
+def decide_one(ctx: Context, user: User, target: Target, obs: Observation) -> AuditDecision:
+    """The decision for one user and one target (cached per group profile for references)."""
+    if target.kind in ("collection", "path"):
+        c = collection_of(ctx.policy, target.value)
+        if c is not None:
+            found = _decide_collection(ctx, user, c, target, obs)
+            return replace(found, notes=found.notes + _user_notes(ctx, user))
+    if target.kind == "reference":
+        groups = ctx.groups_by_user.get(user.name, frozenset()) & ctx.rule_groups
+        key: Any = ("ref", target.value, target.notes, groups)
+        body = ctx.cache.get(key)
+        if body is None:
+            body = ctx.cache[key] = _reference_body(ctx, target, groups)
+    else:
+        key = ("local", target.value, target.notes)
+        body = ctx.cache.get(key)
+        if body is None:
+            body = ctx.cache[key] = _local_body(ctx, target, obs)
+    return replace(body, user=user.name, notes=body.notes + _user_notes(ctx, user))
+
+
+def audit(ctx: Context, users: Sequence[User], targets: Sequence[Target],
+          obs: Optional[Observation] = None) -> List[AuditDecision]:
+    """Every (target, user) decision, targets in order, users by name within a target."""
+    obs = obs or Observation()
+    ordered = sorted(users, key=lambda u: u.name)
+    return [decide_one(ctx, u, t, obs) for t in targets for u in ordered]
+
+
+def mode_kind(st_mode: int) -> str:
+    """`PathState.kind` of an lstat mode (here so `observe` and tests agree)."""
+    if stat.S_ISLNK(st_mode):
+        return "symlink"
+    if stat.S_ISDIR(st_mode):
+        return "dir"
+    if stat.S_ISREG(st_mode):
+        return "file"
+    return "other"
