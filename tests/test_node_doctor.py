@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List
 
 import pytest
-from node_fixtures import BASE_TREE, Deploy, deploy, node_root
+from node_fixtures import BASE_TREE, REQUIREMENTS, Deploy, deploy, node_root
 
 from hpcpolicy.node.doctor import FAIL, OK, WARN, Check, DoctorOptions, doctor
 from hpcpolicy.node.state import STATE_FILE
@@ -233,3 +233,19 @@ def test_home_scan_is_bounded(node: Node) -> None:
     checks = node.checks(home_limit=2)
     assert checks["user-policy-json"].status == WARN
     assert checks["user-policy-json"].detail.startswith(("1 user", "2 user"))
+
+
+def test_optional_sysctl_missing_from_kernel_is_ok(tmp_path: Path, deploy: Deploy,
+                                                   node_root: Path) -> None:
+    """A `-key` line (kernel.unprivileged_userns_clone) may be absent; a plain key may not."""
+    reqs = dict(REQUIREMENTS, sysctls={"user.max_user_namespaces": "15000",
+                                       "kernel.unprivileged_userns_clone": "1",
+                                       "user.max_net_namespaces": "0"},
+                sysctls_optional=["kernel.unprivileged_userns_clone"])
+    deploy.publish(requirements=reqs)
+    sync(SyncOptions(str(deploy.root), str(node_root)))
+    n = Node(node_root, tmp_path / "proc_sys", deploy)
+    n.proc_value("user.max_user_namespaces", "15000")
+    checks = n.checks()
+    assert checks["sysctl kernel.unprivileged_userns_clone"].status == OK
+    assert checks["sysctl user.max_net_namespaces"].status == FAIL

@@ -207,10 +207,13 @@ def check_sysctls(opts: DoctorOptions, root: str, basis: _Basis) -> List[Check]:
     where = "" if root == "/" else " (live kernel: --root does not apply to /proc)"
     out: List[Check] = []
     remedy = "sysctl -p /etc/sysctl.d/90-hpcpolicy.conf (and find what overrides it)"
+    optional = set(basis.requirements.get("sysctls_optional") or ())
     for key, value in sorted(wanted.items()):
         want = " ".join(str(value).split())
         have = read_proc(opts.proc_sys, key)
-        if have is None:
+        if have is None and key in optional:  # written `-key`: kernels without it are fine
+            out.append(Check(f"sysctl {key}", OK, f"not in this kernel, optional{where}"))
+        elif have is None:
             out.append(Check(f"sysctl {key}", FAIL, f"not available in this kernel{where}",
                              "remove it from the policy or use a kernel that has it"))
         elif have != want:
