@@ -36,20 +36,32 @@ import stat
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, Iterator, List, Optional, Set, Tuple
+from typing import Callable, ContextManager, Dict, Iterable, Iterator, List, Optional, Set, Tuple
 from urllib.parse import unquote, urlsplit
 
 from hpcpolicy.directory.checks import is_nologin, name_problem, parse_id
+from hpcpolicy.directory.ldap_wire import (
+    Disconnected,
+    Done,
+    MessageFramer,
+    RawEntry,
+    WireError,
+    decode_page,
+)
 from hpcpolicy.directory.model import Group, User
 from hpcpolicy.errors import DirectoryError, InvalidInput, Problem
 from hpcpolicy.policy.model import LdapSource
 
 SOURCE = "ldap"
-PAGED_OID = "1.2.840.113556.1.4.319"
 DAY = 86400
 
-# An entry as a backend delivers it: DN and attribute values by lower-cased attribute name.
-RawEntry = Tuple[str, Dict[str, List[bytes]]]
+RECV_SIZE = 256 * 1024
+
+# A backend opens one connection per URI as a context manager yielding a search function:
+# search(base, filter, attributes) -> entries (DN, values by lower-cased attribute name),
+# streamed page by page. Transport failures raise Unreachable, refusals DirectoryError.
+SearchFn = Callable[[str, str, List[str]], Iterator[RawEntry]]
+Session = Callable[[str, LdapSource, Optional[str]], ContextManager[SearchFn]]
 
 RESULT_NAMES = {
     3: "timeLimitExceeded",
@@ -89,25 +101,31 @@ def read_ldap(
 
     `now` (seconds since the epoch) judges shadowExpire; `backend` forces "ldap3" or
     "python-ldap" (default: python-ldap when importable, it decodes in C; else ldap3).
+    Entries are interpreted as they arrive, page by page: no raw copy of the directory is held.
     """
     password = read_password(src)
-    fetch = _backend(backend)
+    session = _backend(backend)
     today = int((time.time() if now is None else now) // DAY)
     reasons: List[str] = []
     for uri in src.uri:
         try:
-            users_raw, groups_raw = fetch(uri, src, password)
+            with session(uri, src, password) as search:
+                users, dn_to_user = interpret_users(
+                    src, uri, search(src.user_base, src.user_filter, user_attributes(src)), today
+                )
+                groups = interpret_groups(
+                    src, uri, search(src.group_base, src.group_filter, group_attributes(src)),
+                    dn_to_user, (u.name for u in users),
+                )
         except Unreachable as err:
             reasons.append(f"{uri}: {err}")
             continue
-        users, dn_to_user = interpret_users(src, uri, users_raw, today)
-        groups = interpret_groups(src, uri, groups_raw, dn_to_user, (u.name for u in users))
         return users, groups
     raise DirectoryError("no LDAP server could be read: " + "; ".join(reasons))
 
 
-def _backend(name: Optional[str]):  # type: ignore[no-untyped-def]
-    """The fetch function: (uri, src, password) -> (user entries, group entries)."""
+def _backend(name: Optional[str]) -> Session:
+    """The session factory of the chosen backend."""
     if name not in (None, "ldap3", "python-ldap"):
         raise ValueError(f"unknown LDAP backend {name!r}")
     if name != "ldap3":
@@ -119,8 +137,8 @@ def _backend(name: Optional[str]):  # type: ignore[no-untyped-def]
                     "python-ldap is not installed (pip install python-ldap)"
                 ) from None
         else:
-            return ldap_fast.fetch
-    return fetch_ldap3
+            return ldap_fast.session  # type: ignore[no-any-return,unused-ignore]
+    return session_ldap3
 
 
 def read_password(src: LdapSource) -> Optional[str]:
@@ -175,23 +193,14 @@ def group_attributes(src: LdapSource) -> List[str]:
 # ldap3 backend
 
 
-def fetch_ldap3(
-    uri: str, src: LdapSource, password: Optional[str]
-) -> Tuple[List[RawEntry], List[RawEntry]]:
-    """Both searches over one ldap3 connection; Unreachable on transport failure."""
-    from ldap3.core.exceptions import LDAPCommunicationError, LDAPResponseTimeoutError
-
+@contextlib.contextmanager
+def session_ldap3(uri: str, src: LdapSource, password: Optional[str]) -> Iterator[SearchFn]:
+    """One bound ldap3 connection; its searches decode responses with `ldap_wire`."""
     conn = connect_ldap3(uri, src, password)
     try:
-        users = list(_search_ldap3(conn, uri, src, src.user_base, src.user_filter,
-                                   user_attributes(src)))
-        groups = list(_search_ldap3(conn, uri, src, src.group_base, src.group_filter,
-                                    group_attributes(src)))
-    except (LDAPCommunicationError, LDAPResponseTimeoutError, OSError) as err:
-        raise Unreachable(f"connection lost while reading: {err}") from None
+        yield lambda base, filt, attrs: _search_ldap3(conn, uri, src, base, filt, attrs)
     finally:
         unbind_quietly(conn)
-    return users, groups
 
 
 def unbind_quietly(conn: object) -> None:
@@ -318,37 +327,70 @@ def _result_text(result: Optional[dict]) -> str:
 def _search_ldap3(  # type: ignore[no-untyped-def]
     conn, uri: str, src: LdapSource, base: str, filt: str, attrs: List[str]
 ) -> Iterator[RawEntry]:
-    """Paged search with a manual cookie loop; raises DirectoryError on any non-success."""
-    from ldap3 import SUBTREE
-    from ldap3.core.exceptions import LDAPInvalidFilterError
+    """Paged search: ldap3 encodes and sends each request, `ldap_wire` decodes the answer.
 
+    Every page's result code is checked; transport failures become Unreachable.
+    """
+    from ldap3.core.exceptions import LDAPCommunicationError
+
+    framer = MessageFramer()
+    names: Dict[bytes, str] = {}
     cookie: Optional[bytes] = None
     count = 0
     while True:
         try:
-            conn.search(base, filt, SUBTREE, attributes=attrs, paged_size=src.page_size,
-                        paged_cookie=cookie)
-        except LDAPInvalidFilterError as err:
-            raise DirectoryError(f"{uri}: invalid search filter {filt!r}: {err}") from None
-        result = conn.result or {}
-        for item in conn.response or ():
-            if item.get("type") == "searchResEntry":
-                count += 1
-                raw = item["raw_attributes"]
-                yield item["dn"], {k.lower(): v for k, v in raw.items()}
-        check_result(uri, base, filt, result.get("result"), _result_text(result), count,
-                     src.bind_dn)
-        cookie = _cookie(result)
+            msgid = _send_search(conn, uri, src, base, filt, attrs, cookie)
+            done = None
+            while done is None:
+                out: List[RawEntry] = []
+                done = _receive(conn, framer, msgid, names, out)
+                count += len(out)
+                yield from out
+        except (LDAPCommunicationError, OSError, Disconnected) as err:
+            raise Unreachable(f"connection lost while reading: {err}") from None
+        except WireError as err:
+            raise DirectoryError(f"{uri}: malformed LDAP response: {err}") from None
+        text = _result_text({"result": done.code, "message": done.message})
+        check_result(uri, base, filt, done.code, text, count, src.bind_dn)
+        cookie = done.cookie
         if not cookie:
             return
 
 
-def _cookie(result: dict) -> Optional[bytes]:
+def _send_search(  # type: ignore[no-untyped-def]
+    conn, uri: str, src: LdapSource, base: str, filt: str, attrs: List[str],
+    cookie: Optional[bytes],
+) -> int:
+    """Encode (ldap3, filter included) and send one page request; its message ID."""
+    from ldap3 import DEREF_ALWAYS, SUBTREE
+    from ldap3.core.exceptions import LDAPInvalidFilterError
+    from ldap3.operation.search import search_operation
+    from ldap3.protocol.rfc2696 import paged_search_control
+
     try:
-        value = result["controls"][PAGED_OID]["value"]["cookie"]
-    except (KeyError, TypeError):
+        request = search_operation(base, filt, SUBTREE, DEREF_ALWAYS, attrs, 0, 0, False,
+                                   True, True, None, check_names=False)
+    except LDAPInvalidFilterError as err:
+        raise DirectoryError(f"{uri}: invalid search filter {filt!r}: {err}") from None
+    control = paged_search_control(False, src.page_size, cookie)
+    msgid: int = conn.strategy.send("searchRequest", request, [control])
+    conn.strategy._outstanding.pop(msgid, None)  # answered here, not through ldap3
+    return msgid
+
+
+def _receive(  # type: ignore[no-untyped-def]
+    conn, framer: MessageFramer, msgid: int, names: Dict[bytes, str], out: List[RawEntry]
+) -> Optional[Done]:
+    """One recv: the entries it completes go to `out`; the Done once the page has ended."""
+    data = conn.socket.recv(RECV_SIZE)
+    if not data:
+        raise Disconnected("the server closed the connection")
+    buf = framer.feed(data)
+    if buf is None:
         return None
-    return bytes(value) if value else None
+    pos, done = decode_page(buf, 0, msgid, names, out)
+    framer.rest(buf, pos)
+    return done
 
 
 def check_result(

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Any, List, Optional, Tuple
+from typing import Any, Iterator, List, Optional
 
 import ldap  # noqa: F401 - ImportError here selects the ldap3 backend
 from ldap.controls import SimplePagedResultsControl
@@ -22,13 +22,12 @@ from ldap.controls import SimplePagedResultsControl
 from hpcpolicy.directory.ldap import (
     RESULT_NAMES,
     RawEntry,
+    SearchFn,
     Unreachable,
     check_result,
     connect_ldap3,
-    group_attributes,
     parse_uri,
     unbind_quietly,
-    user_attributes,
 )
 from hpcpolicy.errors import DirectoryError
 from hpcpolicy.policy.model import LdapSource
@@ -36,19 +35,15 @@ from hpcpolicy.policy.model import LdapSource
 _TRANSPORT = (ldap.SERVER_DOWN, ldap.TIMEOUT, ldap.CONNECT_ERROR)
 
 
-def fetch(
-    uri: str, src: LdapSource, password: Optional[str]
-) -> Tuple[List[RawEntry], List[RawEntry]]:
-    """Both searches over one libldap connection."""
+
+@contextlib.contextmanager
+def session(uri: str, src: LdapSource, password: Optional[str]) -> Iterator[SearchFn]:
+    """One bound libldap connection; searches stream entries page by page."""
     conn = _connect(uri, src, password)
     try:
-        users = _search(conn, uri, src, src.user_base, src.user_filter, user_attributes(src))
-        groups = _search(conn, uri, src, src.group_base, src.group_filter, group_attributes(src))
-    except _TRANSPORT as err:
-        raise Unreachable(f"connection lost while reading: {_text(err)}") from None
+        yield lambda base, filt, attrs: _search(conn, uri, src, base, filt, attrs)
     finally:
         _unbind(conn)
-    return users, groups
 
 
 def _text(err: Exception) -> str:
@@ -133,30 +128,31 @@ def _bind(conn: Any, uri: str, src: LdapSource, password: Optional[str], scheme:
 
 def _search(
     conn: Any, uri: str, src: LdapSource, base: str, filt: str, attrs: List[str]
-) -> List[RawEntry]:
+) -> Iterator[RawEntry]:
     """Paged search; each page collected in C (`result3(all=1)`), result code checked."""
     control = SimplePagedResultsControl(True, size=src.page_size, cookie="")
-    out: List[RawEntry] = []
+    count = 0
     while True:
         try:
             msgid = conn.search_ext(base, ldap.SCOPE_SUBTREE, filt, attrs,
                                     serverctrls=[control])
             _rtype, data, _msgid, controls = conn.result3(msgid, all=1, timeout=src.timeout)
-        except _TRANSPORT:
-            raise
+        except _TRANSPORT as err:
+            raise Unreachable(f"connection lost while reading: {_text(err)}") from None
         except ldap.FILTER_ERROR as err:
             raise DirectoryError(f"{uri}: invalid search filter {filt!r}: {_text(err)}") from None
         except ldap.LDAPError as err:
             info = err.args[0] if err.args and isinstance(err.args[0], dict) else {}
             code = info.get("result", -1)
-            check_result(uri, base, filt, code, _text(err), len(out), src.bind_dn)
+            check_result(uri, base, filt, code, _text(err), count, src.bind_dn)
             raise  # check_result raises for every non-zero code
         for dn, values in data:
             if dn is not None:  # search references come back with dn None
-                out.append((dn, {k.lower(): v for k, v in values.items()}))
+                count += 1
+                yield dn, {k.lower(): v for k, v in values.items()}
         cookie = _cookie(controls)
         if not cookie:
-            return out
+            return
         control.cookie = cookie
 
 
