@@ -52,6 +52,7 @@ PATH_TRANSPORTS = ("dir", "docker-archive", "oci", "oci-archive", "sif", "tarbal
 POLICY_JSON = "containers-policy.json"
 REGISTRIES_CONF = "containers-registries.conf"
 FILE_PERMISSIONS = "file-permissions"
+NO_CONTROL = ("apptainer", "singularity", "enroot")  # runtimes with no registry allow-list
 _OVERRIDE = (
     "a user's own ~/.config/containers/policy.json replaces /etc/containers/policy.json, and "
     "podman/buildah --signature-policy, skopeo --policy or --insecure-policy bypass it"
@@ -97,8 +98,12 @@ class AuditDecision:
 
     @property
     def unenforced_denial(self) -> bool:
-        """Denied, yet some runtime of the site lets this user run it."""
-        return not self.allowed and any(not e.enforces for e in self.enforced_by)
+        """Denied, yet a mechanism meant to carry the policy (policy.json, registries.conf,
+        file permissions) lets this user through. Runtimes with no control at all
+        (`NO_CONTROL`) are left out: they would make every denial count."""
+        return not self.allowed and any(
+            not e.enforces and e.mechanism not in NO_CONTROL for e in self.enforced_by
+        )
 
     def as_dict(self) -> Dict[str, Any]:
         return {
@@ -421,6 +426,13 @@ def _passed_over(policy: Policy, d: Decision, groups: FrozenSet[str]) -> str:
     return f" ({named} matches it, but the user is in none of those groups)"
 
 
+def _reason(d: Decision, passed_over: str) -> str:
+    if passed_over and d.rule is None:
+        return d.reason.replace("no rule matches", "no rule that applies to the user matches",
+                                1) + passed_over
+    return d.reason + passed_over
+
+
 def _reference_body(ctx: Context, target: Target, groups: FrozenSet[str]) -> AuditDecision:
     policy = ctx.policy
     d = decide(policy.images.rules, policy.images.default, target.value, set(groups))
@@ -432,11 +444,10 @@ def _reference_body(ctx: Context, target: Target, groups: FrozenSet[str]) -> Aud
         prefix = _blocked_by(ctx.blocked, d.image)
         if prefix is not None:
             enforced.append(_registries_conf(d.allowed, prefix))
-    enforced += [_no_registry_control(r, d.allowed) for r in ("apptainer", "singularity", "enroot")
-                 if r in runtimes]
+    enforced += [_no_registry_control(r, d.allowed) for r in NO_CONTROL if r in runtimes]
     return AuditDecision(
         user="", image=d.image, allowed=d.allowed, rule=d.scope,
-        reason=d.reason + _passed_over(policy, d, groups),
+        reason=_reason(d, _passed_over(policy, d, groups)),
         enforced_by=tuple(enforced), kind="reference", node_class=ctx.node_class,
         node_allowed=node.allowed if "podman" in runtimes else None, notes=target.notes,
     )
@@ -659,7 +670,7 @@ def _local_body(ctx: Context, target: Target, obs: Observation) -> AuditDecision
         enforced.append(Enforcement(POLICY_JSON, True, True, (
             f"{verb} local transports (oci:, oci-archive:, docker-archive:, sif:, dir:, "
             f"containers-storage:, ...) for everybody; {_OVERRIDE}")))
-    for runtime in ("apptainer", "singularity", "enroot"):
+    for runtime in NO_CONTROL:
         if runtime in runtimes:
             enforced.append(Enforcement(runtime, False, False, (
                 f"{runtime} runs any image file the user can read; {LOCAL_RULE} does not "

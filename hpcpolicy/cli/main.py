@@ -34,6 +34,7 @@ COMMAND_MODULES = (
     "generations",
     "rollback",
     "promote",
+    "audit",
     "subid",
     "node",
 )
