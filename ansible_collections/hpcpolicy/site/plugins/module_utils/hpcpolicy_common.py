@@ -18,7 +18,7 @@ under the project's own pytest, which has no Ansible.
 
 from __future__ import absolute_import, annotations, division, print_function  # noqa: UP010
 
-__metaclass__ = type
+__metaclass__ = type  # noqa: UP001 - Ansible sanity boilerplate
 
 import json
 import logging
@@ -44,7 +44,8 @@ def one_line(msg: str) -> str:
     return "; ".join(line.strip() for line in msg.splitlines() if line.strip())
 
 
-def ansible_diff(entries: List[Dict[str, Any]], header_of: Callable[[str], str]) -> List[Dict[str, Any]]:
+def ansible_diff(entries: List[Dict[str, Any]],
+                 header_of: Callable[[str], str]) -> List[Dict[str, Any]]:
     """hpcpolicy's `[{path, before, after}]` in Ansible's diff shape (one dict per file).
 
     A summarised entry (file over 256 KiB) keeps its one-line summaries as before/after, so

@@ -9,7 +9,7 @@ Check mode is `--check` (nothing written, not even the lock), diff mode is `--di
 
 from __future__ import absolute_import, annotations, division, print_function  # noqa: UP010
 
-__metaclass__ = type
+__metaclass__ = type  # noqa: UP001 - Ansible sanity boilerplate
 
 DOCUMENTATION = r"""
 ---
@@ -17,8 +17,9 @@ module: hpcpolicy_apply
 short_description: Publish a site's container policy as a new generation
 version_added: "0.1.0"
 description:
-  - Runs C(hpcpolicy apply SITE) on the machine that holds the site file and can write the deploy
-    root on shared storage (usually one admin host, so run it with C(run_once) or on that host only).
+  - Runs C(hpcpolicy apply SITE) on the machine that holds the site file and can write the
+    deploy root on shared storage (usually one admin host: run it with C(run_once) or on that
+    host only).
   - Validates the site file, reads the user directory, allocates sub-ID ranges, renders every node
     class and publishes a new immutable generation, then switches the channel to it.
   - A site whose rendered files equal the channel's current generation publishes nothing and reports
@@ -42,7 +43,8 @@ options:
     type: path
   channel:
     description:
-      - Publish to this channel only. C(stable) is the C(current) link every node follows by default.
+      - Publish to this channel only. C(stable) is the C(current) link every node follows by
+        default.
     type: str
     default: stable
   allow_revoke:
@@ -97,7 +99,7 @@ msg:
   description: One line saying what was published (all problems, joined by C(; ), on failure).
   returned: always
   type: str
-  sample: "published 000002-3f2a9c1b (2 file(s) changed)"
+  sample: "published generation 000002-3f2a9c1b (2 files changed)"
 generation:
   description: Name of the generation the channel holds after the run (would hold, in check mode).
   returned: always

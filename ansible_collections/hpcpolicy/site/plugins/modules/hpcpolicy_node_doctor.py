@@ -9,7 +9,7 @@ task, as the CLI exits 1; `failed_when: false` turns the report into data.
 
 from __future__ import absolute_import, annotations, division, print_function  # noqa: UP010
 
-__metaclass__ = type
+__metaclass__ = type  # noqa: UP001 - Ansible sanity boilerplate
 
 DOCUMENTATION = r"""
 ---

@@ -9,7 +9,7 @@ packaging/systemd. Check mode is `--check`, diff mode `--diff`, `reload: false` 
 
 from __future__ import absolute_import, annotations, division, print_function  # noqa: UP010
 
-__metaclass__ = type
+__metaclass__ = type  # noqa: UP001 - Ansible sanity boilerplate
 
 DOCUMENTATION = r"""
 ---
@@ -21,7 +21,8 @@ description:
   - Verifies the channel's generation (and its signature with I(allowed_signers)), picks the node's
     class, and installs each file of that class under I(root) atomically, root-owned, mode 0644.
     Files a previous sync installed that the generation dropped are removed (the distribution's
-    original is put back). A changed sysctl file is applied with C(sysctl -p) unless I(reload=false).
+    original is put back). A changed sysctl file is applied with C(sysctl -p) unless
+    I(reload=false).
   - A node that already holds the generation reports C(changed=false). A file edited locally is
     put back and reported as modified.
   - Check mode (C(--check)) compares and writes nothing, not even the lock file. Diff mode
@@ -44,12 +45,13 @@ options:
     default: /
   allowed_signers:
     description:
-      - OpenSSH allowed-signers file; when given, the manifest must carry a valid signature by a key in it.
+      - OpenSSH allowed-signers file; when given, the manifest must carry a valid signature by a
+        key in it.
     type: path
   node_class:
     description:
-      - Node class to install (C(--class)). Default is the class whose node set matches the hostname,
-        else C(default).
+      - Node class to install (C(--class)). Default is the class whose node set matches the
+        hostname, else C(default).
     type: str
     aliases: [class]
   channel:
@@ -110,7 +112,8 @@ msg:
   description: One line naming the generation, the class, and what changed (or the failure).
   returned: always
   type: str
-  sample: "generation 000002-3f2a9c1b, class default (hostname n001 matches no class): changed 3 file(s)"
+  sample: "generation 000002-3f2a9c1b, class default (hostname n001 matches no class):
+    changed 3 file(s)"
 generation:
   description: The generation installed, or null when the failure came before one was resolved.
   returned: always
@@ -138,7 +141,8 @@ check:
   returned: success
   type: bool
 notes:
-  description: Things to know, e.g. that running rootless Podman users need C(podman system migrate).
+  description: Things to know, e.g. that running rootless Podman users need
+    C(podman system migrate).
   returned: success
   type: list
   elements: str
