@@ -17,6 +17,7 @@ NOLOGIN_SHELLS = frozenset(
 MAX_ID = 4294967294  # (uid_t)-1 = 4294967295 means "no ID" to the kernel; never a real ID
 
 _BAD_NAME_CHARS = re.compile(r"[\s:,\x00-\x1f\x7f]")
+_BAD_MEMBER_LIST_CHARS = re.compile(r"[\s:\x00-\x1f\x7f]")  # the same, ',' separates names
 
 
 def name_problem(name: str) -> Optional[str]:
@@ -27,6 +28,17 @@ def name_problem(name: str) -> Optional[str]:
     if bad:
         return f"name {name!r} contains {bad.group()!r} (whitespace, ':', ',' or control character)"
     return None
+
+
+def name_ok(name: str) -> bool:
+    """`name_problem(name) is None`, without building the message (the readers' fast path)."""
+    return bool(name) and _BAD_NAME_CHARS.search(name) is None
+
+
+def member_list_ok(text: str) -> bool:
+    """Whether every name of a ','-separated member list passes `name_problem` (empty items
+    are skipped by the readers, so they are fine here too)."""
+    return _BAD_MEMBER_LIST_CHARS.search(text) is None
 
 
 def parse_id(text: str) -> Optional[int]:

@@ -18,10 +18,15 @@ Decisions (documented for administrators):
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
-from hpcpolicy.directory.checks import is_nologin, name_problem, parse_id
+from hpcpolicy.directory.checks import (
+    is_nologin,
+    member_list_ok,
+    name_ok,
+    name_problem,
+    parse_id,
+)
 from hpcpolicy.directory.model import Group, User
 from hpcpolicy.errors import DirectoryError, InvalidInput, Problem
 from hpcpolicy.policy.model import FilesSource
@@ -29,10 +34,8 @@ from hpcpolicy.policy.model import FilesSource
 SOURCE = "files"
 
 
-@dataclass(frozen=True)
-class _Line:
-    number: int
-    fields: List[str]
+# A record line: (line number, its fields).
+_Line = Tuple[int, List[str]]
 
 
 def read_files(src: FilesSource) -> Tuple[List[User], List[Group]]:
@@ -60,74 +63,122 @@ def _read_text(path: str) -> str:
 
 
 def _lines(path: str, nfields: int, problems: List[Problem]) -> List[_Line]:
-    """Split the file into `nfields`-field records, skipping comments, blanks and NIS lines."""
+    """Split the file into `nfields`-field records, skipping comments, blanks and NIS lines.
+
+    Fast path: a plain record line (no undecodable byte in the file, starts with neither
+    whitespace nor '#', '+', '-', no CR) with the right field count is taken as is; every other
+    line goes through `_odd_line`, which skips it or says exactly what is wrong.
+    """
     out: List[_Line] = []
     text = _read_text(path)
     # surrogateescape marks undecodable bytes; scan lines only when the file has any
     suspect = _UNDECODABLE.search(text) is not None
     for number, raw in enumerate(text.split("\n"), start=1):
-        line = raw[:-1] if raw.endswith("\r") else raw
-        if not line.strip() or line.lstrip().startswith("#") or line[0] in "+-":
-            continue
-        where = f"{path}:{number}"
-        if suspect and _UNDECODABLE.search(line):
-            problems.append(Problem(where, "", "not valid UTF-8"))
-            continue
-        fields = line.split(":")
-        if len(fields) != nfields:
-            problems.append(
-                Problem(where, "", f"expected {nfields} ':'-separated fields, found {len(fields)}")
-            )
-            continue
-        out.append(_Line(number, fields))
+        if (not suspect and raw and raw[0] not in "#+-" and not raw[0].isspace()
+                and raw[-1] != "\r"):
+            fields = raw.split(":")
+            if len(fields) == nfields:
+                out.append((number, fields))
+                continue
+        _odd_line(path, number, raw, nfields, suspect, problems, out)
     return out
 
 
+def _odd_line(path: str, number: int, raw: str, nfields: int, suspect: bool,
+              problems: List[Problem], out: List[_Line]) -> None:
+    """A line off the fast path: skipped, reported, or (CRLF, leading blanks) taken."""
+    line = raw[:-1] if raw.endswith("\r") else raw
+    if not line.strip() or line.lstrip().startswith("#") or line[0] in "+-":
+        return
+    where = f"{path}:{number}"
+    if suspect and _UNDECODABLE.search(line):
+        problems.append(Problem(where, "", "not valid UTF-8"))
+        return
+    fields = line.split(":")
+    if len(fields) != nfields:
+        problems.append(
+            Problem(where, "", f"expected {nfields} ':'-separated fields, found {len(fields)}")
+        )
+        return
+    out.append((number, fields))
+
+
 def _users(path: str, lines: List[_Line], problems: List[Problem]) -> List[User]:
+    """Fast path for a valid, new account; `_odd_user` re-checks any other line in detail."""
     users: List[User] = []
     by_name: Dict[str, Tuple[int, int]] = {}  # name -> (uid, line)
     by_uid: Dict[int, Tuple[str, int]] = {}  # uid -> (name, line)
-    for line in lines:
-        where = f"{path}:{line.number}"
-        name, _pw, uid_s, gid_s, _gecos, _home, shell = line.fields
-        uid = _id_or_problem(where, "uid", uid_s, problems)
-        gid = _id_or_problem(where, "gid", gid_s, problems)
-        bad = name_problem(name)
-        if bad:
-            problems.append(Problem(where, "", bad))
-        if bad or uid is None or gid is None:
-            continue
-        clash = _clash(by_name, by_uid, name, uid, line.number, "user", "uid")
-        if clash:
-            problems.append(Problem(where, "", clash))
-            continue
-        users.append(User(name, uid, gid, SOURCE, disabled=is_nologin(shell)))
+    for number, fields in lines:
+        name, _pw, uid_s, gid_s, _gecos, _home, shell = fields
+        uid, gid = parse_id(uid_s), parse_id(gid_s)
+        if (uid is not None and gid is not None and name_ok(name) and name not in by_name
+                and uid not in by_uid):
+            by_name[name] = (uid, number)
+            by_uid[uid] = (name, number)
+            users.append(User(name, uid, gid, SOURCE, is_nologin(shell)))
+        else:
+            _odd_user(path, number, fields, by_name, by_uid, problems, users)
     return users
 
 
+def _odd_user(path: str, number: int, fields: List[str], by_name: Dict[str, Tuple[int, int]],
+              by_uid: Dict[int, Tuple[str, int]], problems: List[Problem],
+              users: List[User]) -> None:
+    where = f"{path}:{number}"
+    name, _pw, uid_s, gid_s, _gecos, _home, shell = fields
+    uid = _id_or_problem(where, "uid", uid_s, problems)
+    gid = _id_or_problem(where, "gid", gid_s, problems)
+    bad = name_problem(name)
+    if bad:
+        problems.append(Problem(where, "", bad))
+    if bad or uid is None or gid is None:
+        return
+    clash = _clash(by_name, by_uid, name, uid, number, "user", "uid")
+    if clash:
+        problems.append(Problem(where, "", clash))
+        return
+    users.append(User(name, uid, gid, SOURCE, disabled=is_nologin(shell)))
+
+
 def _groups(path: str, lines: List[_Line], problems: List[Problem]) -> List[Group]:
+    """Fast path for a valid, new group; `_odd_group` re-checks any other line in detail."""
     groups: List[Group] = []
     by_name: Dict[str, Tuple[int, int]] = {}
     by_gid: Dict[int, Tuple[str, int]] = {}
-    for line in lines:
-        where = f"{path}:{line.number}"
-        name, _pw, gid_s, members_s = line.fields
-        gid = _id_or_problem(where, "gid", gid_s, problems)
-        bad = name_problem(name)
-        if bad:
-            problems.append(Problem(where, "", bad))
-        members = [m for m in members_s.split(",") if m]
-        bad_members = [msg for msg in map(name_problem, members) if msg]
-        for msg in bad_members:
-            problems.append(Problem(where, "", f"member {msg}"))
-        if bad or bad_members or gid is None:
-            continue
-        clash = _clash(by_name, by_gid, name, gid, line.number, "group", "gid")
-        if clash:
-            problems.append(Problem(where, "", clash))
-            continue
-        groups.append(Group(name, gid, frozenset(members), SOURCE))
+    for number, fields in lines:
+        name, _pw, gid_s, members_s = fields
+        gid = parse_id(gid_s)
+        if (gid is not None and name_ok(name) and member_list_ok(members_s)
+                and name not in by_name and gid not in by_gid):
+            by_name[name] = (gid, number)
+            by_gid[gid] = (name, number)
+            members = frozenset(members_s.split(",")) - {""}
+            groups.append(Group(name, gid, members, SOURCE))
+        else:
+            _odd_group(path, number, fields, by_name, by_gid, problems, groups)
     return groups
+
+
+def _odd_group(path: str, number: int, fields: List[str], by_name: Dict[str, Tuple[int, int]],
+               by_gid: Dict[int, Tuple[str, int]], problems: List[Problem],
+               groups: List[Group]) -> None:
+    where = f"{path}:{number}"
+    name, _pw, gid_s, members_s = fields
+    gid = _id_or_problem(where, "gid", gid_s, problems)
+    bad = name_problem(name)
+    if bad:
+        problems.append(Problem(where, "", bad))
+    members = [m for m in members_s.split(",") if m]
+    bad_members = [msg for msg in map(name_problem, members) if msg]
+    for msg in bad_members:
+        problems.append(Problem(where, "", f"member {msg}"))
+    if bad or bad_members or gid is None:
+        return
+    clash = _clash(by_name, by_gid, name, gid, number, "group", "gid")
+    if clash:
+        problems.append(Problem(where, "", clash))
+        return
+    groups.append(Group(name, gid, frozenset(members), SOURCE))
 
 
 def _id_or_problem(where: str, what: str, text: str, problems: List[Problem]) -> Optional[int]:
