@@ -337,11 +337,18 @@ def collection_of(policy: Policy, path: str) -> Optional[Collection]:
     return None
 
 
+def classified(policy: Policy, target: Target) -> Target:
+    """A path naming a collection itself is the whole collection (walked, every file judged)."""
+    if target.kind == "path" and any(c.path == target.value for c in policy.images.collections):
+        return replace(target, kind="collection")
+    return target
+
+
 def paths_to_observe(policy: Policy, targets: Sequence[Target]) -> Tuple[List[str], List[str]]:
     """(collection roots to walk, single paths to stat with their chain from the collection)."""
     walk: List[str] = []
     single: List[str] = []
-    for t in targets:
+    for t in (classified(policy, t) for t in targets):
         if t.kind == "collection":
             walk.append(t.value)
         elif t.kind == "path":
@@ -730,7 +737,8 @@ def audit(ctx: Context, users: Sequence[User], targets: Sequence[Target],
     """Every (target, user) decision, targets in order, users by name within a target."""
     obs = obs or Observation()
     ordered = sorted(users, key=lambda u: u.name)
-    return [decide_one(ctx, u, t, obs) for t in targets for u in ordered]
+    chosen = [classified(ctx.policy, t) for t in targets]
+    return [decide_one(ctx, u, t, obs) for t in chosen for u in ordered]
 
 
 def mode_kind(st_mode: int) -> str:

@@ -1,0 +1,163 @@
+"""`hpcpolicy audit` end to end through `cli.main.main` with the demo site (etc/demo)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any, Dict, List, Tuple
+
+import pytest
+
+from hpcpolicy.cli.main import main
+
+DEMO = Path(__file__).resolve().parent.parent / "etc" / "demo" / "site.toml"
+TOP_KEYS = {"changed", "failed", "msg", "decisions", "summary", "site", "class"}
+DECISION_KEYS = {"user", "image", "allowed", "rule", "reason", "enforced_by", "kind", "class",
+                 "node_allowed", "notes", "drift"}
+
+
+def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> Tuple[int, str, str]:
+    rc = main(["audit", *argv])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def as_json(capsys: pytest.CaptureFixture[str], *argv: str) -> Tuple[int, Dict[str, Any]]:
+    rc, out, _ = cli(capsys, *argv, "--format", "json")
+    lines = out.splitlines()
+    assert len(lines) == 1  # exactly one JSON object on every path
+    return rc, json.loads(lines[0])
+
+
+def test_whole_site_json(capsys: pytest.CaptureFixture[str]) -> None:
+    rc, doc = as_json(capsys, str(DEMO))
+    assert rc == 0 and set(doc) == TOP_KEYS
+    assert (doc["changed"], doc["failed"], doc["site"], doc["class"]) == (False, False, "demo",
+                                                                         "default")
+    ds = doc["decisions"]
+    assert all(set(d) == DECISION_KEYS for d in ds)
+    users = sorted({d["user"] for d in ds})
+    assert users == ["alice", "bob", "carol", "erin", "svc-backup"]  # dave is disabled (nologin)
+    images = list(dict.fromkeys(d["image"] for d in ds))
+    assert images == [
+        "registry.example.org/hpc:latest", "registry.example.org/hpc/experimental:latest",
+        "registry.example.org/bio:latest", "docker.io/library/example:latest",
+        "unlisted.example.invalid/example:latest", "/shared/containers/vasp",
+    ]
+    bio = {d["user"]: d for d in ds if d["image"] == "registry.example.org/bio:latest"}
+    assert bio["alice"]["allowed"] and not bio["bob"]["allowed"]
+    podman = [e for e in bio["bob"]["enforced_by"] if e["mechanism"] == "containers-policy.json"]
+    assert podman[0]["enforces"] is False and bio["bob"]["node_allowed"] is True
+    vasp = {d["user"]: d["allowed"] for d in ds if d["kind"] == "collection"}
+    assert vasp == {"alice": False, "bob": True, "carol": False, "erin": False,
+                    "svc-backup": False}
+    assert doc["summary"]["decisions"] == len(ds) == 30
+
+
+def test_explain_json_is_one_decision(capsys: pytest.CaptureFixture[str]) -> None:
+    rc, doc = as_json(capsys, str(DEMO), "--explain", "--user", "carol", "--image",
+                      "registry.example.org/bio/blast:2.14")
+    assert rc == 0 and set(doc) == DECISION_KEYS | {"changed", "failed", "msg"}
+    assert doc["user"] == "carol" and doc["image"] == "registry.example.org/bio/blast:2.14"
+    assert doc["allowed"] is False and doc["rule"] == "default"
+    assert [e["mechanism"] for e in doc["enforced_by"]] == ["containers-policy.json",
+                                                            "apptainer", "enroot"]
+    assert doc["msg"] == "carol may not run registry.example.org/bio/blast:2.14 (default)"
+
+
+def test_explain_text_and_short_name(capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out, _ = cli(capsys, str(DEMO), "--explain", "--user", "alice", "--image", "ubuntu")
+    assert rc == 0
+    assert "image:   docker.io/library/ubuntu:latest" in out and "verdict: ALLOWED" in out
+    assert "short name 'ubuntu'" in out
+
+
+def test_filters_and_formats(capsys: pytest.CaptureFixture[str]) -> None:
+    rc, doc = as_json(capsys, str(DEMO), "--group", "bio", "--image", "registry.example.org/bio")
+    assert rc == 0 and [d["user"] for d in doc["decisions"]] == ["alice"]
+    rc, out, _ = cli(capsys, str(DEMO), "--user", "bob", "--format", "csv")
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert rc == 0 and rows and {r["user"] for r in rows} == {"bob"}
+    rc, out, _ = cli(capsys, str(DEMO), "--user", "bob", "--format", "html")
+    parser = HTMLParser()
+    parser.feed(out)
+    assert rc == 0 and out.startswith("<!DOCTYPE html>") and out.rstrip().endswith("</html>")
+    rc, out, _ = cli(capsys, str(DEMO), "--image", "/shared/containers/vasp/vasp.sif",
+                     "--class", "default")
+    assert rc == 0 and "/shared/containers/vasp/vasp.sif" in out and "Findings:" in out
+
+
+def test_image_file_outside_collections(capsys: pytest.CaptureFixture[str],
+                                        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "mine.sif").write_bytes(b"SIF")
+    os.chmod(tmp_path / "mine.sif", 0o600)
+    monkeypatch.chdir(tmp_path)
+    rc, doc = as_json(capsys, str(DEMO), "--explain", "--user", "carol", "--image", "./mine.sif")
+    assert rc == 0 and doc["image"] == str(tmp_path / "mine.sif")
+    assert doc["kind"] == "local" and doc["allowed"] and doc["rule"] == "images.local_transports"
+    assert any("mode 0600" in n for n in doc["notes"])
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["--user", "zed"], "--user zed: no such user in the directory (files)"),
+    (["--group", "nope"], "--group nope: no such group"),
+    (["--image", "Bad/Ref"], "--image Bad/Ref: invalid reference"),
+    (["--image", "library://x/y"], "--image library://x/y: invalid image"),
+    (["--class", "gpu"], "--class gpu: not a node class"),
+    (["--explain", "--user", "bob"], "audit --explain needs --user U and --image REF"),
+    (["--format", "yaml"], "invalid choice"),
+])  # fmt: skip
+def test_invalid_arguments_exit_2(capsys: pytest.CaptureFixture[str], argv: List[str],
+                                  needle: str) -> None:
+    rc, out, err = cli(capsys, str(DEMO), *argv)
+    assert rc == 2 and out == "" and needle in err
+    if "--format" not in argv:  # (argparse's own errors also print the usage first)
+        assert err.startswith("hpcpolicy: ")
+        rc, doc = as_json(capsys, str(DEMO), *argv)
+        assert rc == 2 and doc["failed"] is True and needle in doc["msg"]
+
+
+def site_copy(tmp_path: Path) -> Path:
+    for name in ("site.toml", "passwd", "group"):
+        shutil.copy(DEMO.parent / name, tmp_path / name)
+    return tmp_path / "site.toml"
+
+
+def test_unreadable_directory_exits_1(capsys: pytest.CaptureFixture[str],
+                                      tmp_path: Path) -> None:
+    site = site_copy(tmp_path)
+    (tmp_path / "passwd").unlink()
+    rc, doc = as_json(capsys, str(site))
+    assert rc == 1 and doc["failed"] and "does not exist" in doc["msg"]
+
+
+def test_invalid_site_exits_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    site = site_copy(tmp_path)
+    site.write_text(site.read_text().replace('group = "vasp-licence"', 'group = "no-such"'))
+    rc, out, err = cli(capsys, str(site))
+    assert rc == 2 and "images.collection[1].group: group 'no-such' not found" in err
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to chown to the licence gid")
+def test_collection_drift_is_data_not_failure(capsys: pytest.CaptureFixture[str],
+                                              tmp_path: Path) -> None:
+    site = site_copy(tmp_path)
+    coll = tmp_path / "vasp"
+    coll.mkdir()
+    (coll / "vasp.sif").write_bytes(b"SIF")
+    os.chown(coll, 0, 2002)  # vasp-licence in etc/demo/group
+    os.chmod(coll, 0o755)
+    os.chmod(coll / "vasp.sif", 0o644)
+    site.write_text(site.read_text().replace("/shared/containers/vasp", str(coll)))
+    rc, doc = as_json(capsys, str(site), "--image", str(coll))
+    assert rc == 0 and not doc["failed"]
+    carol = [d for d in doc["decisions"] if d["user"] == "carol"][0]
+    assert not carol["allowed"] and not carol["enforced_by"][0]["enforces"]
+    assert f"{coll}/vasp.sif: group owner root (gid 0), policy: vasp-licence (gid 2002)" in \
+        carol["drift"]
+    assert doc["summary"]["unenforced_denials"] == 4 and doc["summary"]["drift"] == 5
