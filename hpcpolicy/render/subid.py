@@ -8,6 +8,8 @@ is also what shadow's own tools leave behind.
 
 from __future__ import annotations
 
+import re
+from operator import attrgetter
 from typing import Dict, List, Sequence
 
 from hpcpolicy.errors import InvalidInput
@@ -15,40 +17,38 @@ from hpcpolicy.policy.model import Policy
 from hpcpolicy.subid.model import Allocation
 
 ID_LIMIT = 4294967295
+_UNSAFE_NAME_CHARS = re.compile(r"[\x00- :\x7f]")  # c <= " ", ":" or DEL
+_BY_START_UID = attrgetter("start", "uid")
 
 
-def _key(policy: Policy, alloc: Allocation) -> str:
-    if policy.subid.key == "name":
-        name = alloc.name
-        unsafe = (not name or name.isdigit() or name[0] in "!#-"
-                  or any(c <= " " or c in ":\x7f" for c in name))
-        if unsafe:
-            raise InvalidInput(f"user name {name!r} cannot be a subuid key", policy.path,
-                               "subid.key")
-        return name
-    return str(alloc.uid)
+def _name_key(policy: Policy, name: str) -> str:
+    if not name or name.isdigit() or name[0] in "!#-" or _UNSAFE_NAME_CHARS.search(name):
+        raise InvalidInput(f"user name {name!r} cannot be a subuid key", policy.path, "subid.key")
+    return name
 
 
 def _lines(policy: Policy, ordered: Sequence[Allocation]) -> List[str]:
     """One line per range, re-asserting what allocation already guaranteed (defence in depth):
     integer ids inside 1..2^32-2, no overlap with the previous range."""
+    by_name = policy.subid.key == "name"
     out: List[str] = []
-    reach = 0  # first id after the previous range
+    reach = 1  # first id the next range may use: after the previous range, never 0
     for alloc in ordered:
         start, count, uid = alloc.start, alloc.count, alloc.uid
         if not (type(uid) is int and type(start) is int and type(count) is int
-                and 0 <= uid < ID_LIMIT and start >= max(1, reach) and count >= 1
+                and 0 <= uid < ID_LIMIT and start >= reach and count >= 1
                 and start + count <= ID_LIMIT):
             raise InvalidInput(f"refusing to render range {alloc!r} (bad or overlapping)",
                                policy.path, "subid")
         reach = start + count
-        out.append(f"{_key(policy, alloc)}:{start}:{count}\n")
+        key = _name_key(policy, alloc.name) if by_name else uid
+        out.append(f"{key}:{start}:{count}\n")
     return out
 
 
 def render(policy: Policy, allocations: Sequence[Allocation]) -> Dict[str, bytes]:
     """`etc/subuid` and `etc/subgid` (identical bytes; empty when nobody is eligible)."""
-    ordered = sorted(allocations, key=lambda a: (a.start, a.uid))
+    ordered = sorted(allocations, key=_BY_START_UID)  # allocate's order: a linear pass
     lines = _lines(policy, ordered)
     data = "".join(lines).encode("ascii" if policy.subid.key == "uid" else "utf-8")
     return {"etc/subuid": data, "etc/subgid": data}

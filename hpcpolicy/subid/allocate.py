@@ -16,6 +16,7 @@ from __future__ import annotations
 import bisect
 import datetime
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 from hpcpolicy.directory.model import Snapshot, User
@@ -42,6 +43,7 @@ __all__ = [
 
 Interval = Tuple[int, int]  # inclusive [first, last]
 _MAX_NAMED = 10  # ranges named in one message before "and N more"
+_BY_START = attrgetter("start")
 
 
 @dataclass
@@ -310,7 +312,7 @@ def _assign(run: _Run, policy: Policy, real: List[int], eligible_total: int
         span = f"{start}-{start + sub.count - 1}"
         if rec is None:
             run.records[user.uid] = Record(user.uid, user.name, start, sub.count, LIVE, run.now,
-                                           run.now, history=(Event(run.now, "allocated", span),))
+                                           run.now, False, (Event(run.now, "allocated", span),))
         else:
             run.records[user.uid] = rec.evolve(run.now, "allocated", span, start=start,
                                                count=sub.count, state=LIVE)
@@ -341,17 +343,18 @@ def allocate(policy: Policy, snapshot: Snapshot, ledger: Optional[Ledger],
 
 def _finish(run: _Run, before: Ledger) -> AllocationResult:
     res = run.result
-    changed = {uid for uid, rec in run.records.items() if before.records.get(uid) != rec}
+    old = before.records
+    # untouched records are the very objects of `before` (the identity test is the fast path)
+    changed = {uid for uid, rec in run.records.items()
+               if old.get(uid) is not rec and old.get(uid) != rec}
     if changed:
         res.ledger = before.with_records(run.records, run.now)
         res.ledger_changed = True
     problems = res.ledger.validate(changed=changed)
     if problems:  # defence in depth: an allocation bug must never reach a node
         raise InvalidInput(problems)
-    res.allocations = sorted(
-        (Allocation(r.name, r.uid, r.start, r.count) for r in run.records.values()
-         if r.state == LIVE),
-        key=lambda a: a.start)
+    live = sorted((r for r in run.records.values() if r.state == LIVE), key=_BY_START)
+    res.allocations = [Allocation(r.name, r.uid, r.start, r.count) for r in live]
     return res
 
 

@@ -6,6 +6,7 @@ about who is eligible.
 
 from __future__ import annotations
 
+from operator import attrgetter
 from typing import List, Set
 
 from hpcpolicy.directory.model import Snapshot, User
@@ -13,6 +14,7 @@ from hpcpolicy.policy.model import Policy
 
 # nobody / nfsnobody: never eligible whatever min_uid/max_uid say (shared by every distro).
 NEVER_ELIGIBLE_UIDS = frozenset({65534, 4294967294})
+_BY_UID_NAME = attrgetter("uid", "name")
 
 
 def _group_members(policy: Policy, snapshot: Snapshot) -> Set[str]:
@@ -40,5 +42,5 @@ def eligible(policy: Policy, snapshot: Snapshot) -> List[User]:
         if directory.exclude_disabled and user.disabled:
             continue
         out.append(user)
-    out.sort(key=lambda u: (u.uid, u.name))
+    out.sort(key=_BY_UID_NAME)
     return out

@@ -16,6 +16,7 @@ import json
 import os
 import re
 from dataclasses import dataclass, field, replace
+from operator import attrgetter
 from typing import Any, Dict, List, NamedTuple, Optional, Set, Tuple
 
 from hpcpolicy.errors import InvalidInput, Problem, RuntimeFailure, join_path
@@ -33,6 +34,8 @@ STATES = (LIVE, LEFT, REVOKED, RECLAIMED)
 
 _NAME_RE = re.compile(r"^[^\x00-\x20\x7f:/]{1,256}$")
 _SITE_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+_BY_UID = attrgetter("uid")
+_BY_START = attrgetter("start")
 
 
 class Event(NamedTuple):
@@ -109,7 +112,7 @@ class Ledger:
 
     def held(self) -> List[Record]:
         """Records whose range is reserved (not reclaimed), sorted by start."""
-        return sorted((r for r in self.records.values() if r.holds_range), key=lambda r: r.start)
+        return sorted((r for r in self.records.values() if r.state != RECLAIMED), key=_BY_START)
 
     def validate(self, file: str = LEDGER_RELPATH,
                  changed: Optional[Set[int]] = None) -> List[Problem]:
@@ -121,10 +124,14 @@ class Ledger:
         problems: List[Problem] = []
         if not _SITE_RE.match(self.site):
             problems.append(Problem(file, "site", f"invalid site name {self.site!r}"))
-        for i, rec in enumerate(sorted(self.records.values(), key=lambda r: r.uid), 1):
-            if (changed is not None and rec.uid not in changed) or _record_ok(rec):
-                continue  # the fast path: builds no key path for a good record
-            problems.extend(_record_problems(rec, file, join_path("records", i)))
+        records = self.records
+        checked = (records.values() if changed is None
+                   else [records[uid] for uid in changed if uid in records])
+        if not all(map(_record_ok, checked)):  # the fast path sorts nothing, builds no path
+            for i, rec in enumerate(sorted(records.values(), key=_BY_UID), 1):
+                if (changed is not None and rec.uid not in changed) or _record_ok(rec):
+                    continue
+                problems.extend(_record_problems(rec, file, join_path("records", i)))
         held = self.held()
         for prev, cur in zip(held, held[1:]):
             if cur.start <= prev.last:
@@ -139,8 +146,7 @@ class Ledger:
             "site": self.site,
             "revision": self.revision,
             "updated": self.updated,
-            "records": [_record_to_dict(r) for r in sorted(self.records.values(),
-                                                            key=lambda r: r.uid)],
+            "records": [_record_to_dict(r) for r in sorted(self.records.values(), key=_BY_UID)],
         }
         return (json.dumps(doc, sort_keys=True, indent=1) + "\n").encode()
 

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True)
-class Allocation:
+class Allocation(NamedTuple):
+    """A NamedTuple rather than a frozen dataclass (like `ledger.Record`): equally immutable,
+    same repr, and about 3x cheaper to build for the 100,000-user sites allocated at once."""
+
     name: str
     uid: int
     start: int
-    count: int
+    count: int  # type: ignore[assignment]  # shadows tuple.count, on purpose
 
     @property
     def last(self) -> int:
