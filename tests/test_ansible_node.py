@@ -1,0 +1,160 @@
+"""`hpcpolicy_node_sync` and `hpcpolicy_node_doctor` under the real ansible-playbook.
+
+A real site is published with the CLI, then synced into a tmp `root` (never the host's /etc;
+`reload: false`, and sysctl is never applied outside `/` anyway). The fallback tests run the
+modules on the system Python, which cannot import hpcpolicy: with `executable` they drive the
+CLI and give the same result; without, the task fails naming the interpreter.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+from typing import Any, Dict, Tuple
+
+import pytest
+
+from tests.ansible_fixtures import (
+    VENV_CLI,
+    Ansible,
+    ansible,
+    ansible_system_python,
+    apply_task,
+    generation_of,
+    sync_task,
+)
+from tests.test_e2e_admin import make_site
+
+__all__ = ["ansible", "ansible_system_python"]  # fixtures, imported for pytest
+
+
+@pytest.fixture
+def published(cli: Any, tmp_path: Path) -> Tuple[Path, Path]:
+    """(deploy root holding one generation of the demo site, an empty node root)."""
+    site = make_site(tmp_path)
+    assert cli("apply", site).rc == 0
+    root = tmp_path / "node"
+    root.mkdir()
+    return tmp_path / "shared", root
+
+
+def tree_files(deploy_root: Path) -> Dict[str, bytes]:
+    tree = deploy_root / "current" / "tree"
+    return {str(p.relative_to(tree)): p.read_bytes() for p in tree.rglob("*") if p.is_file()}
+
+
+def test_sync_check_then_install_then_idempotent(ansible: Ansible,
+                                                 published: Tuple[Path, Path]) -> None:
+    shared, root = published
+    dry = ansible.play(sync_task(shared, root), "--check", "--diff")
+    assert dry.rc == 0, dry.show()
+    assert dry.recap["changed"] == 1
+    assert dry.result["check"] is True
+    assert f"+++ after: {root}/etc/subuid" in dry.out
+    assert list(root.iterdir()) == [], "check mode wrote under root"
+
+    real = ansible.play(sync_task(shared, root))
+    assert real.rc == 0, real.show()
+    assert real.recap["changed"] == 1
+    result = real.result
+    assert result["generation"] == generation_of(shared)
+    assert result["class"] == "default"
+    assert result["changes"] == dry.result["changes"]
+    assert any("podman system migrate" in n for n in result["notes"])
+    for rel, data in tree_files(shared).items():
+        installed = root / rel
+        assert installed.read_bytes() == data, rel
+        assert stat.S_IMODE(installed.stat().st_mode) == 0o644
+    state = json.loads((root / "var/lib/hpcpolicy/installed.json").read_text())
+    assert state["generation"] == result["generation"]
+
+    again = ansible.play(sync_task(shared, root))
+    assert again.rc == 0, again.show()
+    assert again.recap["changed"] == 0
+    assert again.result["changes"] == []
+    assert "up to date" in again.result["msg"]
+
+
+def test_local_edit_restored_tampered_generation_refused(ansible: Ansible, cli: Any,
+                                                         published: Tuple[Path, Path]) -> None:
+    shared, root = published
+    assert cli("node", "sync", "--from", shared, "--root", root, "--no-reload").rc == 0
+    subuid = root / "etc/subuid"
+    good = subuid.read_bytes()
+    subuid.write_bytes(good + b"6666:100000:65536\n")
+
+    fixed = ansible.play(sync_task(shared, root), "--diff")
+    assert fixed.rc == 0, fixed.show()
+    assert fixed.result["changes"] == [{"path": "etc/subuid", "action": "modified"}]
+    assert any("locally modified" in n for n in fixed.result["notes"])
+    assert "-6666:100000:65536" in fixed.out
+    assert subuid.read_bytes() == good
+
+    gen_file = shared / "current" / "tree" / "etc/apptainer/apptainer.conf"
+    os.chmod(gen_file, 0o644)
+    gen_file.write_bytes(gen_file.read_bytes() + b"allow setuid = yes\n")
+    (root / "etc/apptainer/apptainer.conf").unlink()
+    bad = ansible.play(sync_task(shared, root))
+    assert bad.rc == 2, bad.show()
+    failure = bad.failure
+    assert "\n" not in failure["msg"] and "apptainer.conf" in failure["msg"]
+    assert failure["generation"] == generation_of(shared)
+    assert failure["changes"] == [] and failure["changed"] is False
+    assert not (root / "etc/apptainer/apptainer.conf").exists(), "installed a tampered file"
+
+
+def test_system_python_fails_clearly_or_runs_the_cli(ansible_system_python: Ansible,
+                                                     tmp_path: Path) -> None:
+    site = make_site(tmp_path)
+    shared, root = tmp_path / "shared", tmp_path / "node"
+    root.mkdir()
+    play = ansible_system_python.play
+
+    missing = play(apply_task(site))
+    assert missing.rc == 2, missing.show()
+    msg = missing.failure["msg"]
+    assert "Failed to import the required Python library (hpcpolicy)" in msg
+    assert "/usr/bin/python3" in msg and "executable" in msg
+    assert not shared.exists()
+
+    applied = play(apply_task(site, executable=VENV_CLI))
+    assert applied.rc == 0, applied.show()
+    assert applied.result["changed"] is True
+    assert applied.result["generation"] == generation_of(shared)
+
+    synced = play(sync_task(shared, root, executable=VENV_CLI), "--diff")
+    assert synced.rc == 0, synced.show()
+    assert synced.result["changed"] is True
+    assert synced.result["generation"] == applied.result["generation"]
+    assert f"+++ after: {root}/etc/subuid" in synced.out
+    assert tree_files(shared)["etc/subuid"] == (root / "etc/subuid").read_bytes()
+
+    again = play(sync_task(shared, root, executable=VENV_CLI))
+    assert again.rc == 0, again.show()
+    assert again.recap["changed"] == 0
+
+
+def test_doctor_library_and_cli_agree(ansible: Ansible, ansible_system_python: Ansible,
+                                      cli: Any, published: Tuple[Path, Path]) -> None:
+    shared, root = published
+    assert cli("node", "sync", "--from", shared, "--root", root, "--no-reload").rc == 0
+    expected = json.loads(cli("node", "doctor", "--root", root, "--from", shared,
+                              "--format", "json").out)
+    task: Dict[str, Any] = {"name": "doctor", "failed_when": False,
+                            "hpcpolicy.site.hpcpolicy_node_doctor": {"root": str(root),
+                                                                    "from": str(shared)}}
+    lib = ansible.play(task, "--check")
+    assert lib.rc == 0, lib.show()
+    assert lib.recap["changed"] == 0
+    assert lib.result["checks"] == expected["checks"]
+    assert lib.result["msg"] == expected["msg"]
+    status = {c["name"]: c["status"] for c in lib.result["checks"]}
+    assert status["generation"] == status["installed-files"] == "OK", status
+
+    task["hpcpolicy.site.hpcpolicy_node_doctor"]["executable"] = VENV_CLI
+    via_cli = ansible_system_python.play(task)
+    assert via_cli.rc == 0, via_cli.show()
+    assert via_cli.result["checks"] == expected["checks"]
+    assert via_cli.result["changed"] is False
