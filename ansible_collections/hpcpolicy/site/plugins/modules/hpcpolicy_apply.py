@@ -18,7 +18,7 @@ short_description: Publish a site's container policy as a new generation
 version_added: "0.1.0"
 description:
   - Runs C(hpcpolicy apply SITE) on the machine that holds the site file and can write the
-    deploy root on shared storage (usually one admin host: run it with C(run_once) or on that
+    deploy root on shared storage (usually one admin host; run it with C(run_once) or on that
     host only).
   - Validates the site file, reads the user directory, allocates sub-ID ranges, renders every node
     class and publishes a new immutable generation, then switches the channel to it.
@@ -30,7 +30,7 @@ description:
     (set C(ansible_python_interpreter) to the venv that holds it); otherwise it runs the
     C(hpcpolicy) CLI with C(--format json), found on C(PATH) or named by I(executable).
   - Ansible has no terminal to ask for a password, so a site with C([site.approval]) must set
-    C([site] signing_key): the signature is then the accountable act.
+    C([site] signing_key); the signature is then the accountable act.
 options:
   site:
     description:
