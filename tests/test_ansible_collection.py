@@ -130,7 +130,7 @@ def test_one_line_joins_every_problem() -> None:
 
 
 def test_ansible_diff_shape_and_summaries() -> None:
-    entries = [
+    entries: List[Dict[str, Any]] = [
         {"path": "etc/subuid", "before": "", "after": "1001:524288:65536\n"},
         {"path": "etc/big", "before": "(10 bytes, 1 lines, sha256 aa)",
          "after": "(20 bytes, 2 lines, sha256 bb)", "summarised": True, "changed_lines": 3},
