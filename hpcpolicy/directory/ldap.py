@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from typing import Callable, ContextManager, Dict, Iterable, Iterator, List, Optional, Set, Tuple
 from urllib.parse import unquote, urlsplit
 
-from hpcpolicy.directory.checks import is_nologin, name_problem, parse_id
+from hpcpolicy.directory.checks import MAX_ID, is_nologin, name_problem, parse_id
 from hpcpolicy.directory.ldap_wire import (
     Disconnected,
     Done,
@@ -461,39 +461,100 @@ class _Seen:
 def interpret_users(
     src: LdapSource, where: str, entries: Iterable[RawEntry], today: int
 ) -> Tuple[List[User], Dict[str, str]]:
-    """Users, and a map normalised DN -> user name (for DN-valued group members)."""
+    """Users, and a map normalised DN -> user name (for DN-valued group members).
+
+    Most entries take `_plain_user` (a few dict lookups); anything unusual takes
+    `_checked_user`, which states every problem. Both give the same User for the same entry.
+    """
     a = src.attributes
-    k_name, k_uid, k_gid = a.name.lower(), a.uid.lower(), a.gid.lower()
+    keys = (a.name.lower(), a.uid.lower(), a.gid.lower())
     by_dn = src.member_attribute.lower() != "memberuid"  # the DN map is needed only then
     problems: List[Problem] = []
     users: List[User] = []
     dn_to_user: Dict[str, str] = {}
     seen = _Seen()
+    by_name, by_id = seen.by_name, seen.by_id
+    shells: Dict[bytes, bool] = {}
     for dn, attrs in entries:
-        name_v = attrs.get(k_name)
-        uid = _id(where, dn, a.uid, attrs.get(k_uid), problems)
-        gid = _id(where, dn, a.gid, attrs.get(k_gid), problems)
-        if not name_v:
-            problems.append(Problem(where, dn, f"missing attribute {a.name}"))
+        user = _plain_user(attrs, keys, shells, today)
+        if user is None:
+            user = _checked_user(src, where, dn, attrs, today, problems)
+            if user is None:
+                continue
+        name, uid = user.name, user.uid
+        if name in by_name or uid in by_id:
+            problems.append(Problem(where, dn, seen.clash(name, uid, dn, "user", "uid") or ""))
             continue
-        name = _pick_name(dn, name_v)
-        bad = name_problem(name)
-        if bad:
-            problems.append(Problem(where, dn, f"attribute {a.name}: {bad}"))
-            continue
-        if uid is None or gid is None:
-            continue
-        disabled = _disabled(where, dn, attrs, today, problems)
-        clash = seen.clash(name, uid, dn, "user", "uid")
-        if clash:
-            problems.append(Problem(where, dn, clash))
-            continue
-        users.append(User(name, uid, gid, SOURCE, disabled))
+        by_name[name] = (uid, dn)
+        by_id[uid] = (name, dn)
+        users.append(user)
         if by_dn:
             dn_to_user[normalize_dn(dn)] = name
     if problems:
         raise InvalidInput(problems)
     return users, dn_to_user
+
+
+def _plain_user(
+    attrs: Dict[str, List[bytes]], keys: Tuple[str, str, str], shells: Dict[bytes, bool],
+    today: int,
+) -> Optional[User]:
+    """The user of an ordinary entry, or None to send it through `_checked_user`.
+
+    Ordinary: one name, one plain decimal UID and GID in range, a valid name, and no lock
+    attribute other than loginShell and a plain shadowExpire. Shell verdicts are cached: a
+    directory has few distinct shells.
+    """
+    try:
+        (raw_name,) = attrs[keys[0]]
+        (raw_uid,) = attrs[keys[1]]
+        (raw_gid,) = attrs[keys[2]]
+    except (KeyError, ValueError):
+        return None
+    if not (raw_uid.isdigit() and raw_gid.isdigit()):  # bytes: ASCII digits only
+        return None
+    if "nsaccountlock" in attrs or "pwdaccountlockedtime" in attrs:
+        return None
+    uid, gid = int(raw_uid), int(raw_gid)
+    name = raw_name.decode("utf-8", errors="replace")
+    if uid > MAX_ID or gid > MAX_ID or name_problem(name):
+        return None
+    disabled = False
+    shell = attrs.get("loginshell")
+    if shell:
+        nologin = shells.get(shell[0])
+        if nologin is None:
+            nologin = shells[shell[0]] = is_nologin(shell[0].decode("utf-8", errors="replace"))
+        disabled = nologin
+    expire = attrs.get("shadowexpire")
+    if expire and not disabled:
+        if not expire[0].isdigit():  # -1, signs, spaces, garbage: the checked path
+            return None
+        disabled = today >= int(expire[0])
+    return User(name, uid, gid, SOURCE, disabled)
+
+
+def _checked_user(
+    src: LdapSource, where: str, dn: str, attrs: Dict[str, List[bytes]], today: int,
+    problems: List[Problem],
+) -> Optional[User]:
+    """The user of any entry, with every problem it has appended; None when it has one."""
+    a = src.attributes
+    name_v = attrs.get(a.name.lower())
+    uid = _id(where, dn, a.uid, attrs.get(a.uid.lower()), problems)
+    gid = _id(where, dn, a.gid, attrs.get(a.gid.lower()), problems)
+    if not name_v:
+        problems.append(Problem(where, dn, f"missing attribute {a.name}"))
+        return None
+    name = _pick_name(dn, name_v)
+    bad = name_problem(name)
+    if bad:
+        problems.append(Problem(where, dn, f"attribute {a.name}: {bad}"))
+        return None
+    if uid is None or gid is None:
+        return None
+    disabled = _disabled(where, dn, attrs, today, problems)
+    return User(name, uid, gid, SOURCE, disabled)
 
 
 def _id(
@@ -603,7 +664,12 @@ def _uid_group(
     where: str, row: Tuple[str, str, int, List[bytes]], known: Set[str], problems: List[Problem]
 ) -> Group:
     dn, name, gid, values = row
-    members: Set[str] = set()
+    texts = b"\0".join(values).decode("utf-8", errors="replace").split("\0")
+    if len(texts) == len(values):  # no NUL inside a value: decoded in one C call
+        members = set(texts)
+        if all(name_problem(m) is None for m in members - known):
+            return Group(name, gid, frozenset(members), SOURCE)
+    members = set()  # some value is bad: name each, in order
     for value in values:
         member = value.decode("utf-8", errors="replace")
         bad = None if member in known else name_problem(member)

@@ -16,7 +16,7 @@ request) raises `WireError`: a reader must never guess at a partial directory.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, NoReturn, Optional, Tuple
 
 PAGED_OID = b"1.2.840.113556.1.4.319"
 DISCONNECT_OID = b"1.3.6.1.4.1.1466.20036"  # Notice of Disconnection (unsolicited, msgid 0)
@@ -160,17 +160,20 @@ def _decode_page(
     buf: bytes, pos: int, msgid: int, names: Dict[bytes, str], out: List[RawEntry]
 ) -> Tuple[int, Optional[Done]]:
     size = len(buf)
+    expect = _integer(msgid)  # the messageID element as the server normally encodes it
     while pos < size:
         end = message_end(buf, pos)
         if end < 0 or end > size:
             return pos, None
-        i = pos + 2 if buf[pos + 1] < 0x80 else pos + 2 + (buf[pos + 1] & 0x7F)
-        got, i = _int(buf, i, end, INTEGER, "messageID")
-        if i >= end:
-            raise WireError("LDAPMessage without a protocolOp")
+        n = buf[pos + 1]
+        i = pos + 2 if n < 0x80 else pos + 2 + (n & 0x7F)
+        if buf.startswith(expect, i):
+            i += len(expect)
+        else:  # another message, or the same ID encoded unusually (BER allows padding)
+            got, i = _int(buf, i, end, INTEGER, "messageID")
+            if got != msgid or i >= end:
+                _foreign(buf, i, end, got)
         tag = buf[i]
-        if got != msgid:
-            _foreign(buf, i, end, got, tag)
         if tag == SEARCH_ENTRY:
             n = buf[i + 1]
             if n < 0x80:
@@ -189,9 +192,17 @@ def _decode_page(
     return pos, None
 
 
-def _foreign(buf: bytes, i: int, end: int, got: int, tag: int) -> None:
+def _integer(value: int) -> bytes:
+    """DER INTEGER element of a message ID (0 .. 2**31-1)."""
+    body = value.to_bytes(max(1, (value.bit_length() + 8) // 8), "big", signed=True)
+    return bytes((INTEGER, len(body))) + body
+
+
+def _foreign(buf: bytes, i: int, end: int, got: int) -> NoReturn:
     """A message for another ID: a Notice of Disconnection, or a protocol violation."""
-    if got == 0 and tag == EXTENDED_RESPONSE:
+    if i >= end:
+        raise WireError("LDAPMessage without a protocolOp")
+    if got == 0 and buf[i] == EXTENDED_RESPONSE:
         j, k = _tlv(buf, i, end, EXTENDED_RESPONSE, "ExtendedResponse")
         code, matched, message, _ = _result(buf, j, k)
         raise Disconnected(f"server sent a notice of disconnection: code {code}"
@@ -202,10 +213,11 @@ def _foreign(buf: bytes, i: int, end: int, got: int, tag: int) -> None:
 def _entry(buf: bytes, i: int, end: int, names: Dict[bytes, str]) -> RawEntry:
     """SearchResultEntry content: objectName, then a SEQUENCE OF (type, SET OF value).
 
-    The hot path of a full read (one call per user): TLV headers are decoded inline, with
-    every length checked against the element that contains it.
+    The hot path of a full read (one call per user): TLV headers are decoded inline, tags are
+    literals (0x04 OCTET STRING, 0x30 SEQUENCE, 0x31 SET), and every length is checked
+    against the element that contains it.
     """
-    if i >= end or buf[i] != OCTETS:
+    if i >= end or buf[i] != 0x04:
         raise WireError("SearchResultEntry without an objectName")
     n = buf[i + 1]
     if n < 0x80:
@@ -216,7 +228,7 @@ def _entry(buf: bytes, i: int, end: int, names: Dict[bytes, str]) -> RawEntry:
     if k >= end:
         raise WireError("objectName runs past its entry")
     dn = _text(buf[i:k], "objectName")
-    if buf[k] != SEQUENCE:
+    if buf[k] != 0x30:
         raise WireError(f"entry {dn}: expected its attributes (tag 0x30)")
     n = buf[k + 1]
     if n < 0x80:
@@ -227,7 +239,7 @@ def _entry(buf: bytes, i: int, end: int, names: Dict[bytes, str]) -> RawEntry:
         raise WireError(f"entry {dn}: attribute list length does not match the entry")
     attrs: Dict[str, List[bytes]] = {}
     while j < end:
-        if buf[j] != SEQUENCE:
+        if buf[j] != 0x30:
             raise WireError(f"entry {dn}: expected an attribute (tag 0x30)")
         n = buf[j + 1]
         if n < 0x80:
@@ -235,7 +247,7 @@ def _entry(buf: bytes, i: int, end: int, names: Dict[bytes, str]) -> RawEntry:
         else:
             n, j = _length(buf, j + 1)
         aend = j + n
-        if aend > end or j >= aend or buf[j] != OCTETS:
+        if aend > end or j >= aend or buf[j] != 0x04:
             raise WireError(f"entry {dn}: malformed attribute")
         n = buf[j + 1]
         if n < 0x80:
@@ -243,7 +255,7 @@ def _entry(buf: bytes, i: int, end: int, names: Dict[bytes, str]) -> RawEntry:
         else:
             n, j = _length(buf, j + 1)
         t = j + n
-        if t >= aend or buf[t] != SET:
+        if t >= aend or buf[t] != 0x31:
             raise WireError(f"entry {dn}: attribute without a value set")
         raw = buf[j:t]
         name = names.get(raw)
@@ -256,22 +268,30 @@ def _entry(buf: bytes, i: int, end: int, names: Dict[bytes, str]) -> RawEntry:
             n, v = _length(buf, t + 1)
         if v + n != aend:
             raise WireError(f"entry {dn}: value set of {name} does not match its attribute")
-        values: List[bytes] = []
-        while v < aend:
-            if buf[v] != OCTETS:
-                raise WireError(f"entry {dn}: expected a value of {name} (tag 0x04)")
-            n = buf[v + 1]
-            if n < 0x80:
-                v += 2
-            else:
-                n, v = _length(buf, v + 1)
-            if v + n > aend:
-                raise WireError(f"entry {dn}: a value of {name} runs past its set")
-            values.append(buf[v : v + n])
-            v += n
-        attrs[name] = values
+        if v < aend and buf[v] == 0x04 and buf[v + 1] == aend - v - 2:
+            attrs[name] = [buf[v + 2 : aend]]  # the usual single short value
+        else:
+            attrs[name] = _values(buf, v, aend, dn, name)
         j = aend
     return dn, attrs
+
+
+def _values(buf: bytes, v: int, end: int, dn: str, name: str) -> List[bytes]:
+    """The OCTET STRINGs of a value set (several values, long ones or none)."""
+    values: List[bytes] = []
+    while v < end:
+        if buf[v] != 0x04:
+            raise WireError(f"entry {dn}: expected a value of {name} (tag 0x04)")
+        n = buf[v + 1]
+        if n < 0x80:
+            v += 2
+        else:
+            n, v = _length(buf, v + 1)
+        if v + n > end:
+            raise WireError(f"entry {dn}: a value of {name} runs past its set")
+        values.append(buf[v : v + n])
+        v += n
+    return values
 
 
 def _result(buf: bytes, i: int, end: int) -> Tuple[int, str, str, int]:
