@@ -110,6 +110,7 @@ def test_image_file_outside_collections(capsys: pytest.CaptureFixture[str],
     (["--image", "library://x/y"], "--image library://x/y: invalid image"),
     (["--class", "gpu"], "--class gpu: not a node class"),
     (["--explain", "--user", "bob"], "audit --explain needs --user U and --image REF"),
+    (["--explain", "--user", "bob", "--image", "x", "--group", "bio"], "not a member of"),
     (["--format", "yaml"], "invalid choice"),
 ])  # fmt: skip
 def test_invalid_arguments_exit_2(capsys: pytest.CaptureFixture[str], argv: List[str],
