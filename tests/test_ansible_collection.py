@@ -121,6 +121,30 @@ def test_collection_builds_offline(tmp_path: Path) -> None:
                                                                  ["BSD-3-Clause"])
 
 
+# ansible-test sanity checks that need no venv of their own (the others download pinned
+# requirements from PyPI through a bootstrap host that is unreachable offline)
+OFFLINE_SANITY = ("compile", "future-import-boilerplate", "metaclass-boilerplate", "shebang",
+                  "no-assert", "no-smart-quotes", "use-argspec-type-path", "line-endings",
+                  "empty-init", "symlinks", "ignores")
+
+
+def test_offline_ansible_test_sanity(tmp_path: Path) -> None:
+    """Run on a copy: ansible-test writes tests/output inside the collection it checks."""
+    ansible_test = tool("ansible-test")
+    copy = tmp_path / "ansible_collections" / "hpcpolicy" / "site"
+    shutil.copytree(COLLECTION, copy, ignore=shutil.ignore_patterns("output", "__pycache__"))
+    probe = "import sys; print('%d.%d' % sys.version_info[:2])"
+    version = subprocess.run([SYSTEM_PYTHON, "-c", probe], capture_output=True, text=True,
+                             check=True).stdout.strip()
+    argv = [ansible_test, "sanity", "--python", version]  # the Python ansible-test runs on
+    for name in OFFLINE_SANITY:
+        argv += ["--test", name]
+    proc = subprocess.run(argv, cwd=copy, env=ansible_env(tmp_path), capture_output=True,
+                          text=True, check=False, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.count("Running sanity test") == len(OFFLINE_SANITY), proc.stdout
+
+
 # ---------------------------------------------------------------- shared helpers, in-process
 
 

@@ -1,5 +1,7 @@
 # Copyright: hpcpolicy contributors
 # SPDX-License-Identifier: BSD-3-Clause
+# ruff: noqa: UP001, UP010 - ansible-test sanity requires these exact __future__/__metaclass__ lines
+# (annotations are evaluated: typing generics only, valid on Python >= 3.9)
 """What every hpcpolicy module shares: pick a backend, run it, hand Ansible its result.
 
 Two backends give the same result dict (the CLI's `--format json` object, SPEC §3):
@@ -16,9 +18,9 @@ Nothing here imports Ansible: the module object is duck-typed, so the pure helpe
 under the project's own pytest, which has no Ansible.
 """
 
-from __future__ import absolute_import, annotations, division, print_function  # noqa: UP010
+from __future__ import absolute_import, division, print_function
 
-__metaclass__ = type  # noqa: UP001 - Ansible sanity boilerplate
+__metaclass__ = type
 
 import json
 import logging

@@ -1,15 +1,17 @@
 #!/usr/bin/python
 # Copyright: hpcpolicy contributors
 # SPDX-License-Identifier: BSD-3-Clause
+# ruff: noqa: UP001, UP010 - ansible-test sanity requires these exact __future__/__metaclass__ lines
+# (annotations are evaluated: typing generics only, valid on Python >= 3.9)
 """Ansible module `hpcpolicy.site.hpcpolicy_apply`: `hpcpolicy apply SITE` as a task.
 
 A thin wrapper: options map one to one onto the CLI flags, the result is the CLI's JSON object.
 Check mode is `--check` (nothing written, not even the lock), diff mode is `--diff`.
 """
 
-from __future__ import absolute_import, annotations, division, print_function  # noqa: UP010
+from __future__ import absolute_import, division, print_function
 
-__metaclass__ = type  # noqa: UP001 - Ansible sanity boilerplate
+__metaclass__ = type
 
 DOCUMENTATION = r"""
 ---

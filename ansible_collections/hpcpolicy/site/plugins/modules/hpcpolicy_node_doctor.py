@@ -1,15 +1,17 @@
 #!/usr/bin/python
 # Copyright: hpcpolicy contributors
 # SPDX-License-Identifier: BSD-3-Clause
+# ruff: noqa: UP001, UP010 - ansible-test sanity requires these exact __future__/__metaclass__ lines
+# (annotations are evaluated: typing generics only, valid on Python >= 3.9)
 """Ansible module `hpcpolicy.site.hpcpolicy_node_doctor`: `hpcpolicy node doctor` as a task.
 
 Read-only: never changes anything, so it runs the same in check mode. Any FAIL check fails the
 task, as the CLI exits 1; `failed_when: false` turns the report into data.
 """
 
-from __future__ import absolute_import, annotations, division, print_function  # noqa: UP010
+from __future__ import absolute_import, division, print_function
 
-__metaclass__ = type  # noqa: UP001 - Ansible sanity boilerplate
+__metaclass__ = type
 
 DOCUMENTATION = r"""
 ---
