@@ -711,6 +711,14 @@ def _user_notes(ctx: Context, user: User) -> Tuple[str, ...]:
             f"{why}",)
 
 
+def _for_user(body: AuditDecision, user: str, notes: Tuple[str, ...]) -> AuditDecision:
+    """`body` for one user (direct construction: `dataclasses.replace` was 2/3 of the cost of
+    auditing 30,000 users)."""
+    return AuditDecision(user, body.image, body.allowed, body.rule, body.reason,
+                         body.enforced_by, body.kind, body.node_class, body.node_allowed,
+                         body.notes + notes if notes else body.notes, body.drift)
+
+
 def decide_one(ctx: Context, user: User, target: Target, obs: Observation) -> AuditDecision:
     """The decision for one user and one target (cached per group profile for references)."""
     if target.kind in ("collection", "path"):
@@ -729,7 +737,7 @@ def decide_one(ctx: Context, user: User, target: Target, obs: Observation) -> Au
         body = ctx.cache.get(key)
         if body is None:
             body = ctx.cache[key] = _local_body(ctx, target, obs)
-    return replace(body, user=user.name, notes=body.notes + _user_notes(ctx, user))
+    return _for_user(body, user.name, _user_notes(ctx, user))
 
 
 def audit(ctx: Context, users: Sequence[User], targets: Sequence[Target],
