@@ -205,6 +205,11 @@ def test_cli_without_json_is_a_clean_failure() -> None:
     assert payload["msg"].startswith("/opt/hpcpolicy/bin/hpcpolicy printed no JSON object (exit 1)")
 
 
+def test_cli_nonzero_exit_is_a_failure_whatever_its_json_says() -> None:
+    module = FakeModule(1, '{"changed": false, "failed": false, "msg": "half done"}\n')
+    assert common.run_cli(module, ["hpcpolicy"])["failed"] is True
+
+
 def test_cli_warnings_and_diff_reach_ansible() -> None:
     out = json.dumps({"changed": True, "failed": False, "msg": "ok", "changes": [],
                       "diff": [{"path": "etc/x", "before": "", "after": "y\n"}]})

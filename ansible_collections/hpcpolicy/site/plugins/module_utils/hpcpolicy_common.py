@@ -153,7 +153,7 @@ def run_cli(module: Any, argv: List[str]) -> Dict[str, Any]:
         why = one_line(err) or "no output"
         return dict(ON_ERROR, changed=False, failed=True,
                     msg=f"{argv[0]} printed no JSON object (exit {rc}): {why}")
-    payload.setdefault("failed", rc != 0)
+    payload["failed"] = bool(payload.get("failed")) or rc != 0  # a non-zero exit is never success
     return payload
 
 
