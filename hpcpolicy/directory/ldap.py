@@ -42,8 +42,8 @@ from urllib.parse import unquote, urlsplit
 from hpcpolicy.directory.checks import MAX_ID, is_nologin, name_problem, parse_id
 from hpcpolicy.directory.ldap_wire import (
     Disconnected,
-    Done,
-    MessageFramer,
+    Page,
+    PageReader,
     RawEntry,
     WireError,
     decode_page,
@@ -329,32 +329,33 @@ def _search_ldap3(  # type: ignore[no-untyped-def]
 ) -> Iterator[RawEntry]:
     """Paged search: ldap3 encodes and sends each request, `ldap_wire` decodes the answer.
 
-    Every page's result code is checked; transport failures become Unreachable.
+    The next page is requested as soon as a page has arrived (its cookie is in the Done at
+    its end), and only then are its entries decoded: the server prepares page n+1 while we
+    decode page n. Every page's result code is checked before any of its entries is used.
     """
     from ldap3.core.exceptions import LDAPCommunicationError
 
-    framer = MessageFramer()
+    reader = PageReader()
     names: Dict[bytes, str] = {}
-    cookie: Optional[bytes] = None
     count = 0
-    while True:
-        try:
-            msgid = _send_search(conn, uri, src, base, filt, attrs, cookie)
-            done = None
-            while done is None:
-                out: List[RawEntry] = []
-                done = _receive(conn, framer, msgid, names, out)
-                count += len(out)
-                yield from out
-        except (LDAPCommunicationError, OSError, Disconnected) as err:
-            raise Unreachable(f"connection lost while reading: {err}") from None
-        except WireError as err:
-            raise DirectoryError(f"{uri}: malformed LDAP response: {err}") from None
-        text = _result_text({"result": done.code, "message": done.message})
-        check_result(uri, base, filt, done.code, text, count, src.bind_dn)
-        cookie = done.cookie
-        if not cookie:
-            return
+    try:
+        msgid: Optional[int] = _send_search(conn, uri, src, base, filt, attrs, None)
+        while msgid is not None:
+            page = _receive_page(conn, reader, msgid)
+            count += page.entries
+            done = page.done
+            text = _result_text({"result": done.code, "message": done.message})
+            check_result(uri, base, filt, done.code, text, count, src.bind_dn)
+            msgid = None
+            if done.cookie:
+                msgid = _send_search(conn, uri, src, base, filt, attrs, done.cookie)
+            entries: List[RawEntry] = []
+            decode_page(page.data, 0, page.msgid, names, entries)
+            yield from entries
+    except (LDAPCommunicationError, OSError, Disconnected) as err:
+        raise Unreachable(f"connection lost while reading: {err}") from None
+    except WireError as err:
+        raise DirectoryError(f"{uri}: malformed LDAP response: {err}") from None
 
 
 def _send_search(  # type: ignore[no-untyped-def]
@@ -378,19 +379,15 @@ def _send_search(  # type: ignore[no-untyped-def]
     return msgid
 
 
-def _receive(  # type: ignore[no-untyped-def]
-    conn, framer: MessageFramer, msgid: int, names: Dict[bytes, str], out: List[RawEntry]
-) -> Optional[Done]:
-    """One recv: the entries it completes go to `out`; the Done once the page has ended."""
-    data = conn.socket.recv(RECV_SIZE)
-    if not data:
-        raise Disconnected("the server closed the connection")
-    buf = framer.feed(data)
-    if buf is None:
-        return None
-    pos, done = decode_page(buf, 0, msgid, names, out)
-    framer.rest(buf, pos)
-    return done
+def _receive_page(conn, reader: PageReader, msgid: int) -> Page:  # type: ignore[no-untyped-def]
+    """Receive until the page answering `msgid` is whole (its SearchResultDone included)."""
+    while True:
+        data = conn.socket.recv(RECV_SIZE)
+        if not data:
+            raise Disconnected("the server closed the connection")
+        page = reader.feed(data, msgid)
+        if page is not None:
+            return page
 
 
 def check_result(

@@ -6,17 +6,18 @@ about 10x slower than `ldapsearch`. We need only the DN and the raw values of a 
 so this decodes exactly that, straight from the received bytes. Requests are still encoded by
 ldap3 (filters included), and connecting, TLS and binding stay ldap3's.
 
-Pure: no I/O. `MessageFramer` cuts a byte stream into whole LDAPMessages; `decode_page` turns
-the messages of one search into entries and, once it arrives, the SearchResultDone (result code,
-texts, paged-results cookie). Anything that does not follow the grammar (a length beyond its
-container, an unexpected tag, indefinite lengths, which LDAP forbids, a message for another
-request) raises `WireError`: a reader must never guess at a partial directory.
+Pure: no I/O. `PageReader` collects received bytes into whole pages (looking only at message
+headers) and reads its SearchResultDone (result code, texts, paged-results cookie);
+`decode_page` turns the messages of a page into entries. Anything that does not follow the
+grammar (a length beyond its container, an unexpected tag, indefinite lengths, which LDAP
+forbids, a message for another request) raises `WireError`: a reader must never guess at a
+partial directory.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, NoReturn, Optional, Tuple
+from typing import Dict, List, NoReturn, Optional, Tuple, Union
 
 PAGED_OID = b"1.2.840.113556.1.4.319"
 DISCONNECT_OID = b"1.3.6.1.4.1.1466.20036"  # Notice of Disconnection (unsolicited, msgid 0)
@@ -30,6 +31,7 @@ CONTROLS, REFERRAL = 0xA0, 0xA3
 
 # DN and attribute values by lower-cased attribute description.
 RawEntry = Tuple[str, Dict[str, List[bytes]]]
+Buffer = Union[bytes, bytearray]  # received bytes still being collected, or a whole page
 
 
 class WireError(Exception):
@@ -50,7 +52,7 @@ class Done:
     cookie: Optional[bytes]  # None: no paged-results control or an empty cookie (last page)
 
 
-def _length(buf: bytes, i: int) -> Tuple[int, int]:
+def _length(buf: Buffer, i: int) -> Tuple[int, int]:
     """Length octets at i -> (length, index after them). Definite form only, at most 4 octets."""
     n = buf[i]
     if n < 0x80:
@@ -61,7 +63,7 @@ def _length(buf: bytes, i: int) -> Tuple[int, int]:
     return int.from_bytes(buf[i + 1 : i + 1 + k], "big"), i + 1 + k
 
 
-def _tlv(buf: bytes, i: int, end: int, tag: int, what: str) -> Tuple[int, int]:
+def _tlv(buf: Buffer, i: int, end: int, tag: int, what: str) -> Tuple[int, int]:
     """The element at i must carry `tag` and fit before `end` -> (content start, content end)."""
     if i >= end or buf[i] != tag:
         got = f"0x{buf[i]:02x}" if i < min(end, len(buf)) else "nothing"
@@ -72,7 +74,7 @@ def _tlv(buf: bytes, i: int, end: int, tag: int, what: str) -> Tuple[int, int]:
     return j, j + n
 
 
-def _int(buf: bytes, i: int, end: int, tag: int, what: str) -> Tuple[int, int]:
+def _int(buf: Buffer, i: int, end: int, tag: int, what: str) -> Tuple[int, int]:
     j, k = _tlv(buf, i, end, tag, what)
     if not 0 < k - j <= 8:
         raise WireError(f"{what}: bad integer length {k - j}")
@@ -86,42 +88,75 @@ def _text(raw: bytes, what: str) -> str:
         raise WireError(f"{what} is not UTF-8") from None
 
 
-class MessageFramer:
-    """Cuts received bytes into complete LDAPMessages without copying them more than once."""
+@dataclass(frozen=True)
+class Page:
+    """One whole page: its messages (entries, references, then the Done) and their count."""
+
+    data: bytes
+    msgid: int
+    entries: int
+    done: Done
+
+
+class PageReader:
+    """Collects received bytes until a page is whole, looking only at message headers.
+
+    Why: the next page can be requested as soon as this page's cookie is known, before its
+    entries are decoded, so the server works on page n+1 while we decode page n.
+    """
 
     def __init__(self) -> None:
-        self._chunks: List[bytes] = []
-        self._have = 0
-        self._need = 0  # bytes needed to complete the first pending message, 0: unknown
+        self._buf = bytearray()
+        self._scanned = 0  # whole messages before this offset are known to be entries
+        self._entries = 0
 
-    def feed(self, data: bytes) -> Optional[bytes]:
-        """Add received bytes; a buffer starting with >= 1 whole message once there is one.
+    def feed(self, data: bytes, msgid: int) -> Optional[Page]:
+        """Add received bytes; the page once its SearchResultDone has arrived."""
+        self._buf += data
+        try:
+            return self._scan(msgid)
+        except IndexError:
+            raise WireError("truncated BER element") from None
 
-        The returned buffer may end with a partial message; pass its offset back with `rest`.
-        """
-        self._chunks.append(data)
-        self._have += len(data)
-        if self._need and self._have < self._need:
-            return None
-        buf = self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
-        self._chunks = [buf]
-        end = message_end(buf, 0)
-        if end < 0 or end > len(buf):
-            self._need = end if end > 0 else 0
-            return None
-        self._chunks, self._have, self._need = [], 0, 0
-        return buf
+    def _scan(self, msgid: int) -> Optional[Page]:
+        buf, pos, size = self._buf, self._scanned, len(self._buf)
+        expect = _integer(msgid)
+        while True:
+            end = message_end(buf, pos)
+            if end < 0 or end > size:
+                self._scanned = pos
+                return None
+            n = buf[pos + 1]
+            i = pos + 2 if n < 0x80 else pos + 2 + (n & 0x7F)
+            if buf.startswith(expect, i) and i + len(expect) < end:
+                i += len(expect)
+            else:
+                i = _op(buf, i, end, msgid)
+            tag = buf[i]
+            if tag == SEARCH_ENTRY:
+                self._entries += 1
+            elif tag == SEARCH_DONE:
+                return self._page(_done(buf, i, end), end, msgid)
+            elif tag != SEARCH_REF:
+                raise WireError(f"unexpected protocolOp 0x{tag:02x} in a search response")
+            pos = end
 
-    def rest(self, buf: bytes, pos: int) -> None:
-        """Keep buf[pos:] (an incomplete message) for the next `feed`."""
-        if pos < len(buf):
-            tail = buf[pos:]
-            self._chunks, self._have = [tail], len(tail)
-            end = message_end(tail, 0)
-            self._need = end if end > 0 else 0
+    def _page(self, done: Done, end: int, msgid: int) -> Page:
+        page = Page(bytes(self._buf[:end]), msgid, self._entries, done)
+        del self._buf[:end]
+        self._scanned = self._entries = 0
+        return page
 
 
-def message_end(buf: bytes, i: int) -> int:
+def _op(buf: Buffer, i: int, end: int, msgid: int) -> int:
+    """Index of the protocolOp after the messageID at i, once it is checked to be `msgid`."""
+    got, i = _int(buf, i, end, INTEGER, "messageID")
+    if got != msgid or i >= end:
+        _foreign(buf, i, end, got)
+    return i
+
+
+def message_end(buf: Buffer, i: int) -> int:
     """Index just past the LDAPMessage starting at i; -1 when its header is not complete yet."""
     if len(buf) - i < 2:
         return -1
@@ -167,12 +202,10 @@ def _decode_page(
             return pos, None
         n = buf[pos + 1]
         i = pos + 2 if n < 0x80 else pos + 2 + (n & 0x7F)
-        if buf.startswith(expect, i):
+        if buf.startswith(expect, i) and i + len(expect) < end:
             i += len(expect)
         else:  # another message, or the same ID encoded unusually (BER allows padding)
-            got, i = _int(buf, i, end, INTEGER, "messageID")
-            if got != msgid or i >= end:
-                _foreign(buf, i, end, got)
+            i = _op(buf, i, end, msgid)
         tag = buf[i]
         if tag == SEARCH_ENTRY:
             n = buf[i + 1]
@@ -198,7 +231,7 @@ def _integer(value: int) -> bytes:
     return bytes((INTEGER, len(body))) + body
 
 
-def _foreign(buf: bytes, i: int, end: int, got: int) -> NoReturn:
+def _foreign(buf: Buffer, i: int, end: int, got: int) -> NoReturn:
     """A message for another ID: a Notice of Disconnection, or a protocol violation."""
     if i >= end:
         raise WireError("LDAPMessage without a protocolOp")
@@ -294,7 +327,7 @@ def _values(buf: bytes, v: int, end: int, dn: str, name: str) -> List[bytes]:
     return values
 
 
-def _result(buf: bytes, i: int, end: int) -> Tuple[int, str, str, int]:
+def _result(buf: Buffer, i: int, end: int) -> Tuple[int, str, str, int]:
     """LDAPResult components -> (resultCode, matchedDN, diagnosticMessage, index after them)."""
     code, i = _int(buf, i, end, ENUMERATED, "resultCode")
     j, k = _tlv(buf, i, end, OCTETS, "matchedDN")
@@ -304,7 +337,7 @@ def _result(buf: bytes, i: int, end: int) -> Tuple[int, str, str, int]:
     return code, matched, message, i
 
 
-def _done(buf: bytes, i: int, end: int) -> Done:
+def _done(buf: Buffer, i: int, end: int) -> Done:
     """SearchResultDone (at i) and the message's controls after it, up to `end`."""
     j, k = _tlv(buf, i, end, SEARCH_DONE, "SearchResultDone")
     code, matched, message, j = _result(buf, j, k)
@@ -314,7 +347,7 @@ def _done(buf: bytes, i: int, end: int) -> Done:
     return Done(code, matched, message, cookie)
 
 
-def _cookie(buf: bytes, i: int, end: int) -> Optional[bytes]:
+def _cookie(buf: Buffer, i: int, end: int) -> Optional[bytes]:
     """The paged-results cookie among the response controls ([0] SEQUENCE OF Control)."""
     j, k = _tlv(buf, i, end, CONTROLS, "controls")
     if k != end:
@@ -333,6 +366,6 @@ def _cookie(buf: bytes, i: int, end: int) -> Optional[bytes]:
             s, send = _tlv(buf, v, vend, SEQUENCE, "paged-results value")
             _size, n = _int(buf, s, send, INTEGER, "paged-results size")
             q, qend = _tlv(buf, n, send, OCTETS, "paged-results cookie")
-            cookie = buf[q:qend] or None
+            cookie = bytes(buf[q:qend]) or None
         j = cend
     return cookie
