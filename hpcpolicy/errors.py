@@ -6,7 +6,7 @@ Exit codes follow SPEC §3: 1 runtime failure, 2 invalid input or usage.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, List, Optional, Sequence
+from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -27,9 +27,14 @@ class Problem:
 
 
 class HpcPolicyError(Exception):
-    """Base of every error the tool raises on purpose."""
+    """Base of every error the tool raises on purpose.
+
+    `details`: extra fields for the command's `--format json` error object (e.g. the generation
+    a failed node sync was reading).
+    """
 
     exit_code = EXIT_FAILURE
+    details: Dict[str, Any] = {}
 
 
 class InvalidInput(HpcPolicyError):

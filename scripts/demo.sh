@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up .venv and run the main job on the bundled demo site (etc/demo): validate, publish a
-# generation into ./demo-out/shared, show it. No LDAP, no root. Safe to run again: the second
-# apply publishes nothing.
+# generation into ./demo-out/shared, show it, install it into a node tree ./demo-out/node, and
+# explain one audit decision. No LDAP, no root. Safe to run again: the second apply publishes
+# nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh 2>&1 | grep -v -e "^ *!!" -e "^ *\*" -e "^ *$" -e Warning -e corresp -e "^ *Please" -e "^ *By 20" -e "^ *See http" -e "name as your" -e "with strategy" >&2 || true
@@ -31,7 +32,11 @@ set -x
 "$hp" apply "$out/site.toml" --deploy-root "$out/shared"
 "$hp" status --deploy-root "$out/shared"
 "$hp" subid list --deploy-root "$out/shared"
+# what a node does (into a private root here; on a node --root is /)
+mkdir -p "$out/node"
+"$hp" node sync --from "$out/shared" --root "$out/node" --no-reload
+"$hp" audit "$out/site.toml" --user alice --image registry.example.org/bio/blast:2.14 --explain
 set +x
 echo
-echo "Published tree: $out/shared/current/tree"
+echo "Published generation: $out/shared/current/ ; installed node tree: $out/node/etc"
 find "$out/shared/current/" -type f | sort

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any, Optional
+from typing import Any
 
 from hpcpolicy.cli.outcome import Outcome
-from hpcpolicy.errors import EXIT_FAILURE, HpcPolicyError
+from hpcpolicy.errors import EXIT_FAILURE
 from hpcpolicy.generation.naming import STABLE
 
 
@@ -52,13 +52,6 @@ def add_parser(subparsers: Any, common_parent: argparse.ArgumentParser) -> None:
     doctor.set_defaults(run=run_doctor)
 
 
-def _sync_failure(err: HpcPolicyError, generation: Optional[str]) -> Outcome:
-    for line in str(err).splitlines():
-        sys.stderr.write(f"hpcpolicy: {line}\n")
-    return Outcome(msg=str(err), data={"generation": generation, "changes": []},
-                   exit_code=err.exit_code)
-
-
 def run_sync(args: argparse.Namespace) -> Outcome:
     from hpcpolicy.node.sync import SyncOptions, as_text, describe, sync
 
@@ -66,10 +59,7 @@ def run_sync(args: argparse.Namespace) -> Outcome:
         deploy_root=args.deploy_root, root=args.root, allowed_signers=args.allowed_signers,
         node_class=args.node_class, channel=args.channel, check=args.check,
         want_diff=args.diff, reload=not args.no_reload, lock_timeout=args.lock_timeout)
-    try:
-        result = sync(opts)
-    except HpcPolicyError as err:
-        return _sync_failure(err, getattr(err, "generation", None))
+    result = sync(opts)
     for error in result.errors:
         sys.stderr.write(f"hpcpolicy: {error}\n")
     return Outcome(msg=result.msg, data=describe(result), text=as_text(result),

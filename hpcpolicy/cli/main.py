@@ -118,10 +118,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         outcome: Outcome = args.run(args)
     except InvalidInput as err:
-        extra: dict[str, Any] = {**on_error, "errors": [str(p) for p in err.problems]}
+        extra: dict[str, Any] = {**on_error, **err.details,
+                                 "errors": [str(p) for p in err.problems]}
         return _fail(str(err), err.exit_code, as_json, extra)
     except HpcPolicyError as err:
-        return _fail(str(err), err.exit_code, as_json, on_error)
+        return _fail(str(err), err.exit_code, as_json, {**on_error, **err.details})
     except KeyboardInterrupt:
         return _fail("interrupted", 130, as_json, on_error)
     except Exception as err:  # the funnel: one line unless --debug

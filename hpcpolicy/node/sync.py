@@ -284,7 +284,7 @@ def sync(opts: SyncOptions) -> SyncResult:
     try:
         return _sync_generation(opts, root, deploy_root, gen_dir)
     except HpcPolicyError as err:
-        setattr(err, "generation", name)  # noqa: B010 - for the json report of the failure
+        err.details = {**err.details, "generation": name}  # for the json report of the failure
         raise
 
 
