@@ -415,3 +415,200 @@ def test_files_and_ldap_conflicts(slapd_rfc2307: LdapServer, secret: str, tmp_pa
     assert f"ldap ({uri} {PEOPLE})" in text and f"files ({tmp_path / 'passwd'})" in text
     first = "files" if order[0] == "files" else "ldap"
     assert text.splitlines()[0].split(": ", 1)[1].split(" in ")[1].startswith(first)
+
+
+# ------------------------------------------------------------------------------ fast paths
+
+
+NAMES = [b"alice", b"bad name", b"", b"\xff\xfe", "jos\u00e9".encode(), b"a:b", b"x\x00"]
+IDS = [b"0", b"1001", b"4294967294", b"4294967295", b"-1", b"+5", b" 5", b"007", b"1_0",
+       "\u0661\u0662".encode(), b"12x"]
+SHELLS = [b"/bin/bash", b"/sbin/nologin", b" /sbin/nologin ", b"\x1c/bin/false", b"/bin/false"]
+EXPIRES = [b"-1", b"0", b"19000", b"19001", b"99999", b" 5", b"+3", b"x", b"-0"]
+LOCKS = [b"TRUE", b"true ", b"false", b""]
+
+
+def _values(pool: List[bytes]) -> Any:
+    from hypothesis import strategies as st
+
+    return st.lists(st.sampled_from(pool), max_size=2)
+
+
+def _entry_attrs() -> Any:
+    """Any mix of the attributes, or (half the time) an entry with one plausible name and IDs."""
+    from hypothesis import strategies as st
+
+    locks = {
+        "loginshell": _values(SHELLS), "shadowexpire": _values(EXPIRES),
+        "nsaccountlock": _values(LOCKS), "pwdaccountlockedtime": _values([b"20240101Z"]),
+    }
+    one = st.sampled_from
+    plain = st.fixed_dictionaries(
+        {"uid": st.lists(one(NAMES[:2] + NAMES[4:6]), min_size=1, max_size=1),
+         "uidnumber": st.lists(one(IDS[:4] + IDS[7:8]), min_size=1, max_size=1),
+         "gidnumber": st.lists(one(IDS[:4]), min_size=1, max_size=1)},
+        optional=locks,
+    )
+    anything = st.fixed_dictionaries(
+        {}, optional={"uid": _values(NAMES), "uidnumber": _values(IDS),
+                      "gidnumber": _values(IDS), **locks},
+    )
+    return st.one_of(plain, anything)
+
+
+def test_plain_user_path_agrees_with_the_checked_path() -> None:
+    """Whenever the fast path accepts an entry, the full checks accept it and agree."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from hpcpolicy.directory.ldap import _checked_user, _plain_user
+
+    src = LdapSource(uri=("ldap://x",))
+    taken: List[bool] = []
+
+    @settings(max_examples=600, deadline=None)
+    @given(_entry_attrs(), st.sampled_from([0, 18999, 19000, 19001, 100000]))
+    def check(attrs: Dict[str, List[bytes]], today: int) -> None:
+        problems: List[Any] = []
+        checked = _checked_user(src, "w", "uid=x,dc=y", attrs, today, problems)
+        plain = _plain_user(attrs, ("uid", "uidnumber", "gidnumber"), {}, today)
+        taken.append(plain is not None)
+        if plain is not None:
+            assert problems == [] and plain == checked
+
+    check()
+    assert any(taken) and not all(taken)  # both paths were exercised
+
+
+def test_member_uid_fast_path_agrees_with_per_value_checks() -> None:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from hpcpolicy.directory.checks import name_problem
+    from hpcpolicy.directory.ldap import _uid_group
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.lists(st.sampled_from(NAMES + [b"bob", b"\xc3", b"x\x00y"]), max_size=6),
+           st.sets(st.sampled_from(["alice", "bob", "bad name"])))
+    def check(values: List[bytes], known: Set[str]) -> None:
+        problems: List[Any] = []
+        group = _uid_group("w", ("cn=g", "g", 7, values), known, problems)
+        texts = [v.decode("utf-8", errors="replace") for v in values]
+        good = {t for t in texts if t in known or name_problem(t) is None}
+        assert group.members == good
+        assert len(problems) == sum(1 for t in texts if t not in good)
+
+    check()
+
+
+# ------------------------------------------------------------------------------ wire failures
+
+
+class ScriptedServer:
+    """A TCP LDAP server that binds anyone, then answers the first search with `reply(msgid)`
+    and closes: the failure paths of the ldap3 backend's own decoding, end to end."""
+
+    def __init__(self, reply: Any) -> None:
+        self.reply = reply
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(4)
+        self.sock.settimeout(0.2)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    @property
+    def uri(self) -> str:
+        return f"ldap://127.0.0.1:{self.sock.getsockname()[1]}"
+
+    def _serve(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.settimeout(5)
+                self._session(conn)
+
+    def _session(self, conn: socket.socket) -> None:
+        from test_directory_ldap_wire import integer, message, octets, tlv
+
+        from hpcpolicy.directory.ldap_wire import message_end
+
+        buf = b""
+        while True:
+            data = conn.recv(65536)
+            if not data:
+                return
+            buf += data
+            while 0 < message_end(buf, 0) <= len(buf):
+                end = message_end(buf, 0)
+                msg, buf = buf[:end], buf[end:]
+                head = 2 if msg[1] < 0x80 else 2 + (msg[1] & 0x7F)
+                assert msg[head:head + 2] == b"\x02\x01"  # message IDs below 128 here
+                msgid, op = msg[head + 2], msg[head + 3]
+                if op == 0x60:  # bind: success
+                    ok = tlv(0x61, integer(0, 0x0A) + octets(b"") + octets(b""))
+                    conn.sendall(message(msgid, ok))
+                elif op == 0x63:  # search: the scripted answer, then hang up
+                    conn.sendall(self.reply(msgid))
+                    return
+                else:
+                    return
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join()
+        self.sock.close()
+
+
+def _notice(msgid: int) -> bytes:
+    from test_directory_ldap_wire import entry, integer, message, octets, tlv
+
+    notice = tlv(0x78, integer(52, 0x0A) + octets(b"") + octets(b"going down"))
+    return entry(msgid, "uid=z,dc=x", [("uid", [b"z"])]) + message(0, notice)
+
+
+def _cut_short(msgid: int) -> bytes:
+    from test_directory_ldap_wire import entry
+
+    return entry(msgid, "uid=z,dc=x", [("uid", [b"z"])]) + b"\x30\x40\x02"
+
+
+def _garbage(msgid: int) -> bytes:
+    from test_directory_ldap_wire import entry, integer, tlv
+
+    return entry(msgid, "uid=z,dc=x", [("uid", [b"z"])]) + tlv(0x30, integer(msgid) + b"\0\0")
+
+
+@pytest.mark.parametrize("reply", [_notice, _cut_short], ids=["notice", "cut-short"])
+def test_connection_lost_mid_search_fails_over(slapd_rfc2307: LdapServer, secret: str,
+                                               reply: Any) -> None:
+    fake = ScriptedServer(reply)
+    try:
+        src = reader(slapd_rfc2307, secret, uri=(fake.uri, slapd_rfc2307.slapd.uri))
+        src = replace(src, bind_dn=None, bind_password_file=None, timeout=3)
+        with pytest.raises(DirectoryError) as info:  # anonymous on slapd: size limit
+            read_ldap(src, backend="ldap3")
+        assert "sizeLimitExceeded" in str(info.value)  # so slapd was tried after the fake
+        with pytest.raises(DirectoryError, match=r"no LDAP server could be read: .*"
+                           r"connection lost while reading: .*(going down|closed)"):
+            read_ldap(replace(src, uri=(fake.uri,)), backend="ldap3")
+    finally:
+        fake.close()
+
+
+def test_malformed_response_is_refused_without_failover(slapd_rfc2307: LdapServer,
+                                                        secret: str) -> None:
+    fake = ScriptedServer(_garbage)
+    try:
+        src = reader(slapd_rfc2307, secret, uri=(fake.uri, slapd_rfc2307.slapd.uri))
+        src = replace(src, bind_dn=None, bind_password_file=None, timeout=3)
+        with pytest.raises(DirectoryError, match=r"malformed LDAP response: .*"
+                           r"unexpected protocolOp 0x00") as info:
+            read_ldap(src, backend="ldap3")
+        assert str(info.value).startswith(f"{fake.uri}: ")
+    finally:
+        fake.close()
