@@ -94,15 +94,17 @@ def test_audit_matches_skopeo(registry: Registry, tmp_path: Path) -> None:  # no
     assert REJECTED in seen[refs[4]]
 
 
-def test_blocked_host_prefix_also_blocks_its_ports(registry: Registry,  # noqa: F811
-                                                   tmp_path: Path) -> None:
-    """registries.conf matches `127.0.0.1` against `127.0.0.1:PORT/...` too: an allowed
-    reference on a port of a denied host is blocked. The audit reports that contradiction."""
+def test_denied_host_is_not_blocked_over_an_allowed_port(registry: Registry,  # noqa: F811
+                                                          tmp_path: Path) -> None:
+    """registries.conf matches `127.0.0.1` against `127.0.0.1:PORT/...` too, so a denied bare
+    host with an allowed scope on one of its ports must not be rendered `blocked`: skopeo pulls
+    the allowed reference, and policy.json alone rejects the rest of the host."""
     host = registry.host
     policy = make_policy([rule("127.0.0.1", "deny"), rule(f"{host}/allowed")],
                          runtimes=("podman",))
-    ref = registry.ref("allowed/tool")
-    (d, _) = decisions(policy, [ref])
-    assert d.allowed and not mech(d, REGISTRIES_CONF)
-    seen = skopeo_verdicts(registry, policy, [ref], tmp_path)
-    assert BLOCKED in seen[ref]
+    ok, other = registry.ref("allowed/tool"), registry.ref("other/tool")
+    (d, _) = decisions(policy, [ok])
+    assert d.allowed and REGISTRIES_CONF not in [e.mechanism for e in d.enforced_by]
+    seen = skopeo_verdicts(registry, policy, [ok, other], tmp_path)
+    assert seen[ok] == "ok"
+    assert REJECTED in seen[other]

@@ -117,14 +117,16 @@ def test_signed_allow_is_reported() -> None:
     assert "only if signed by /keys/hpc.gpg" in mech(d, POLICY_JSON)["note"]
 
 
-def test_registries_conf_host_prefix_covers_ports() -> None:
-    """containers/image matches a registries.conf prefix when the next character is `:`, so a
-    blocked host also blocks host:port; the audit reports the contradiction it creates."""
+def test_registries_conf_host_prefix_never_blocks_an_allowed_port() -> None:
+    """containers/image matches a registries.conf prefix when the next character is `:`, so the
+    renderer does not block a denied host that has an allowed scope on a port; the denial of the
+    rest of the host is policy.json's, and registries.conf plays no part in the decision."""
     p = make_policy([rule("127.0.0.1", "deny"), rule("127.0.0.1:5000/ok")], default="deny")
     d = one(p, "carol", "127.0.0.1:5000/ok/x:1")
     assert d.allowed
-    e = mech(d, REGISTRIES_CONF)
-    assert e["enforces"] is False and "contradicts the allow decision" in e["note"]
+    assert REGISTRIES_CONF not in [e["mechanism"] for e in d.as_dict()["enforced_by"]]
+    denied = one(p, "carol", "127.0.0.1/other/x:1")
+    assert not denied.allowed
 
 
 def test_user_outside_the_eligible_set_is_explained() -> None:

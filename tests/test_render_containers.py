@@ -245,3 +245,12 @@ BAD_BINDS: List[Bind] = [
 def test_containers_conf_refuses_unsafe_binds(bind: Bind) -> None:
     with pytest.raises(InvalidInput):
         render(make_policy([], binds=[bind]))
+
+
+def test_bare_host_not_blocked_when_a_port_of_it_is_allowed() -> None:
+    """containers/image matches a registries.conf prefix `h` against `h:5000/...` too."""
+    tree = render(make_policy([rule(1, "127.0.0.1", action="deny"),
+                               rule(2, "127.0.0.1:5000/ok"),
+                               rule(3, "bad.example.org", action="deny")]))
+    conf = tomllib.loads(strip_header(tree[containers.REGISTRIES_CONF]))
+    assert [r["prefix"] for r in conf["registry"]] == ["bad.example.org"]

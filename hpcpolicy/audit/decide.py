@@ -40,7 +40,7 @@ from hpcpolicy.images.scope import (
     node_wide_rules,
 )
 from hpcpolicy.policy.model import Collection, Policy
-from hpcpolicy.render.containers import LOCAL_TRANSPORTS, blockable
+from hpcpolicy.render.containers import LOCAL_TRANSPORTS, blockable, prefix_covers
 
 EXAMPLE = "example"
 UNLISTED = "unlisted.example.invalid/example:latest"  # a reference no sane rule matches
@@ -373,7 +373,7 @@ def chain(root: str, path: str) -> List[str]:
 
 def _blocked_by(blocked: Sequence[str], image: str) -> Optional[str]:
     """The registries.conf prefix that covers `image`, as containers/image matches it."""
-    hits = [p for p in blocked if image == p or (image.startswith(p) and image[len(p)] in ":/@")]
+    hits = [p for p in blocked if prefix_covers(p, image)]
     return max(hits, key=len) if hits else None
 
 

@@ -36,7 +36,7 @@ import tomli_w
 from hpcpolicy.directory.model import Snapshot
 from hpcpolicy.errors import InvalidInput
 from hpcpolicy.images.reference import check_scope
-from hpcpolicy.images.scope import NodeRule, node_default, node_wide_rules, parents
+from hpcpolicy.images.scope import NodeRule, node_default, node_wide_rules
 from hpcpolicy.policy.model import Bind, ImageRule, Policy
 
 POLICY_JSON = "etc/containers/policy.json"
@@ -203,15 +203,23 @@ def blockable(nodes: Dict[str, NodeRule]) -> List[str]:
     A host, namespace or repository (no tag, digest or wildcard) denied for everybody, with no
     allowed scope below it: a blocked prefix also stops every longer reference.
     """
-    allowed = [s for s, r in nodes.items() if r.allowed]
+    allowed = [s for s, r in nodes.items() if r.allowed and not s.startswith("*.")]
     out = []
     for scope, rule in sorted(nodes.items()):
         if rule.allowed or scope.startswith("*.") or _has_tag_or_digest(scope):
             continue
-        if any(scope in parents(a) for a in allowed):
+        if any(prefix_covers(scope, a) for a in allowed):
             continue
         out.append(scope)
     return out
+
+
+def prefix_covers(prefix: str, ref: str) -> bool:
+    """Whether a registries.conf `prefix` covers `ref` (containers/image refMatchingPrefix):
+    equal, or followed by '/', ':' or '@' — so a bare host also covers `host:port/...`."""
+    if ref == prefix:
+        return True
+    return ref.startswith(prefix) and ref[len(prefix)] in "/:@"
 
 
 def _has_tag_or_digest(scope: str) -> bool:
