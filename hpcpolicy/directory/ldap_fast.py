@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Any, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import ldap  # noqa: F401 - ImportError here selects the ldap3 backend
 from ldap.controls import SimplePagedResultsControl
@@ -129,31 +129,52 @@ def _bind(conn: Any, uri: str, src: LdapSource, password: Optional[str], scheme:
 def _search(
     conn: Any, uri: str, src: LdapSource, base: str, filt: str, attrs: List[str]
 ) -> Iterator[RawEntry]:
-    """Paged search; each page collected in C (`result3(all=1)`), result code checked."""
+    """Paged search; each page collected in C (`result3(all=1)`), result code checked.
+
+    The next page is requested before this page's entries are handed out, so the server
+    prepares it while they are interpreted.
+    """
     control = SimplePagedResultsControl(True, size=src.page_size, cookie="")
     count = 0
-    while True:
-        try:
-            msgid = conn.search_ext(base, ldap.SCOPE_SUBTREE, filt, attrs,
-                                    serverctrls=[control])
-            _rtype, data, _msgid, controls = conn.result3(msgid, all=1, timeout=src.timeout)
-        except _TRANSPORT as err:
-            raise Unreachable(f"connection lost while reading: {_text(err)}") from None
-        except ldap.FILTER_ERROR as err:
-            raise DirectoryError(f"{uri}: invalid search filter {filt!r}: {_text(err)}") from None
-        except ldap.LDAPError as err:
-            info = err.args[0] if err.args and isinstance(err.args[0], dict) else {}
-            code = info.get("result", -1)
-            check_result(uri, base, filt, code, _text(err), count, src.bind_dn)
-            raise  # check_result raises for every non-zero code
+    lower: Dict[str, str] = {}
+    msgid: Optional[int] = _send(conn, uri, base, filt, attrs, control)
+    while msgid is not None:
+        data, controls = _page(conn, uri, src, base, filt, msgid, count)
+        msgid = None
+        cookie = _cookie(controls)
+        if cookie:
+            control.cookie = cookie
+            msgid = _send(conn, uri, base, filt, attrs, control)
         for dn, values in data:
             if dn is not None:  # search references come back with dn None
                 count += 1
-                yield dn, {k.lower(): v for k, v in values.items()}
-        cookie = _cookie(controls)
-        if not cookie:
-            return
-        control.cookie = cookie
+                yield dn, {lower.get(k) or lower.setdefault(k, k.lower()): v
+                           for k, v in values.items()}
+
+
+def _send(conn: Any, uri: str, base: str, filt: str, attrs: List[str], control: Any) -> int:
+    try:
+        return int(conn.search_ext(base, ldap.SCOPE_SUBTREE, filt, attrs, serverctrls=[control]))
+    except _TRANSPORT as err:
+        raise Unreachable(f"connection lost while reading: {_text(err)}") from None
+    except ldap.FILTER_ERROR as err:
+        raise DirectoryError(f"{uri}: invalid search filter {filt!r}: {_text(err)}") from None
+
+
+def _page(
+    conn: Any, uri: str, src: LdapSource, base: str, filt: str, msgid: int, count: int
+) -> Tuple[List[Any], List[Any]]:
+    """(entries, response controls) of one page; its result code checked."""
+    try:
+        _rtype, data, _msgid, controls = conn.result3(msgid, all=1, timeout=src.timeout)
+    except _TRANSPORT as err:
+        raise Unreachable(f"connection lost while reading: {_text(err)}") from None
+    except ldap.LDAPError as err:
+        info = err.args[0] if err.args and isinstance(err.args[0], dict) else {}
+        code = info.get("result", -1)
+        check_result(uri, base, filt, code, _text(err), count, src.bind_dn)
+        raise  # check_result raises for every non-zero code
+    return data, controls
 
 
 def _cookie(controls: List[Any]) -> Optional[bytes]:
