@@ -6,8 +6,10 @@ Nothing here writes; `apply` persists `Plan.ledger` and publishes `Plan.trees`.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Dict, Iterator, List, Optional
 
 from hpcpolicy.directory.model import Snapshot
 from hpcpolicy.directory.read import read_directory
@@ -33,6 +35,24 @@ class Plan:
         return self.result.ledger if self.result is not None else self.ledger_before
 
 
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while the plan is built.
+
+    A 30,000-user plan creates some 200,000 small objects (users, ledger records, lines) and no
+    reference cycles; every few hundred of them the collector would walk all live objects
+    again, about a third of the whole run. Reference counting still frees everything at once;
+    the previous state is restored on every exit path.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def build(
     policy: Policy,
     deploy_root: Optional[str] = None,
@@ -40,7 +60,11 @@ def build(
     now: Optional[str] = None,
 ) -> Plan:
     """Compute the whole plan; raises InvalidInput with every problem found at once."""
-    root = deploy_root or policy.site.deploy_root
+    with _gc_paused():
+        return _build(policy, deploy_root or policy.site.deploy_root, snapshot, now)
+
+
+def _build(policy: Policy, root: str, snapshot: Optional[Snapshot], now: Optional[str]) -> Plan:
     if snapshot is None:
         snapshot = read_directory(policy)
     problems = list(check_against_directory(policy, snapshot))

@@ -15,6 +15,7 @@ NOLOGIN_SHELLS = frozenset(
 )
 
 MAX_ID = 4294967294  # (uid_t)-1 = 4294967295 means "no ID" to the kernel; never a real ID
+_MAX_ID_DIGITS = len(str(MAX_ID))
 
 _BAD_NAME_CHARS = re.compile(r"[\s:,\x00-\x1f\x7f]")
 _BAD_MEMBER_LIST_CHARS = re.compile(r"[\s:\x00-\x1f\x7f]")  # the same, ',' separates names
@@ -43,8 +44,8 @@ def member_list_ok(text: str) -> bool:
 
 def parse_id(text: str) -> Optional[int]:
     """A decimal UID/GID in [0, MAX_ID], or None. Signs, spaces and other forms are refused."""
-    if not text.isdigit() or not text.isascii():
-        return None
+    if not text.isdigit() or not text.isascii() or len(text.lstrip("0")) > _MAX_ID_DIGITS:
+        return None  # (too many digits: also spares int() its ValueError past 4300 digits)
     value = int(text)
     return value if value <= MAX_ID else None
 

@@ -18,9 +18,11 @@ Decisions (documented for administrators):
 from __future__ import annotations
 
 import re
-from typing import Dict, List, Optional, Tuple
+from itertools import repeat
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from hpcpolicy.directory.checks import (
+    MAX_ID,
     is_nologin,
     member_list_ok,
     name_ok,
@@ -41,14 +43,81 @@ _Line = Tuple[int, List[str]]
 def read_files(src: FilesSource) -> Tuple[List[User], List[Group]]:
     """Users from `src.passwd` and groups from `src.group`; all problems of both raised together."""
     problems: List[Problem] = []
-    users = _users(src.passwd, _lines(src.passwd, 7, problems), problems)
-    groups = _groups(src.group, _lines(src.group, 4, problems), problems)
+    text = _read_text(src.passwd)
+    users = _plain_users(text)
+    if users is None:
+        users = _users(src.passwd, _lines(src.passwd, text, 7, problems), problems)
+    text = _read_text(src.group)
+    groups = _plain_groups(text)
+    if groups is None:
+        groups = _groups(src.group, _lines(src.group, text, 4, problems), problems)
     if problems:
         raise InvalidInput(problems)
     return users, groups
 
 
-_UNDECODABLE = re.compile("[\udc80-\udcff]")
+_UNDECODABLE = re.compile("[\udc80-\udcff]")  # what surrogateescape makes of a bad byte
+
+# ---------------------------------------------------------------------------- fast path
+#
+# Most files hold nothing but well-formed, distinct entries. Then one regex pass over the
+# whole file and a few checks over all entries at once read it; anything else (a comment,
+# a blank or NIS line, CRLF, an undecodable byte, a bad name or ID, a duplicate) sends the
+# whole file through the line-by-line reader below, which reports every problem precisely.
+# The patterns accept a subset of what that reader accepts without a problem, so both paths
+# give the same result for every file the fast path takes.
+
+_NAME = r"[^\s:,\x00-\x1f\x7f#+\-][^\s:,\x00-\x1f\x7f]*"  # a name_ok() name; no '#', NIS '+'/'-'
+_FIELD = r"[^:\n]*"
+_ID = r"[0-9]{1,10}"  # MAX_ID has 10 digits; longer (leading zeros) takes the slow path
+_PASSWD_LINE = re.compile(
+    rf"^({_NAME}):{_FIELD}:({_ID}):({_ID}):{_FIELD}:{_FIELD}:([^:\n\r]*)$", re.MULTILINE
+)
+_GROUP_LINE = re.compile(rf"^({_NAME}):{_FIELD}:({_ID}):([^\s:\x00-\x1f\x7f]*)$", re.MULTILINE)
+
+
+def _all_lines_match(text: str, rows: List[Tuple[str, ...]]) -> bool:
+    """Whether every line matched (one match per line; a final newline ends the last line)."""
+    lines = text.count("\n") + (0 if text.endswith("\n") or not text else 1)
+    return len(rows) == lines and _UNDECODABLE.search(text) is None
+
+
+def _plain_ids(names: Sequence[str], id_texts: Sequence[str]) -> Optional[List[int]]:
+    """The IDs, when names and IDs are each distinct and every ID <= MAX_ID; else None."""
+    ids = list(map(int, id_texts))
+    if ids and max(ids) > MAX_ID:
+        return None
+    if len(set(names)) != len(names) or len(set(ids)) != len(ids):
+        return None
+    return ids
+
+
+def _plain_users(text: str) -> Optional[List[User]]:
+    rows = _PASSWD_LINE.findall(text)
+    if not rows or not _all_lines_match(text, rows):
+        return None
+    names, uid_texts, gid_texts, shells = zip(*rows)
+    uids = _plain_ids(names, uid_texts)
+    gids = list(map(int, gid_texts))
+    if uids is None or max(gids) > MAX_ID:
+        return None
+    disabled = map(is_nologin, shells)
+    return list(map(User, names, uids, gids, repeat(SOURCE), disabled))
+
+
+def _plain_groups(text: str) -> Optional[List[Group]]:
+    rows = _GROUP_LINE.findall(text)
+    if not rows or not _all_lines_match(text, rows):
+        return None
+    names, gid_texts, member_lists = zip(*rows)
+    gids = _plain_ids(names, gid_texts)
+    if gids is None:
+        return None
+    members = (frozenset(m.split(",")) - {""} for m in member_lists)
+    return list(map(Group, names, gids, members, repeat(SOURCE)))
+
+
+# ------------------------------------------------------------------------- line by line
 
 
 def _read_text(path: str) -> str:
@@ -62,7 +131,7 @@ def _read_text(path: str) -> str:
     return data.decode("utf-8", errors="surrogateescape")
 
 
-def _lines(path: str, nfields: int, problems: List[Problem]) -> List[_Line]:
+def _lines(path: str, text: str, nfields: int, problems: List[Problem]) -> List[_Line]:
     """Split the file into `nfields`-field records, skipping comments, blanks and NIS lines.
 
     Fast path: a plain record line (no undecodable byte in the file, starts with neither
@@ -70,7 +139,6 @@ def _lines(path: str, nfields: int, problems: List[Problem]) -> List[_Line]:
     line goes through `_odd_line`, which skips it or says exactly what is wrong.
     """
     out: List[_Line] = []
-    text = _read_text(path)
     # surrogateescape marks undecodable bytes; scan lines only when the file has any
     suspect = _UNDECODABLE.search(text) is not None
     for number, raw in enumerate(text.split("\n"), start=1):

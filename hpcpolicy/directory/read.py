@@ -14,7 +14,7 @@ Merge rules (SPEC §2 `[directory].sources`):
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from hpcpolicy.directory.files import read_files
 from hpcpolicy.directory.model import Group, Snapshot, User
@@ -86,7 +86,20 @@ def _combined(a: str, b: str) -> str:
     return "+".join(n for n in SOURCE_ORDER if n in names) or "+".join(sorted(names))
 
 
+def _single(sources: Sequence[SourceData], users: bool) -> Optional[Dict[str, Any]]:
+    """The common case, one source without repeated names, needs no merging at all: the result
+    is its entries by name (what the general merge below yields for it, without its cost)."""
+    if len(sources) != 1:
+        return None
+    entries = sources[0].users if users else sources[0].groups
+    out = {e.name: e for e in entries}
+    return out if len(out) == len(entries) else None
+
+
 def _merge_users(sources: Sequence[SourceData], problems: List[Problem]) -> Dict[str, User]:
+    single = _single(sources, users=True)
+    if single is not None:
+        return single
     out: Dict[str, User] = {}
     origin: Dict[str, SourceData] = {}  # name -> first source that had it
     by_uid: Dict[int, Tuple[str, SourceData]] = {}
@@ -123,6 +136,9 @@ def _merge_users(sources: Sequence[SourceData], problems: List[Problem]) -> Dict
 
 
 def _merge_groups(sources: Sequence[SourceData], problems: List[Problem]) -> Dict[str, Group]:
+    single = _single(sources, users=False)
+    if single is not None:
+        return single
     out: Dict[str, Group] = {}
     origin: Dict[str, SourceData] = {}
     by_gid: Dict[int, Tuple[str, SourceData]] = {}

@@ -16,7 +16,8 @@ user may run it (see its docstring for why one decision per scope is enough).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, FrozenSet, Iterable, List, Optional, Sequence, Set, Tuple
+from operator import attrgetter
+from typing import Dict, FrozenSet, Iterable, Iterator, List, Optional, Sequence, Set, Tuple
 
 from hpcpolicy.directory.model import Snapshot, User
 from hpcpolicy.images.reference import Reference, namespaces_of, parse
@@ -24,6 +25,7 @@ from hpcpolicy.policy.model import ImageRule, Policy
 
 NOBODY_UIDS = (65534, 4294967294)
 DEFAULT_SCOPE = "default"
+_BY_NAME = attrgetter("name")
 
 
 @dataclass(frozen=True)
@@ -177,11 +179,8 @@ def _union(ways: Sequence[Decision], image: str) -> Decision:
 # --- node-wide -----------------------------------------------------------------------------
 
 
-def eligible_users(policy: Policy, snapshot: Snapshot) -> List[User]:
-    """Users who can run containers on a node: uid in [min_uid, max_uid], not nobody, and not
-    disabled when `directory.exclude_disabled` (a disabled account cannot log in)."""
+def _eligible(policy: Policy, snapshot: Snapshot) -> Iterator[User]:
     d = policy.directory
-    out = []
     for user in snapshot.users.values():
         if user.uid < d.min_uid or user.uid in NOBODY_UIDS:
             continue
@@ -189,16 +188,29 @@ def eligible_users(policy: Policy, snapshot: Snapshot) -> List[User]:
             continue
         if d.exclude_disabled and user.disabled:
             continue
-        out.append(user)
-    return sorted(out, key=lambda u: u.name)
+        yield user
+
+
+def eligible_users(policy: Policy, snapshot: Snapshot) -> List[User]:
+    """Users who can run containers on a node: uid in [min_uid, max_uid], not nobody, and not
+    disabled when `directory.exclude_disabled` (a disabled account cannot log in)."""
+    return sorted(_eligible(policy, snapshot), key=_BY_NAME)
 
 
 def user_classes(policy: Policy, snapshot: Snapshot) -> List[FrozenSet[str]]:
-    """The distinct sets of rule groups eligible users hold (users in one set decide alike)."""
+    """The distinct sets of rule groups eligible users hold (users in one set decide alike).
+
+    Built from the members of the few rule groups, not from every user's groups: one pass over
+    the users then only looks their set up (30,000 users, typically no or few rule groups).
+    """
     named = {g for r in policy.images.rules for g in r.groups}
-    classes = {
-        frozenset(snapshot.groups_of(u.name) & named) for u in eligible_users(policy, snapshot)
-    }
+    held: Dict[str, Set[str]] = {}  # user name -> rule groups they are in
+    for group in named:
+        for member in snapshot.members_of(group):
+            held.setdefault(member, set()).add(group)
+    frozen = {name: frozenset(groups) for name, groups in held.items()}
+    none: FrozenSet[str] = frozenset()
+    classes = {frozen.get(u.name, none) for u in _eligible(policy, snapshot)}
     return sorted(classes, key=lambda c: (len(c), sorted(c)))
 
 
@@ -277,7 +289,8 @@ def _decide_chain(
 
 def node_default(policy: Policy, snapshot: Snapshot) -> bool:
     """The node's verdict on references no rule scope matches."""
-    return _check_default(policy.images.default) and bool(eligible_users(policy, snapshot))
+    return (_check_default(policy.images.default)
+            and next(_eligible(policy, snapshot), None) is not None)
 
 
 def decide_node(node_rules: Dict[str, NodeRule], allow_default: bool, ref: str) -> Decision:
