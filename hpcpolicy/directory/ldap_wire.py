@@ -121,6 +121,7 @@ class PageReader:
     def _scan(self, msgid: int) -> Optional[Page]:
         buf, pos, size = self._buf, self._scanned, len(self._buf)
         expect = _integer(msgid)
+        skip = len(expect)
         while True:
             end = message_end(buf, pos)
             if end < 0 or end > size:
@@ -128,8 +129,8 @@ class PageReader:
                 return None
             n = buf[pos + 1]
             i = pos + 2 if n < 0x80 else pos + 2 + (n & 0x7F)
-            if buf.startswith(expect, i) and i + len(expect) < end:
-                i += len(expect)
+            if buf.startswith(expect, i) and i + skip < end:
+                i += skip
             else:
                 i = _op(buf, i, end, msgid)
             tag = buf[i]
@@ -196,14 +197,28 @@ def _decode_page(
 ) -> Tuple[int, Optional[Done]]:
     size = len(buf)
     expect = _integer(msgid)  # the messageID element as the server normally encodes it
+    skip = len(expect)
     while pos < size:
-        end = message_end(buf, pos)
-        if end < 0 or end > size:
+        if size - pos < 3:  # no LDAPMessage is that short: wait for the rest
             return pos, None
+        if buf[pos] != SEQUENCE:
+            raise WireError(f"expected an LDAPMessage (tag 0x30), got 0x{buf[pos]:02x}")
         n = buf[pos + 1]
-        i = pos + 2 if n < 0x80 else pos + 2 + (n & 0x7F)
-        if buf.startswith(expect, i) and i + len(expect) < end:
-            i += len(expect)
+        if n < 0x80:
+            i = pos + 2
+        elif n == 0x81:  # most entries: 128..255 bytes
+            n, i = buf[pos + 2], pos + 3
+        else:
+            end = message_end(buf, pos)
+            if end < 0:
+                return pos, None
+            i = pos + 2 + (n & 0x7F)
+            n = end - i
+        end = i + n
+        if end > size:
+            return pos, None
+        if buf.startswith(expect, i) and i + skip < end:
+            i += skip
         else:  # another message, or the same ID encoded unusually (BER allows padding)
             i = _op(buf, i, end, msgid)
         tag = buf[i]
@@ -211,6 +226,8 @@ def _decode_page(
             n = buf[i + 1]
             if n < 0x80:
                 j = i + 2
+            elif n == 0x81:
+                n, j = buf[i + 2], i + 3
             else:
                 n, j = _length(buf, i + 1)
             if j + n != end:
@@ -266,6 +283,8 @@ def _entry(buf: bytes, i: int, end: int, names: Dict[bytes, str]) -> RawEntry:
     n = buf[k + 1]
     if n < 0x80:
         j = k + 2
+    elif n == 0x81:
+        n, j = buf[k + 2], k + 3
     else:
         n, j = _length(buf, k + 1)
     if j + n != end:
