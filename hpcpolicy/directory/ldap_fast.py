@@ -1,7 +1,8 @@
-"""Optional LDAP backend on python-ldap (libldap): BER decoding in C, several times faster.
+"""Optional LDAP backend on python-ldap (libldap): BER decoding in C.
 
 Used by `ldap.read_ldap` when `import ldap` works; ldap3 stays the always-available backend.
-Same contract as `ldap.fetch_ldap3`: transport failures raise `Unreachable` (try the next URI),
+Same contract as `ldap.session_ldap3` (entries streamed page by page, the next page requested
+before this one is handed out): transport failures raise `Unreachable` (try the next URI),
 answers that refuse raise `DirectoryError`, and every page's result code is checked, so a size
 limit can never truncate silently. TLS is always verified (`OPT_X_TLS_DEMAND`, host name
 included, against `ca_file` or the system store).
