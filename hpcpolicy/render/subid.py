@@ -34,14 +34,14 @@ def _lines(policy: Policy, ordered: Sequence[Allocation]) -> List[str]:
     out: List[str] = []
     reach = 1  # first id the next range may use: after the previous range, never 0
     for alloc in ordered:
-        start, count, uid = alloc.start, alloc.count, alloc.uid
+        name, uid, start, count = alloc
         if not (type(uid) is int and type(start) is int and type(count) is int
                 and 0 <= uid < ID_LIMIT and start >= reach and count >= 1
                 and start + count <= ID_LIMIT):
             raise InvalidInput(f"refusing to render range {alloc!r} (bad or overlapping)",
                                policy.path, "subid")
         reach = start + count
-        key = _name_key(policy, alloc.name) if by_name else uid
+        key = _name_key(policy, name) if by_name else uid
         out.append(f"{key}:{start}:{count}\n")
     return out
 

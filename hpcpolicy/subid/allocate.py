@@ -346,7 +346,7 @@ def _finish(run: _Run, before: Ledger) -> AllocationResult:
     old = before.records
     # untouched records are the very objects of `before` (the identity test is the fast path)
     changed = {uid for uid, rec in run.records.items()
-               if old.get(uid) is not rec and old.get(uid) != rec}
+               if (prev := old.get(uid)) is not rec and prev != rec}
     if changed:
         res.ledger = before.with_records(run.records, run.now)
         res.ledger_changed = True

@@ -13,6 +13,7 @@ are the only I/O.
 from __future__ import annotations
 
 import json
+import operator
 import os
 import re
 from dataclasses import dataclass, field, replace
@@ -133,6 +134,10 @@ class Ledger:
                     continue
                 problems.extend(_record_problems(rec, file, join_path("records", i)))
         held = self.held()
+        starts = [r.start for r in held]
+        ends = [r.start + r.count for r in held]
+        if not any(map(operator.lt, starts[1:], ends)):  # the fast path: no range overlaps
+            return problems
         for prev, cur in zip(held, held[1:]):
             if cur.start <= prev.last:
                 problems.append(Problem(file, "records", (
@@ -173,7 +178,9 @@ class Ledger:
             problems.append(Problem(file, "records", "must be a list"))
             raw = []
         for i, item in enumerate(raw, 1):
-            rec = _record_from_dict(item, file, join_path("records", i), problems)
+            rec = _plain_record(item)  # the fast path: builds no key path
+            if rec is None:
+                rec = _record_from_dict(item, file, join_path("records", i), problems)
             if rec is None:
                 continue
             if rec.uid in records:
@@ -228,6 +235,34 @@ def _record_to_dict(rec: Record) -> Dict[str, Any]:
 
 _RECORD_KEYS = {"uid", "name", "start", "count", "state", "withheld", "created", "changed",
                 "history"}
+
+
+_HISTORY_KEYS = {"at", "action", "detail"}
+
+
+def _plain_record(item: Any) -> Optional[Record]:
+    """The record when `item` is exactly well-formed (the keys, JSON types and history a saved
+    ledger has), else None and `_record_from_dict` says what is wrong. Values are checked
+    later by `Ledger.validate`, as for the detailed path."""
+    if type(item) is not dict or item.keys() != _RECORD_KEYS:
+        return None
+    uid, name, start, count = item["uid"], item["name"], item["start"], item["count"]
+    state, created, changed = item["state"], item["created"], item["changed"]
+    raw = item["history"]
+    if not (type(uid) is int and type(start) is int and type(count) is int
+            and type(name) is str and type(state) is str and type(created) is str
+            and type(changed) is str and type(item["withheld"]) is bool and type(raw) is list):
+        return None
+    history = []
+    for event in raw:
+        if type(event) is not dict or event.keys() != _HISTORY_KEYS:
+            return None
+        at, action, detail = event["at"], event["action"], event["detail"]
+        if not (type(at) is str and type(action) is str and type(detail) is str):
+            return None
+        history.append(Event(at, action, detail))
+    return Record(uid, name, start, count, state, created, changed, item["withheld"],
+                  tuple(history))
 
 
 def _record_from_dict(item: Any, file: str, path: str, problems: List[Problem]
