@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Tuple
+from typing import List, Set, Tuple
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from hpcpolicy.directory import files
 from hpcpolicy.directory.files import read_files
-from hpcpolicy.directory.model import Group, User
+from hpcpolicy.directory.model import Group, Snapshot, User
 from hpcpolicy.directory.read import SourceData, merge, read_directory
-from hpcpolicy.errors import DirectoryError, InvalidInput
+from hpcpolicy.errors import DirectoryError, InvalidInput, Problem
 from hpcpolicy.policy.model import Directory, FilesSource, Policy, Site
 
 PASSWD = """\
@@ -199,3 +202,112 @@ def test_merge_primary_gid_must_agree() -> None:
             _src("files", [User("a", 1, 100, "files")], []),
             _src("ldap", [User("a", 1, 200, "ldap")], []),
         ])
+
+
+# --- fast paths agree with the line-by-line reader ------------------------------------------
+
+_ODD = ["", "#", "+", "-", " ", "\t", "\r", ",", ":", "\x00", "\x7f", "\xa0", "\u2028", "²", "é",
+        "0", "9", "\udcff"]
+_name = st.one_of(st.sampled_from(["root", "alice", "bob", "b-c", "d+e", "f#g"]),
+                  st.lists(st.sampled_from(_ODD), max_size=2).map("".join))
+_id = st.one_of(st.integers(0, 3000).map(str),
+                st.sampled_from(["4294967294", "4294967295", "9999999999", "00000000001", "01"]),
+                st.lists(st.sampled_from(_ODD), max_size=2).map("".join))
+_field = st.one_of(st.just(""), st.lists(st.sampled_from(_ODD + ["x"]), max_size=2).map("".join))
+_shell = st.one_of(st.sampled_from(["/bin/bash", "/bin/false", " /sbin/nologin ", "/bin/sh\r"]),
+                   _field)
+_passwd_line = st.one_of(st.tuples(_name, _field, _id, _id, _field, _field, _shell).map(":".join),
+                         st.sampled_from(["", "# c", "+", "-x::::::", "short:x:1"]))
+_group_line = st.one_of(
+    st.tuples(_name, _field, _id, st.lists(_name, max_size=3).map(",".join)).map(":".join),
+    st.sampled_from(["", "#", "g:x:1"]))
+
+
+def _text(lines: List[str], newline: bool) -> str:
+    return "\n".join(lines) + ("\n" if newline else "")
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_passwd_line, max_size=6), st.lists(_group_line, max_size=5), st.booleans())
+def test_fast_paths_agree_with_the_line_by_line_reader(
+        passwd: List[str], group: List[str], newline: bool) -> None:
+    """Whenever the whole-file fast path takes a file, the detailed reader finds no problem in
+    it and returns the very same entries."""
+    text = _text(passwd, newline)
+    fast_users = files._plain_users(text)
+    if fast_users is not None:
+        problems: List[Problem] = []
+        assert files._users("p", files._lines("p", text, 7, problems), problems) == fast_users
+        assert problems == []
+    text = _text(group, newline)
+    fast_groups = files._plain_groups(text)
+    if fast_groups is not None:
+        problems = []
+        assert files._groups("g", files._lines("g", text, 4, problems), problems) == fast_groups
+        assert problems == []
+
+
+def test_fast_path_takes_plain_files_and_leaves_odd_ones() -> None:
+    plain = "root:x:0:0:root:/root:/bin/bash\nalice:x:1001:1001::/h:/usr/sbin/nologin\n"
+    users = files._plain_users(plain)
+    assert users == [User("root", 0, 0, "files"), User("alice", 1001, 1001, "files", True)]
+    for odd in ("#c\n", "\n", "+\n", "bob:x:1002:1:::/bin/sh\r\n", "alice:x:7:1:::\n",
+                "carol:x:1001:1:::\n", "dave:x:4294967295:1:::\n", " eve:x:9:1:::\n"):
+        assert files._plain_users(plain + odd) is None, odd
+    assert files._plain_groups("g:x:1:a,,b\nh:x:2:\n") == [
+        Group("g", 1, frozenset({"a", "b"}), "files"), Group("h", 2, frozenset(), "files")]
+    for odd in ("g:x:3:\n", "k:x:1:\n", "k:x:3:a b\n", "k:x:3:a:b\n"):
+        assert files._plain_groups("g:x:1:a\n" + odd) is None, odd
+
+
+def test_huge_id_is_a_problem_not_a_crash(tmp_path: Path) -> None:
+    """int() refuses more than 4300 digits with ValueError; such an ID is simply invalid."""
+    src = write(tmp_path, f"a:x:{'1' * 5000}:1::/h:/bin/sh\nb:x:{'0' * 20}7:1::/h:/bin/sh\n", "")
+    with pytest.raises(InvalidInput) as info:
+        read_files(src)
+    assert len(info.value.problems) == 1
+    assert "passwd:1: uid '1111" in str(info.value.problems[0])
+
+
+# --- Snapshot membership index ----------------------------------------------------------------
+
+
+def _groups_of(snap: Snapshot, user: str) -> Set[str]:
+    """The definition, by brute force."""
+    u = snap.users.get(user)
+    return {g.name for g in snap.groups.values()
+            if user in g.members or (u is not None and g.gid == u.gid)}
+
+
+def _members_of(snap: Snapshot, group: str) -> Set[str]:
+    g = snap.groups.get(group)
+    if g is None:
+        return set()
+    return set(g.members) | {u.name for u in snap.users.values() if u.gid == g.gid}
+
+
+_users_st = st.lists(st.tuples(st.sampled_from("abcdef"), st.integers(1, 4)), max_size=6)
+_groups_st = st.lists(st.tuples(st.sampled_from("ghijk"), st.integers(1, 4),
+                                st.sets(st.sampled_from("abcdefz"), max_size=3)), max_size=5)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_users_st, _groups_st, _users_st)
+def test_membership_index_matches_the_definition(
+        us: List[Tuple[str, int]], gs: List[Tuple[str, int, Set[str]]],
+        more: List[Tuple[str, int]]) -> None:
+    snap = Snapshot.of([User(n, 100 + i, gid, "files") for i, (n, gid) in enumerate(us)],
+                       [Group(n, gid, frozenset(m), "files") for n, gid, m in gs])
+    for _ in range(2):  # the second round answers from the index built by the first
+        for name in "abcdefz":
+            assert snap.groups_of(name) == _groups_of(snap, name)
+        for name in "ghijkl":
+            assert snap.members_of(name) == _members_of(snap, name)
+    snap.users.update({n: User(n, 200, gid, "files") for n, gid in more})  # grows: rebuilt
+    snap.groups = dict(snap.groups)  # replaced: rebuilt
+    snap.groups["l"] = Group("l", 3, frozenset({"a"}), "files")
+    for name in "abcdefz":
+        assert snap.groups_of(name) == _groups_of(snap, name)
+    assert snap.members_of("l") == _members_of(snap, "l")
+    snap.groups_of("a").add("mutated")  # callers get their own sets
+    assert "mutated" not in snap.groups_of("a")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import List
+
 import pytest
 
 from hpcpolicy.errors import InvalidInput, RevokeGuard
@@ -224,3 +227,31 @@ def test_revoke_guard() -> None:
     everyone = allocate(pol, snap([]), led, now="t3")  # an LDAP outage looks like this
     with pytest.raises(RevokeGuard, match="8 of 8"):
         check_revoke(pol, everyone, allow_revoke=False)
+
+
+def test_plan_build_pauses_gc_and_restores_it_on_every_exit(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """plan.build turns the cyclic GC off only while it runs, even when it raises."""
+    import gc
+
+    from hpcpolicy.deploy import plan
+
+    pol = policy(deploy_root=str(tmp_path))
+    assert plan.build(pol, snapshot=snap(users([1000]))).result is not None
+    assert gc.isenabled()
+    seen: List[bool] = []
+
+    def failing(*_args: object) -> None:
+        seen.append(gc.isenabled())
+        raise InvalidInput("boom")
+
+    monkeypatch.setattr(plan, "_build", failing)
+    try:
+        for enabled in (True, False):
+            (gc.enable if enabled else gc.disable)()
+            with pytest.raises(InvalidInput, match="boom"):
+                plan.build(pol, snapshot=snap([]))
+            assert gc.isenabled() is enabled
+    finally:
+        gc.enable()
+    assert seen == [False, False]

@@ -6,11 +6,14 @@ import json
 import os
 import stat
 from pathlib import Path
-from typing import Any, Callable, Dict
+from typing import Any, Callable, Dict, List, Tuple
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from hpcpolicy.errors import InvalidInput, RuntimeFailure
+import hpcpolicy.subid.ledger as ledger_module
+from hpcpolicy.errors import InvalidInput, Problem, RuntimeFailure
 from hpcpolicy.subid.allocate import allocate
 from hpcpolicy.subid.ledger import Ledger, Record, load_ledger, save_ledger
 from tests.subid_fixtures import policy, snap, users
@@ -115,3 +118,42 @@ def test_reclaimed_ranges_may_overlap_held_ones() -> None:
     r = led.records[1001]
     ghost = Record(7, "ghost", r.start, r.count, "reclaimed", "t", "t")
     assert Ledger(led.site, {**led.records, 7: ghost}).validate() == []
+
+
+_VALUES: List[Any] = [None, True, False, 0, 1, -1, 1.5, "x", "", [], {}, [{}], "live", "zombie", 100005,
+           [{"at": "a", "action": "b", "detail": "c"}], [{"at": 1, "action": "b", "detail": "c"}],
+           [{"at": "a", "action": "b"}], [{"at": "a", "action": "b", "detail": "c", "x": 1}]]
+_KEYS = ["uid", "name", "start", "count", "state", "withheld", "created", "changed", "history",
+         "extra"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 2), st.sampled_from(_KEYS),
+                          st.one_of(st.sampled_from(_VALUES), st.none().map(lambda _: "DELETE"))),
+                max_size=3))
+def test_fast_record_reader_agrees_with_the_detailed_one(edits: List[Tuple[int, str, Any]]
+                                                         ) -> None:
+    """`_plain_record` takes a record only when the detailed reader finds no problem in it, and
+    then returns the same record."""
+    doc = json.loads(_ledger().to_json())
+    for i, key, value in edits:
+        if value == "DELETE":
+            doc["records"][i].pop(key, None)
+        else:
+            doc["records"][i][key] = value
+    for i, item in enumerate(doc["records"], 1):
+        plain = ledger_module._plain_record(item)
+        problems: List[Problem] = []
+        detailed = ledger_module._record_from_dict(item, "f", f"records[{i}]", problems)
+        if plain is not None:
+            assert problems == [] and detailed == plain
+
+
+def test_overlap_fast_check_still_names_both_ranges() -> None:
+    led = _ledger()
+    a, b = led.records[1000], led.records[1001]
+    moved = b._replace(start=a.start + a.count - 1)  # one id shared with a
+    problems = Ledger(led.site, {**led.records, 1001: moved}).validate()
+    assert [p.message for p in problems] == [
+        f"range {moved.start}-{moved.last} of uid 1001 (u1001) overlaps "
+        f"{a.start}-{a.last} of uid 1000 (u1000)"]
