@@ -612,3 +612,20 @@ def test_malformed_response_is_refused_without_failover(slapd_rfc2307: LdapServe
         assert str(info.value).startswith(f"{fake.uri}: ")
     finally:
         fake.close()
+
+
+def test_garbage_collector_state_is_restored(slapd_rfc2307: LdapServer, secret: str) -> None:
+    import gc
+
+    assert gc.isenabled()
+    read_ldap(reader(slapd_rfc2307, secret))
+    assert gc.isenabled()
+    with pytest.raises(DirectoryError):
+        read_ldap(reader(slapd_rfc2307, secret, user_base="ou=nowhere,dc=example,dc=org"))
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        read_ldap(reader(slapd_rfc2307, secret))
+        assert not gc.isenabled()  # a caller's choice is kept
+    finally:
+        gc.enable()
