@@ -43,14 +43,14 @@ _Line = Tuple[int, List[str]]
 def read_files(src: FilesSource) -> Tuple[List[User], List[Group]]:
     """Users from `src.passwd` and groups from `src.group`; all problems of both raised together."""
     problems: List[Problem] = []
-    text = _read_text(src.passwd)
-    users = _plain_users(text)
+    text, suspect = _read_text(src.passwd)
+    users = None if suspect else _plain_users(text)
     if users is None:
-        users = _users(src.passwd, _lines(src.passwd, text, 7, problems), problems)
-    text = _read_text(src.group)
-    groups = _plain_groups(text)
+        users = _users(src.passwd, _lines(src.passwd, text, suspect, 7, problems), problems)
+    text, suspect = _read_text(src.group)
+    groups = None if suspect else _plain_groups(text)
     if groups is None:
-        groups = _groups(src.group, _lines(src.group, text, 4, problems), problems)
+        groups = _groups(src.group, _lines(src.group, text, suspect, 4, problems), problems)
     if problems:
         raise InvalidInput(problems)
     return users, groups
@@ -79,7 +79,7 @@ _GROUP_LINE = re.compile(rf"^({_NAME}):{_FIELD}:({_ID}):([^\s:\x00-\x1f\x7f]*)$"
 def _all_lines_match(text: str, rows: List[Tuple[str, ...]]) -> bool:
     """Whether every line matched (one match per line; a final newline ends the last line)."""
     lines = text.count("\n") + (0 if text.endswith("\n") or not text else 1)
-    return len(rows) == lines and _UNDECODABLE.search(text) is None
+    return len(rows) == lines
 
 
 def _plain_ids(names: Sequence[str], id_texts: Sequence[str]) -> Optional[List[int]]:
@@ -120,7 +120,8 @@ def _plain_groups(text: str) -> Optional[List[Group]]:
 # ------------------------------------------------------------------------- line by line
 
 
-def _read_text(path: str) -> str:
+def _read_text(path: str) -> Tuple[str, bool]:
+    """The text, and whether it has undecodable bytes (then marked by surrogateescape)."""
     try:
         with open(path, "rb") as fh:
             data = fh.read()
@@ -128,10 +129,14 @@ def _read_text(path: str) -> str:
         raise DirectoryError(f"{path}: configured directory file does not exist") from None
     except OSError as err:
         raise DirectoryError(f"{path}: cannot read: {err.strerror or err}") from None
-    return data.decode("utf-8", errors="surrogateescape")
+    try:
+        return data.decode("utf-8"), False  # strict: no surrogate can be in the text
+    except UnicodeDecodeError:
+        return data.decode("utf-8", errors="surrogateescape"), True
 
 
-def _lines(path: str, text: str, nfields: int, problems: List[Problem]) -> List[_Line]:
+def _lines(path: str, text: str, suspect: bool, nfields: int, problems: List[Problem]
+           ) -> List[_Line]:
     """Split the file into `nfields`-field records, skipping comments, blanks and NIS lines.
 
     Fast path: a plain record line (no undecodable byte in the file, starts with neither
@@ -139,8 +144,6 @@ def _lines(path: str, text: str, nfields: int, problems: List[Problem]) -> List[
     line goes through `_odd_line`, which skips it or says exactly what is wrong.
     """
     out: List[_Line] = []
-    # surrogateescape marks undecodable bytes; scan lines only when the file has any
-    suspect = _UNDECODABLE.search(text) is not None
     for number, raw in enumerate(text.split("\n"), start=1):
         if (not suspect and raw and raw[0] not in "#+-" and not raw[0].isspace()
                 and raw[-1] != "\r"):

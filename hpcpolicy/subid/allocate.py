@@ -308,16 +308,22 @@ def _assign(run: _Run, policy: Policy, real: List[int], eligible_total: int
                                                                 eligible_total)]
     if problems:
         return problems
-    for (user, rec), start in zip(run.new_users, starts):
-        span = f"{start}-{start + sub.count - 1}"
-        if rec is None:
-            run.records[user.uid] = Record(user.uid, user.name, start, sub.count, LIVE, run.now,
-                                           run.now, False, (Event(run.now, "allocated", span),))
-        else:
-            run.records[user.uid] = rec.evolve(run.now, "allocated", span, start=start,
-                                               count=sub.count, state=LIVE)
-        run.result.added.append(user.name)
+    _record_new_ranges(run, starts, sub.count)
     return []
+
+
+def _record_new_ranges(run: _Run, starts: List[int], count: int) -> None:
+    """One record (or reclaimed record reused) per new user; the hot loop of a first run."""
+    now, records, added = run.now, run.records, run.result.added
+    for (user, rec), start in zip(run.new_users, starts):
+        span = f"{start}-{start + count - 1}"
+        if rec is None:
+            records[user.uid] = Record(user.uid, user.name, start, count, LIVE, now, now, False,
+                                       (Event(now, "allocated", span),))
+        else:
+            records[user.uid] = rec.evolve(now, "allocated", span, start=start, count=count,
+                                           state=LIVE)
+        added.append(user.name)
 
 
 def allocate(policy: Policy, snapshot: Snapshot, ledger: Optional[Ledger],
