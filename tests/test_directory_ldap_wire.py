@@ -143,6 +143,15 @@ def test_page_entries_references_and_cookie() -> None:
     assert entries_of(page) == expected()  # the reference is skipped
 
 
+def test_referral_result_and_trailing_bytes() -> None:
+    referral = tlv(0xA3, octets(b"ldap://other/dc=x"))
+    ok = tlv(0x65, integer(10, 0x0A) + octets(b"") + octets(b"go away") + referral)
+    assert read_page(tlv(0x30, integer(4) + ok), 4).done.code == 10
+    bad = tlv(0x65, integer(10, 0x0A) + octets(b"") + octets(b"") + referral + b"\x05\x00")
+    with pytest.raises(WireError, match="trailing bytes after the referral"):
+        PageReader().feed(tlv(0x30, integer(4) + bad), 4)
+
+
 def test_last_page_and_other_controls() -> None:
     other = tlv(0x30, octets(b"1.2.3.4") + octets(b"opaque"))
     data = entry(9, "cn=x", [("cn", [b"x"])]) + done(9, cookie=b"", extra_control=other)
@@ -234,10 +243,16 @@ def test_malformed_entries_are_refused(data: bytes, match: str) -> None:
          "expected paged-results size"),
         (tlv(0xA0, b"\x30\x00") + b"\x00", "trailing bytes"),
         (tlv(0xA1, b""), "expected controls"),
+        (tlv(0xA0, tlv(0x30, octets(b"1.2.840.113556.1.4.319") + octets(
+            tlv(0x30, integer(0) + octets(b"c") + b"\x05\x00")))), "trailing bytes in the paged"),
+        (tlv(0xA3, octets(b"ldap://x")) + b"\x05\x00", "expected controls"),
     ],
 )
 def test_malformed_done_is_refused(tail: bytes, match: str) -> None:
     result = tlv(0x65, integer(0, 0x0A) + octets(b"") + octets(b""))
+    if tail.startswith(b"\xa3"):  # a referral belongs inside the SearchResultDone
+        result = tlv(0x65, integer(10, 0x0A) + octets(b"") + octets(b"") + tail[:-2])
+        tail = tail[-2:]
     with pytest.raises(WireError, match=match):
         PageReader().feed(tlv(0x30, integer(1) + result + tail), 1)
 

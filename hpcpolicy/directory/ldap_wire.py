@@ -360,8 +360,8 @@ def _done(buf: Buffer, i: int, end: int) -> Done:
     """SearchResultDone (at i) and the message's controls after it, up to `end`."""
     j, k = _tlv(buf, i, end, SEARCH_DONE, "SearchResultDone")
     code, matched, message, j = _result(buf, j, k)
-    if j < k:
-        _tlv(buf, j, k, REFERRAL, "referral")  # present with code 10: check_result refuses it
+    if j < k and _tlv(buf, j, k, REFERRAL, "referral")[1] != k:  # code 10: refused later
+        raise WireError("trailing bytes after the referral of a SearchResultDone")
     cookie = _cookie(buf, k, end) if k < end else None
     return Done(code, matched, message, cookie)
 
@@ -385,6 +385,8 @@ def _cookie(buf: Buffer, i: int, end: int) -> Optional[bytes]:
             s, send = _tlv(buf, v, vend, SEQUENCE, "paged-results value")
             _size, n = _int(buf, s, send, INTEGER, "paged-results size")
             q, qend = _tlv(buf, n, send, OCTETS, "paged-results cookie")
+            if vend != cend or send != vend or qend != send:
+                raise WireError("trailing bytes in the paged-results control")
             cookie = bytes(buf[q:qend]) or None
         j = cend
     return cookie
