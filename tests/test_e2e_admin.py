@@ -253,3 +253,35 @@ def test_fresh_ledger_refused_where_generations_exist(cli: Any, site: Path, tmp_
     assert res.rc in (1, 2)
     assert as_json(res.out)["failed"] is True
     assert "ledger" in res.out
+
+
+def test_signed_generation_verified_by_node(cli: Any, tmp_path: Path) -> None:
+    """[site] signing_key: apply signs the manifest (real ssh-keygen); a node with the
+    allowed-signers file installs it, and refuses it once the manifest is altered."""
+    import subprocess
+
+    key = tmp_path / "keys" / "signing_key"
+    key.parent.mkdir()
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "hpcpolicy",
+                    "-f", str(key)], check=True)
+    pub = (tmp_path / "keys" / "signing_key.pub").read_text().split()
+    signers = tmp_path / "allowed_signers"
+    signers.write_text(f'hpcpolicy@cluster namespaces="hpcpolicy" {pub[0]} {pub[1]}\n')
+    site = make_site(tmp_path, site={"signing_key": str(key)})
+    res = cli("apply", site, "--format", "json")
+    assert res.rc == 0, res.err
+    gen = tmp_path / "shared" / "generations" / as_json(res.out)["generation"]
+    assert (gen / "manifest.json.sig").is_file()
+    node = tmp_path / "node"
+    node.mkdir()
+    res = cli("node", "sync", "--from", tmp_path / "shared", "--root", node,
+              "--allowed-signers", signers, "--no-reload", "--format", "json")
+    assert res.rc == 0, res.err
+    assert (node / "etc/subuid").read_bytes() == (gen / "tree/etc/subuid").read_bytes()
+    os.chmod(gen / "manifest.json", 0o644)
+    manifest = json.loads((gen / "manifest.json").read_text())
+    manifest["operator"] = "mallory"
+    (gen / "manifest.json").write_text(json.dumps(manifest))
+    res = cli("node", "sync", "--from", tmp_path / "shared", "--root", node,
+              "--allowed-signers", signers, "--no-reload", "--format", "json")
+    assert res.rc == 1 and as_json(res.out)["failed"] is True
