@@ -18,6 +18,7 @@ from hpcpolicy.images.scope import (
     node_default,
     node_wide_rules,
     parents,
+    user_classes,
 )
 from hpcpolicy.policy.model import Directory, ImageRule, Images, Policy, Site
 
@@ -325,3 +326,30 @@ def test_node_wide_equals_some_user_may(
         combos = [set(c) for n in range(4) for c in combinations(GROUPS, n)]
         anyone = any(decide(rules, default, ref, g).allowed for g in combos)
         assert decide(rules, default, ref, None).allowed == anyone, ref
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    rule_sets(),
+    st.lists(st.tuples(st.frozensets(st.sampled_from(GROUPS + ["other", "users"])),
+                       st.sampled_from([100, 2000, 2001]), st.booleans(),
+                       st.sampled_from([10, 1000, 65534])),
+             max_size=5),
+)
+def test_user_classes_match_the_definition(
+    rules: List[ImageRule], people: List[Tuple[FrozenSet[str], int, bool, int]]
+) -> None:
+    """The rule groups of each eligible user, primary group included, by brute force."""
+    groups: Dict[str, Set[str]] = {}
+    users = []
+    for i, (gs, gid, disabled, base) in enumerate(people):
+        users.append(User(f"u{i}", base + i if base != 65534 else base, gid, "files", disabled))
+        for g in gs:
+            groups.setdefault(g, set()).add(f"u{i}")
+    gl = [Group(g, 2000 + i, frozenset(groups[g]), "files") for i, g in enumerate(sorted(groups))]
+    snap = Snapshot.of(users, gl + [Group("users", 100, frozenset(), "files")])
+    policy = policy_of(rules)
+    named = {g for r in rules for g in r.groups}
+    expected = {frozenset(snap.groups_of(u.name) & named) for u in eligible_users(policy, snap)}
+    classes = user_classes(policy, snap)
+    assert len(classes) == len(set(classes)) and set(classes) == expected

@@ -21,7 +21,7 @@ from typing import Dict, FrozenSet, Iterable, Iterator, List, Optional, Sequence
 
 from hpcpolicy.directory.model import Snapshot, User
 from hpcpolicy.images.reference import Reference, namespaces_of, parse
-from hpcpolicy.policy.model import ImageRule, Policy
+from hpcpolicy.policy.model import Directory, ImageRule, Policy
 
 NOBODY_UIDS = (65534, 4294967294)
 DEFAULT_SCOPE = "default"
@@ -179,16 +179,17 @@ def _union(ways: Sequence[Decision], image: str) -> Decision:
 # --- node-wide -----------------------------------------------------------------------------
 
 
+def _may_run(d: Directory, user: User) -> bool:
+    if user.uid < d.min_uid or user.uid in NOBODY_UIDS:
+        return False
+    if d.max_uid is not None and user.uid > d.max_uid:
+        return False
+    return not (d.exclude_disabled and user.disabled)
+
+
 def _eligible(policy: Policy, snapshot: Snapshot) -> Iterator[User]:
     d = policy.directory
-    for user in snapshot.users.values():
-        if user.uid < d.min_uid or user.uid in NOBODY_UIDS:
-            continue
-        if d.max_uid is not None and user.uid > d.max_uid:
-            continue
-        if d.exclude_disabled and user.disabled:
-            continue
-        yield user
+    return (u for u in snapshot.users.values() if _may_run(d, u))
 
 
 def eligible_users(policy: Policy, snapshot: Snapshot) -> List[User]:
@@ -208,9 +209,11 @@ def user_classes(policy: Policy, snapshot: Snapshot) -> List[FrozenSet[str]]:
     for group in named:
         for member in snapshot.members_of(group):
             held.setdefault(member, set()).add(group)
-    frozen = {name: frozenset(groups) for name, groups in held.items()}
-    none: FrozenSet[str] = frozenset()
-    classes = {frozen.get(u.name, none) for u in _eligible(policy, snapshot)}
+    d = policy.directory
+    classes = {frozenset(groups) for name, groups in held.items()
+               if name in snapshot.users and _may_run(d, snapshot.users[name])}
+    if any(u.name not in held for u in _eligible(policy, snapshot)):  # stops at the first
+        classes.add(frozenset())
     return sorted(classes, key=lambda c: (len(c), sorted(c)))
 
 
