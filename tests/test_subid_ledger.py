@@ -120,9 +120,10 @@ def test_reclaimed_ranges_may_overlap_held_ones() -> None:
     assert Ledger(led.site, {**led.records, 7: ghost}).validate() == []
 
 
-_VALUES: List[Any] = [None, True, False, 0, 1, -1, 1.5, "x", "", [], {}, [{}], "live", "zombie", 100005,
-           [{"at": "a", "action": "b", "detail": "c"}], [{"at": 1, "action": "b", "detail": "c"}],
-           [{"at": "a", "action": "b"}], [{"at": "a", "action": "b", "detail": "c", "x": 1}]]
+_VALUES: List[Any] = [
+    None, True, False, 0, 1, -1, 1.5, "x", "", [], {}, [{}], "live", "zombie", 100005,
+    [{"at": "a", "action": "b", "detail": "c"}], [{"at": 1, "action": "b", "detail": "c"}],
+    [{"at": "a", "action": "b"}], [{"at": "a", "action": "b", "detail": "c", "x": 1}]]
 _KEYS = ["uid", "name", "start", "count", "state", "withheld", "created", "changed", "history",
          "extra"]
 
@@ -157,3 +158,14 @@ def test_overlap_fast_check_still_names_both_ranges() -> None:
     assert [p.message for p in problems] == [
         f"range {moved.start}-{moved.last} of uid 1001 (u1001) overlaps "
         f"{a.start}-{a.last} of uid 1000 (u1000)"]
+
+
+_edge_ints = st.sampled_from([-1, 0, 1, 2, 65536, 4294901760, 4294967294, 4294967295])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.builds(Record, _edge_ints, st.sampled_from(["ok", "", "a b", "a/b", "x" * 257]),
+                          _edge_ints, _edge_ints, st.sampled_from(["live", "left", "zombie"]),
+                          st.just("t"), st.just("t")), max_size=4))
+def test_all_records_checked_at_once_agree_with_one_by_one(records: List[Record]) -> None:
+    assert ledger_module._records_ok(records) == all(map(ledger_module._record_ok, records))

@@ -32,11 +32,15 @@ LEFT = "left"  # no longer eligible: no line, range reserved for their return
 REVOKED = "revoked"  # withdrawn by `subid revoke`: no line, range reserved
 RECLAIMED = "reclaimed"  # range freed by `subid reclaim`: may be given to someone else
 STATES = (LIVE, LEFT, REVOKED, RECLAIMED)
+_STATE_SET = frozenset(STATES)
 
 _NAME_RE = re.compile(r"^[^\x00-\x20\x7f:/]{1,256}$")
 _SITE_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _BY_UID = attrgetter("uid")
 _BY_START = attrgetter("start")
+_BY_COUNT = attrgetter("count")
+_BY_STATE = attrgetter("state")
+_BY_NAME = attrgetter("name")
 
 
 class Event(NamedTuple):
@@ -126,9 +130,9 @@ class Ledger:
         if not _SITE_RE.match(self.site):
             problems.append(Problem(file, "site", f"invalid site name {self.site!r}"))
         records = self.records
-        checked = (records.values() if changed is None
+        checked = (list(records.values()) if changed is None
                    else [records[uid] for uid in changed if uid in records])
-        if not all(map(_record_ok, checked)):  # the fast path sorts nothing, builds no path
+        if not _records_ok(checked):  # the fast path sorts nothing, builds no path
             for i, rec in enumerate(sorted(records.values(), key=_BY_UID), 1):
                 if (changed is not None and rec.uid not in changed) or _record_ok(rec):
                     continue
@@ -194,6 +198,20 @@ class Ledger:
         if problems:
             raise InvalidInput(problems)
         return ledger
+
+
+def _records_ok(records: List[Record]) -> bool:
+    """`all(map(_record_ok, records))`, one field at a time over all records (C-level passes
+    instead of a Python call per record: a first allocation checks 30,000 new records)."""
+    if not records:
+        return True
+    uids = list(map(_BY_UID, records))
+    starts = list(map(_BY_START, records))
+    counts = list(map(_BY_COUNT, records))
+    return (min(uids) >= 0 and max(uids) < ID_LIMIT and min(counts) >= 1 and min(starts) >= 1
+            and max(map(operator.add, starts, counts)) <= ID_LIMIT
+            and set(map(_BY_STATE, records)) <= _STATE_SET
+            and all(map(_NAME_RE.match, map(_BY_NAME, records))))
 
 
 def _record_ok(rec: Record) -> bool:
