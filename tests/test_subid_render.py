@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
+from typing import List
 
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import hpcpolicy.render.subid as subid_render
 from hpcpolicy.errors import InvalidInput
 from hpcpolicy.render.subid import render
 from hpcpolicy.subid.allocate import allocate
@@ -50,3 +55,26 @@ def test_rendered_allocation_passes_check() -> None:
     text = render(policy(), res.allocations)["etc/subuid"].decode()
     assert len(text.splitlines()) == 200
     assert check_text(text, "subuid", {u.uid for u in users}) == []
+
+
+_edge = st.sampled_from([-1, 0, 1, 9, 10, 65536, 4294967285, 4294967294, 4294967295, True])
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.builds(Allocation, st.just("a"), _edge, _edge, _edge), max_size=4))
+def test_all_at_once_check_agrees_with_range_by_range(allocs: List[Allocation]) -> None:
+    """`_plain_lines` takes ranges exactly when the range-by-range checks pass."""
+    ordered = sorted(allocs, key=lambda a: (a.start, a.uid))
+    reach, fine = 1, True
+    for a in ordered:
+        fine = fine and all(type(v) is int for v in (a.uid, a.start, a.count)) and (
+            0 <= a.uid < 4294967295 and a.start >= reach and a.count >= 1
+            and a.start + a.count <= 4294967295)
+        reach = a.start + a.count
+    plain = subid_render._plain_lines(ordered)
+    if fine:
+        assert plain == [f"{a.uid}:{a.start}:{a.count}\n" for a in ordered]
+    else:
+        assert plain is None
+        with pytest.raises(InvalidInput, match="refusing to render range"):
+            render(policy(), allocs)

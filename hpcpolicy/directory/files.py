@@ -23,6 +23,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from hpcpolicy.directory.checks import (
     MAX_ID,
+    NOLOGIN_SHELLS,
     is_nologin,
     member_list_ok,
     name_ok,
@@ -101,7 +102,7 @@ def _plain_users(text: str) -> Optional[List[User]]:
     gids = list(map(int, gid_texts))
     if uids is None or max(gids) > MAX_ID:
         return None
-    disabled = map(is_nologin, shells)
+    disabled = [shell.strip() in NOLOGIN_SHELLS for shell in shells]  # is_nologin, inlined
     return list(map(User, names, uids, gids, repeat(SOURCE), disabled))
 
 

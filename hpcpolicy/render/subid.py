@@ -8,9 +8,10 @@ is also what shadow's own tools leave behind.
 
 from __future__ import annotations
 
+import operator
 import re
 from operator import attrgetter
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 from hpcpolicy.errors import InvalidInput
 from hpcpolicy.policy.model import Policy
@@ -27,10 +28,28 @@ def _name_key(policy: Policy, name: str) -> str:
     return name
 
 
+def _plain_lines(ordered: Sequence[Allocation]) -> Optional[List[str]]:
+    """The lines of `key = "uid"` when every range passes `_lines`' checks, checked a field at a
+    time over all ranges; None (let `_lines` find and name the culprit) otherwise."""
+    if not ordered:
+        return []
+    _names, uids, starts, counts = zip(*ordered)
+    if {type(v) for v in (*uids, *starts, *counts)} != {int}:
+        return None
+    ends = list(map(operator.add, starts, counts))
+    if (min(uids) < 0 or max(uids) >= ID_LIMIT or min(counts) < 1 or starts[0] < 1
+            or max(ends) > ID_LIMIT or not all(map(operator.le, ends, starts[1:]))):
+        return None
+    return [f"{uid}:{start}:{count}\n" for uid, start, count in zip(uids, starts, counts)]
+
+
 def _lines(policy: Policy, ordered: Sequence[Allocation]) -> List[str]:
     """One line per range, re-asserting what allocation already guaranteed (defence in depth):
     integer ids inside 1..2^32-2, no overlap with the previous range."""
     by_name = policy.subid.key == "name"
+    plain = None if by_name else _plain_lines(ordered)
+    if plain is not None:
+        return plain
     out: List[str] = []
     reach = 1  # first id the next range may use: after the previous range, never 0
     for alloc in ordered:
