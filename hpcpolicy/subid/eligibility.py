@@ -29,18 +29,12 @@ def eligible(policy: Policy, snapshot: Snapshot) -> List[User]:
     sub, directory = policy.subid, policy.directory
     excluded = set(sub.exclude_users)
     members = _group_members(policy, snapshot) if sub.eligible_groups else None
-    out: List[User] = []
-    for user in snapshot.users.values():
-        if user.uid < directory.min_uid or user.uid in NEVER_ELIGIBLE_UIDS:
-            continue
-        if directory.max_uid is not None and user.uid > directory.max_uid:
-            continue
-        if user.name in excluded:
-            continue
-        if members is not None and user.name not in members:
-            continue
-        if directory.exclude_disabled and user.disabled:
-            continue
-        out.append(user)
+    lo, hi, skip_disabled = directory.min_uid, directory.max_uid, directory.exclude_disabled
+    out = [u for u in snapshot.users.values()
+           if u.uid >= lo and u.uid not in NEVER_ELIGIBLE_UIDS
+           and (hi is None or u.uid <= hi)
+           and u.name not in excluded
+           and (members is None or u.name in members)
+           and not (skip_disabled and u.disabled)]
     out.sort(key=_BY_UID_NAME)
     return out
