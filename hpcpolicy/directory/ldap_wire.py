@@ -20,13 +20,12 @@ from dataclasses import dataclass
 from typing import Dict, List, NoReturn, Optional, Tuple, Union
 
 PAGED_OID = b"1.2.840.113556.1.4.319"
-DISCONNECT_OID = b"1.3.6.1.4.1.1466.20036"  # Notice of Disconnection (unsolicited, msgid 0)
 MAX_MESSAGE = 256 * 1024 * 1024  # a larger message is an attack or a bug, not a directory
 
 # BER tags (RFC 4511 section 4): universal and [APPLICATION n] constructed
 SEQUENCE, SET, INTEGER, OCTETS, ENUMERATED, BOOLEAN = 0x30, 0x31, 0x02, 0x04, 0x0A, 0x01
 SEARCH_ENTRY, SEARCH_DONE, SEARCH_REF = 0x64, 0x65, 0x73
-EXTENDED_RESPONSE, INTERMEDIATE = 0x78, 0x79
+EXTENDED_RESPONSE = 0x78  # with messageID 0: an unsolicited notice, e.g. of disconnection
 CONTROLS, REFERRAL = 0xA0, 0xA3
 
 # DN and attribute values by lower-cased attribute description.
@@ -107,7 +106,7 @@ class PageReader:
 
     def __init__(self) -> None:
         self._buf = bytearray()
-        self._scanned = 0  # whole messages before this offset are known to be entries
+        self._scanned = 0  # messages before this offset are whole entries or references
         self._entries = 0
 
     def feed(self, data: bytes, msgid: int) -> Optional[Page]:
