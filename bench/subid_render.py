@@ -33,7 +33,7 @@ from typing import Any, Callable, Dict, List, Tuple
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from hpcpolicy.deploy.plan import build  # noqa: E402
+from hpcpolicy.deploy.plan import _gc_paused, build  # noqa: E402
 from hpcpolicy.directory.read import read_directory  # noqa: E402
 from hpcpolicy.policy.load import load  # noqa: E402
 from hpcpolicy.policy.model import Policy  # noqa: E402
@@ -93,8 +93,9 @@ def timed(fn: Callable[[], Any]) -> float:
 
 
 def breakdown(site: str) -> List[float]:
-    """Seconds for: load the site, read the directory, plan.build given the snapshot, and the
-    sub-ID part alone (allocate + render.subid)."""
+    """Seconds for: load the site, read the directory (cyclic GC on, as `validate` reads it),
+    plan.build given the snapshot, and the sub-ID part alone (allocate + render.subid, GC
+    paused as in plan.build)."""
     box: Dict[str, Any] = {}
 
     def read(pol: Policy) -> None:
@@ -104,7 +105,8 @@ def breakdown(site: str) -> List[float]:
     pol = box["pol"]
     t_read = timed(lambda: read(pol))
     t_build = timed(lambda: build(pol, snapshot=box["snap"]))
-    t_subid = timed(lambda: render(pol, allocate(pol, box["snap"], None).allocations))
+    with _gc_paused():  # as inside plan.build
+        t_subid = timed(lambda: render(pol, allocate(pol, box["snap"], None).allocations))
     return [t_load, t_read, t_build, t_subid]
 
 
