@@ -129,12 +129,10 @@ def run_library(module: Any, call: Callable[[], Dict[str, Any]],
         with warnings_to(module):
             return call()
     except InvalidInput as err:
-        return dict(extra, changed=False, failed=True, msg=str(err),
+        return dict(extra, **err.details, changed=False, failed=True, msg=str(err),
                     errors=[str(p) for p in err.problems])
-    except HpcPolicyError as err:
-        if "generation" in extra:
-            extra["generation"] = getattr(err, "generation", None)
-        return dict(extra, changed=False, failed=True, msg=str(err))
+    except HpcPolicyError as err:  # details: the fields the CLI's JSON error object carries
+        return dict(extra, **err.details, changed=False, failed=True, msg=str(err))
     except Exception as err:  # the funnel, as in cli.main: one line, traceback for -vvv
         first = (str(err).splitlines() or [""])[0]
         return dict(extra, changed=False, failed=True,
