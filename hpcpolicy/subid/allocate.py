@@ -137,15 +137,21 @@ def _existing_problems(policy: Policy, held: List[Record], real: List[int]) -> L
     reserved = _merge(sub.reserved)
     rstarts = [r[0] for r in reserved]
     for rec in held:
-        desc = f"{rec.name} (uid {rec.uid}) {rec.start}-{rec.last}"
-        if rec.start < sub.start or rec.last > sub.end:
+        start, last = rec.start, rec.start + rec.count - 1
+        i = bisect.bisect_left(real, start)
+        hits_real = i < len(real) and real[i] <= last
+        wrong = (start < sub.start or last > sub.end or rec.count != sub.count or hits_real
+                 or (reserved and _meets(reserved, rstarts, start, last)))
+        if not wrong:
+            continue  # the fast path: no message text built for a range that is fine
+        desc = f"{rec.name} (uid {rec.uid}) {start}-{last}"
+        if start < sub.start or last > sub.end:
             outside.append(desc)
         if rec.count != sub.count:
             resized.append(f"{desc} of {rec.count}")
-        if _meets(reserved, rstarts, rec.start, rec.last):
+        if _meets(reserved, rstarts, start, last):
             reserved_hit.append(desc)
-        i = bisect.bisect_left(real, rec.start)
-        if i < len(real) and real[i] <= rec.last:
+        if hits_real:
             real_hit.append(f"{desc} contains real id {real[i]}")
     out: List[Problem] = []
     if outside:
