@@ -157,7 +157,9 @@ class Ledger:
             "updated": self.updated,
             "records": [_record_to_dict(r) for r in sorted(self.records.values(), key=_BY_UID)],
         }
-        return (json.dumps(doc, sort_keys=True, indent=1) + "\n").encode()
+        # compact: json's C encoder; `indent` falls back to the pure-Python one (4x slower at
+        # 30,000 records). People read the ledger through `hpcpolicy subid list|show`.
+        return (json.dumps(doc, sort_keys=True, separators=(",", ":")) + "\n").encode()
 
     @staticmethod
     def from_json(data: bytes, file: str) -> Ledger:
