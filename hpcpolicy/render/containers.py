@@ -66,18 +66,30 @@ Requirement = Dict[str, object]
 
 def render(policy: Policy, snapshot: Snapshot, binds: Sequence[Bind]) -> Dict[str, bytes]:
     """Every containers-common file of one node class, plus the keyrings they name."""
+    out = render_images(policy, snapshot)
+    out.update(render_volumes(policy, binds))
+    return out
+
+
+def render_images(policy: Policy, snapshot: Snapshot) -> Dict[str, bytes]:
+    """The image-source files (policy.json, registries.conf, registries.d, keyrings): the same
+    on every node class, so a multi-class render computes them once."""
     nodes = node_wide_rules(policy, snapshot)
     keys = _key_files(policy, nodes)
     out: Dict[str, bytes] = {
         POLICY_JSON: render_policy_json(policy, snapshot, nodes, keys),
         REGISTRIES_CONF: render_registries_conf(policy, nodes),
-        CONTAINERS_CONF: render_containers_conf(policy, binds),
     }
     lookaside = render_registries_d(policy)
     if lookaside is not None:  # no signed scope with a lookaside: ship no empty file
         out[REGISTRIES_D] = lookaside
     out.update({path: data for path, data in keys.values()})
     return out
+
+
+def render_volumes(policy: Policy, binds: Sequence[Bind]) -> Dict[str, bytes]:
+    """containers.conf: the one containers file that depends on the node class's binds."""
+    return {CONTAINERS_CONF: render_containers_conf(policy, binds)}
 
 
 def header(policy: Policy) -> bytes:

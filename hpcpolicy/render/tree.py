@@ -37,6 +37,31 @@ def render_tree(
     node_class: str = "default",
 ) -> Tree:
     """Every file a node of `node_class` installs."""
+    return _assemble(common_files(policy, snapshot, allocations),
+                     class_files(policy, node_class))
+
+
+def render_all(
+    policy: Policy, snapshot: Snapshot, allocations: Sequence[Allocation]
+) -> Dict[str, Tree]:
+    """One tree per node class, `default` first; class-independent files rendered once."""
+    common = common_files(policy, snapshot, allocations)
+    return {name: _assemble(common, class_files(policy, name)) for name in policy.class_names()}
+
+
+def common_files(policy: Policy, snapshot: Snapshot, allocations: Sequence[Allocation]) -> Tree:
+    """Files every node class shares: image sources, sub-IDs, sysctls."""
+    tree: Tree = {}
+    if "podman" in policy.site.runtimes:
+        tree.update(containers.render_images(policy, snapshot))
+    if policy.subid.enabled:
+        tree.update(subid.render(policy, allocations))
+    tree.update(sysctl.render(policy))
+    return tree
+
+
+def class_files(policy: Policy, node_class: str) -> Tree:
+    """Files that depend on a node class's binds."""
     runtimes = set(policy.site.runtimes)
     tree: Tree = {}
     if "apptainer" in runtimes:
@@ -44,20 +69,14 @@ def render_tree(
     if "singularity" in runtimes:
         tree.update(singularity.render(policy, binds_for(policy, "singularity", node_class)))
     if "podman" in runtimes:
-        tree.update(containers.render(policy, snapshot, binds_for(policy, "podman", node_class)))
+        tree.update(containers.render_volumes(policy, binds_for(policy, "podman", node_class)))
     if "enroot" in runtimes:
         tree.update(enroot.render(policy, binds_for(policy, "enroot", node_class)))
-    if policy.subid.enabled:
-        tree.update(subid.render(policy, allocations))
-    tree.update(sysctl.render(policy))
-    return dict(sorted(tree.items()))
+    return tree
 
 
-def render_all(
-    policy: Policy, snapshot: Snapshot, allocations: Sequence[Allocation]
-) -> Dict[str, Tree]:
-    """One tree per node class, `default` first."""
-    return {name: render_tree(policy, snapshot, allocations, name) for name in policy.class_names()}
+def _assemble(common: Tree, per_class: Tree) -> Tree:
+    return dict(sorted({**common, **per_class}.items()))
 
 
 def header(policy: Policy, comment: str = "#") -> bytes:
