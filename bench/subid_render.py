@@ -33,8 +33,9 @@ from typing import Any, Callable, Dict, List, Tuple
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from hpcpolicy.deploy.plan import _gc_paused, build  # noqa: E402
+from hpcpolicy.deploy.plan import build  # noqa: E402
 from hpcpolicy.directory.read import read_directory  # noqa: E402
+from hpcpolicy.gcpause import paused  # noqa: E402
 from hpcpolicy.policy.load import load  # noqa: E402
 from hpcpolicy.policy.model import Policy  # noqa: E402
 from hpcpolicy.render.subid import render  # noqa: E402
@@ -105,7 +106,7 @@ def breakdown(site: str) -> List[float]:
     pol = box["pol"]
     t_read = timed(lambda: read(pol))
     t_build = timed(lambda: build(pol, snapshot=box["snap"]))
-    with _gc_paused():  # as inside plan.build
+    with paused():  # as inside plan.build
         t_subid = timed(lambda: render(pol, allocate(pol, box["snap"], None).allocations))
     return [t_load, t_read, t_build, t_subid]
 

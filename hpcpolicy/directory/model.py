@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, FrozenSet, Iterable, List, Optional, Set, Tuple
+from typing import Dict, FrozenSet, Iterable, List, NamedTuple, Optional, Set, Tuple
 
 
-@dataclass(frozen=True)
-class User:
+class User(NamedTuple):
+    """One account. A NamedTuple (immutable like a frozen dataclass, about 3x cheaper to
+    build): readers create one per directory entry, 100,000 at a time."""
+
     name: str
     uid: int
     gid: int  # primary group
@@ -15,8 +17,7 @@ class User:
     disabled: bool = False  # expired, locked or nologin
 
 
-@dataclass(frozen=True)
-class Group:
+class Group(NamedTuple):
     name: str
     gid: int
     members: FrozenSet[str]  # user names (nested groups already resolved)

@@ -13,7 +13,7 @@ Merge rules (SPEC §2 `[directory].sources`):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from hpcpolicy.directory.files import read_files
@@ -127,8 +127,7 @@ def _merge_users(sources: Sequence[SourceData], problems: List[Problem]) -> Dict
                     )
                 )
                 continue
-            out[user.name] = replace(
-                first,
+            out[user.name] = first._replace(
                 source=_combined(first.source, user.source),
                 disabled=first.disabled or user.disabled,
             )
@@ -166,8 +165,7 @@ def _merge_groups(sources: Sequence[SourceData], problems: List[Problem]) -> Dic
                     )
                 )
                 continue
-            out[group.name] = replace(
-                first,
+            out[group.name] = first._replace(
                 members=first.members | group.members,
                 source=_combined(first.source, group.source),
             )
