@@ -10,17 +10,18 @@ Per-file diff entries and their text rendering are `generation.diff` (nodes shar
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Mapping
+from typing import Any, Dict, List, Mapping, TypeVar
 
 from hpcpolicy.generation.diff import diff_entry
 from hpcpolicy.generation.naming import CLASS_DIR, DEFAULT_CLASS
 
 Trees = Mapping[str, Mapping[str, bytes]]
+T = TypeVar("T")
 
 
-def flatten(trees: Trees) -> Dict[str, bytes]:
-    """{class: {path: bytes}} -> {flat path: bytes} (see the module docstring)."""
-    out: Dict[str, bytes] = {}
+def flatten(trees: Mapping[str, Mapping[str, T]]) -> Dict[str, T]:
+    """{class: {path: bytes or hash}} -> {flat path: same} (see the module docstring)."""
+    out: Dict[str, T] = {}
     for node_class in sorted(trees):
         prefix = "" if node_class == DEFAULT_CLASS else f"{CLASS_DIR}/{node_class}/"
         for path, data in trees[node_class].items():
@@ -28,8 +29,9 @@ def flatten(trees: Trees) -> Dict[str, bytes]:
     return out
 
 
-def changes(before: Mapping[str, bytes], after: Mapping[str, bytes]) -> List[Dict[str, str]]:
-    """[{path, action}] with action added / modified / removed, sorted by path."""
+def changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> List[Dict[str, str]]:
+    """[{path, action}] with action added / modified / removed, sorted by path (values are file
+    contents or their hashes: anything compared by equality)."""
     out: List[Dict[str, str]] = []
     for path in sorted(set(before) | set(after)):
         if path not in before:

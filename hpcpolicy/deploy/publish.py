@@ -270,26 +270,11 @@ def requirements_of(policy: Policy, trees: Trees) -> Dict[str, Any]:
 
 
 def _hashes(manifest: Optional[Mapping[str, Any]]) -> Dict[str, str]:
+    """{flat path: sha256} of a generation, from its (verified) manifest."""
     if manifest is None:
         return {}
-    out: Dict[str, str] = {}
-    for node_class in manifest["classes"]:
-        prefix = "" if node_class == "default" else f"class/{node_class}/"
-        for entry in class_files(manifest, node_class):
-            out[prefix + entry.path] = entry.sha256
-    return out
-
-
-def _changes(before: Mapping[str, str], after: Mapping[str, str]) -> List[Dict[str, str]]:
-    out: List[Dict[str, str]] = []
-    for path in sorted(set(before) | set(after)):
-        if path not in before:
-            out.append({"path": path, "action": "added"})
-        elif path not in after:
-            out.append({"path": path, "action": "removed"})
-        elif before[path] != after[path]:
-            out.append({"path": path, "action": "modified"})
-    return out
+    return diffs.flatten({c: {e.path: e.sha256 for e in class_files(manifest, c)}
+                          for c in manifest["classes"]})
 
 
 def compare(
@@ -302,7 +287,7 @@ def compare(
     """
     after = diffs.flatten(trees)
     after_hashes = {p: hashlib.sha256(d).hexdigest() for p, d in after.items()}
-    changes = _changes(_hashes(manifest), after_hashes)
+    changes = diffs.changes(_hashes(manifest), after_hashes)
     if not want_diff:
         return changes, None
     before: Dict[str, bytes] = {}
