@@ -15,7 +15,6 @@ from typing import Any, Dict, List, Mapping, TypeVar
 from hpcpolicy.generation.diff import diff_entry
 from hpcpolicy.generation.naming import CLASS_DIR, DEFAULT_CLASS
 
-Trees = Mapping[str, Mapping[str, bytes]]
 T = TypeVar("T")
 
 
