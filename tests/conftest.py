@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, List
+from typing import Callable
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-DEMO_SITE = REPO / "etc" / "demo" / "site.toml"
 
 
 @dataclass
@@ -33,11 +31,6 @@ def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., CliResult]:
         return CliResult(rc, captured.out, captured.err)
 
     return run
-
-
-def hpcpolicy_cmd() -> List[str]:
-    """The command line that runs hpcpolicy as a separate process."""
-    return [sys.executable, "-m", "hpcpolicy"]
 
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (unshare, bind mounts)")

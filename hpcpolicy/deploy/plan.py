@@ -34,8 +34,6 @@ class Plan:
         return self.result.ledger if self.result is not None else self.ledger_before
 
 
-
-
 def build(
     policy: Policy,
     deploy_root: Optional[str] = None,

@@ -1,4 +1,4 @@
-"""Assemble the node tree of one node class from every launcher's renderer.
+"""Assemble the node tree of every node class from each launcher's renderer.
 
 Keys are node paths relative to `/` (e.g. `etc/subuid`); values are the exact bytes a node
 installs. Deterministic: the same inputs give the same bytes.
@@ -28,17 +28,6 @@ def binds_for(policy: Policy, runtime: str, node_class: str) -> Sequence[Bind]:
         for b in policy.binds
         if runtime in b.runtimes and (not b.classes or node_class in b.classes)
     ]
-
-
-def render_tree(
-    policy: Policy,
-    snapshot: Snapshot,
-    allocations: Sequence[Allocation],
-    node_class: str = "default",
-) -> Tree:
-    """Every file a node of `node_class` installs."""
-    return _assemble(common_files(policy, snapshot, allocations),
-                     class_files(policy, node_class))
 
 
 def render_all(
