@@ -35,6 +35,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from hpcpolicy.errors import InvalidInput
 from hpcpolicy.policy import directives as d
 from hpcpolicy.policy.model import Bind, ConfValue, Policy
+from hpcpolicy.render.header import header
 
 DEFAULT_BINDS = ("/etc/localtime", "/etc/hosts")
 
@@ -78,8 +79,6 @@ def render_conf(
             lines.append((name, typed[name]))
         elif span.default is not None:
             lines.extend((name, v) for v in span.default.split(","))
-    from hpcpolicy.render.tree import header  # here: tree imports this module's users
-
     text = header(policy).decode()
     text += f"# {product} >= {d.vtext(ver)}: every directive that release knows, explicitly.\n"
     text += "".join(_line(policy, dialect, k, v) for k, v in lines)

@@ -38,6 +38,7 @@ from hpcpolicy.errors import InvalidInput
 from hpcpolicy.images.reference import check_scope
 from hpcpolicy.images.scope import NodeRule, node_default, node_wide_rules
 from hpcpolicy.policy.model import Bind, ImageRule, Policy
+from hpcpolicy.render.header import header
 
 POLICY_JSON = "etc/containers/policy.json"
 REGISTRIES_CONF = "etc/containers/registries.conf"
@@ -90,13 +91,6 @@ def render_images(policy: Policy, snapshot: Snapshot) -> Dict[str, bytes]:
 def render_volumes(policy: Policy, binds: Sequence[Bind]) -> Dict[str, bytes]:
     """containers.conf: the one containers file that depends on the node class's binds."""
     return {CONTAINERS_CONF: render_containers_conf(policy, binds)}
-
-
-def header(policy: Policy) -> bytes:
-    """The standard comment header (imported here: `tree` imports this module)."""
-    from hpcpolicy.render.tree import header as tree_header
-
-    return tree_header(policy)
 
 
 # --- keyrings ------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from typing import Dict, List, Sequence
 from hpcpolicy.errors import InvalidInput
 from hpcpolicy.policy import directives
 from hpcpolicy.policy.model import Bind, Policy
+from hpcpolicy.render.header import header
 
 FSTAB_PATH = "etc/enroot/mounts.d/90-hpcpolicy.fstab"
 CONF_PATH = "etc/enroot/enroot.conf"
@@ -56,14 +57,10 @@ def fstab_line(policy: Policy, bind: Bind) -> str:
 
 
 def render_fstab(policy: Policy, binds: Sequence[Bind]) -> bytes:
-    from hpcpolicy.render.tree import header  # here: tree imports this module
-
     return header(policy) + "".join(fstab_line(policy, b) for b in binds).encode()
 
 
 def render_conf(policy: Policy) -> bytes:
-    from hpcpolicy.render.tree import header  # here: tree imports this module
-
     lines: List[str] = []
     for name, value in sorted(policy.runtime.enroot):
         try:

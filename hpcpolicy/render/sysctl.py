@@ -23,6 +23,7 @@ from typing import Dict, List, Tuple
 
 from hpcpolicy.errors import InvalidInput
 from hpcpolicy.policy.model import Policy
+from hpcpolicy.render.header import header
 
 PATH = "etc/sysctl.d/90-hpcpolicy.conf"
 
@@ -55,8 +56,6 @@ def _check(policy: Policy, key: str, value: object) -> int:
 
 def render(policy: Policy) -> Dict[str, bytes]:
     """`{"etc/sysctl.d/90-hpcpolicy.conf": bytes}`."""
-    from hpcpolicy.render.tree import header  # here: tree imports this module
-
     lines = []
     for key, value, optional in settings(policy):
         prefix = "-" if optional else ""

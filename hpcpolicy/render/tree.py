@@ -67,11 +67,3 @@ def class_files(policy: Policy, node_class: str) -> Tree:
 def _assemble(common: Tree, per_class: Tree) -> Tree:
     return dict(sorted({**common, **per_class}.items()))
 
-
-def header(policy: Policy, comment: str = "#") -> bytes:
-    """The comment header of rendered files whose format has comments."""
-    lines = [
-        f"{comment} Rendered by hpcpolicy for site {policy.site.name}. Do not edit:",
-        f"{comment} changes are overwritten at the next `hpcpolicy node sync`.",
-    ]
-    return ("\n".join(lines) + "\n").encode()
