@@ -461,7 +461,7 @@ def test_plain_user_path_agrees_with_the_checked_path() -> None:
     from hypothesis import given, settings
     from hypothesis import strategies as st
 
-    from hpcpolicy.directory.ldap import _checked_user, _plain_user
+    from hpcpolicy.directory.ldap_interpret import _checked_user, _plain_user
 
     src = LdapSource(uri=("ldap://x",))
     taken: List[bool] = []
@@ -485,7 +485,7 @@ def test_member_uid_fast_path_agrees_with_per_value_checks() -> None:
     from hypothesis import strategies as st
 
     from hpcpolicy.directory.checks import name_problem
-    from hpcpolicy.directory.ldap import _uid_group
+    from hpcpolicy.directory.ldap_interpret import _uid_group
 
     @settings(max_examples=300, deadline=None)
     @given(st.lists(st.sampled_from(NAMES + [b"bob", b"\xc3", b"x\x00y"]), max_size=6),

@@ -1,11 +1,11 @@
 """Optional LDAP backend on python-ldap (libldap): BER decoding in C.
 
 Used by `ldap.read_ldap` when `import ldap` works; ldap3 stays the always-available backend.
-Same contract as `ldap.session_ldap3` (entries streamed page by page, the next page requested
-before this one is handed out): transport failures raise `Unreachable` (try the next URI),
-answers that refuse raise `DirectoryError`, and every page's result code is checked, so a size
-limit can never truncate silently. TLS is always verified (`OPT_X_TLS_DEMAND`, host name
-included, against `ca_file` or the system store).
+Same contract as `ldap_ldap3.session_ldap3` (stated in `ldap_session`: entries streamed page
+by page, the next page requested before this one is handed out): transport failures raise
+`Unreachable` (try the next URI), answers that refuse raise `DirectoryError`, and every page's
+result code is checked, so a size limit can never truncate silently. TLS is always verified
+(`OPT_X_TLS_DEMAND`, host name included, against `ca_file` or the system store).
 
 python-ldap needs libldap/libsasl headers to build (Debian: libldap2-dev libsasl2-dev), which is
 why it is not a required dependency.
@@ -20,16 +20,16 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 import ldap  # noqa: F401 - ImportError here selects the ldap3 backend
 from ldap.controls import SimplePagedResultsControl
 
-from hpcpolicy.directory.ldap import (
+from hpcpolicy.directory.ldap_ldap3 import connect_ldap3
+from hpcpolicy.directory.ldap_session import (
     RESULT_NAMES,
-    RawEntry,
     SearchFn,
     Unreachable,
     check_result,
-    connect_ldap3,
     parse_uri,
     unbind_quietly,
 )
+from hpcpolicy.directory.ldap_wire import RawEntry
 from hpcpolicy.errors import DirectoryError
 from hpcpolicy.policy.model import LdapSource
 
