@@ -24,8 +24,8 @@ from hpcpolicy.audit.decide import (
 )
 from hpcpolicy.directory.model import Snapshot, User
 from hpcpolicy.errors import UsageError
-from hpcpolicy.images.reference import parse
 from hpcpolicy.policy.model import Collection
+from hpcpolicy.policy.reference import parse
 from hpcpolicy.render import containers
 from tests.audit_fixtures import make_policy, rule, snapshot
 

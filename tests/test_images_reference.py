@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hpcpolicy.images.reference import Reference, check_scope, normalize, parse
+from hpcpolicy.policy.reference import Reference, check_scope, normalize, parse
 
 D64 = "sha256:" + "f" * 64
 D512 = "sha512:" + "f" * 128

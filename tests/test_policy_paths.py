@@ -1,4 +1,4 @@
-"""Path and name rules (pure) and the directory cross-checks of `policy.against`."""
+"""Path and name rules (pure) and the directory cross-checks of `directory.against`."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from typing import Optional
 
 import pytest
 
+from hpcpolicy.directory.against import check_against_directory
 from hpcpolicy.directory.model import Group, Snapshot, User
-from hpcpolicy.policy.against import check_against_directory
 from hpcpolicy.policy.load import load_text
 from hpcpolicy.policy.paths import check_account_name, check_bind_target, check_path
 

@@ -29,7 +29,6 @@ from typing import Any, Dict, FrozenSet, Iterable, List, Mapping, Optional, Sequ
 
 from hpcpolicy.directory.model import Snapshot, User
 from hpcpolicy.errors import UsageError
-from hpcpolicy.images.reference import parse
 from hpcpolicy.images.scope import (
     Decision,
     NodeRule,
@@ -40,6 +39,7 @@ from hpcpolicy.images.scope import (
     node_wide_rules,
 )
 from hpcpolicy.policy.model import Collection, Policy
+from hpcpolicy.policy.reference import parse
 from hpcpolicy.render.containers import LOCAL_TRANSPORTS, blockable, prefix_covers
 
 EXAMPLE = "example"

@@ -57,8 +57,8 @@ def _decisions(args: argparse.Namespace) -> tuple[Any, List[AuditDecision]]:
         select_users,
     )
     from hpcpolicy.audit.observe import observe
+    from hpcpolicy.directory.against import check_against_directory
     from hpcpolicy.directory.read import read_directory
-    from hpcpolicy.policy.against import check_against_directory
     from hpcpolicy.policy.load import load
 
     if args.explain and not (args.user and args.image):

@@ -64,8 +64,8 @@ def _n(count: int, noun: str) -> str:
 
 def check_directory(policy: Policy) -> Snapshot:
     """Read the directory and raise every problem it reveals in the policy."""
+    from hpcpolicy.directory.against import check_against_directory
     from hpcpolicy.directory.read import read_directory
-    from hpcpolicy.policy.against import check_against_directory
     from hpcpolicy.subid.allocate import check_fit
 
     snapshot = read_directory(policy)

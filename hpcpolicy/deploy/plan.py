@@ -9,11 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
+from hpcpolicy.directory.against import check_against_directory
 from hpcpolicy.directory.model import Snapshot
 from hpcpolicy.directory.read import read_directory
 from hpcpolicy.errors import InvalidInput
 from hpcpolicy.gcpause import paused
-from hpcpolicy.policy.against import check_against_directory
 from hpcpolicy.policy.model import Policy
 from hpcpolicy.render.tree import Tree, render_all
 from hpcpolicy.subid.allocate import AllocationResult, allocate

@@ -20,8 +20,8 @@ from operator import attrgetter
 from typing import Dict, FrozenSet, Iterable, Iterator, List, Optional, Sequence, Set, Tuple
 
 from hpcpolicy.directory.model import Snapshot, User
-from hpcpolicy.images.reference import Reference, namespaces_of, parse
 from hpcpolicy.policy.model import Directory, ImageRule, Policy
+from hpcpolicy.policy.reference import Reference, namespaces_of, parse
 
 NOBODY_UIDS = (65534, 4294967294)
 DEFAULT_SCOPE = "default"

@@ -3,7 +3,7 @@
 Steps: read bytes (sha256 of exactly those), decode UTF-8, parse TOML (a syntax error becomes
 `FILE:LINE:COL: message`), check each section against its schema (`policy.sections.*`), then the
 rules that join sections, then read the keyrings `signed_by` names (so rendering stays pure).
-Nothing here consults the directory: that is `policy.against`.
+Nothing here consults the directory: that is `directory.against`.
 """
 
 from __future__ import annotations

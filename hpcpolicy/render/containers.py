@@ -35,9 +35,9 @@ import tomli_w
 
 from hpcpolicy.directory.model import Snapshot
 from hpcpolicy.errors import InvalidInput
-from hpcpolicy.images.reference import check_scope
 from hpcpolicy.images.scope import NodeRule, node_default, node_wide_rules
 from hpcpolicy.policy.model import Bind, ImageRule, Policy
+from hpcpolicy.policy.reference import check_scope
 from hpcpolicy.render.header import header
 
 POLICY_JSON = "etc/containers/policy.json"

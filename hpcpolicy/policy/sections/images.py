@@ -12,8 +12,8 @@ import re
 from typing import Any, Dict, FrozenSet, List, Optional, Sequence, Tuple
 
 from hpcpolicy.errors import ProblemCollector
-from hpcpolicy.images.reference import check_scope
 from hpcpolicy.policy.model import Collection, ImageRule, Images
+from hpcpolicy.policy.reference import check_scope
 from hpcpolicy.policy.schema import (
     Field,
     array,

@@ -1,7 +1,7 @@
 """[subid]: the sub-ID space, its holes, who gets a range, and the revoke guard.
 
 The checks here need no directory; the directory-dependent ones (real IDs inside the space, how
-many eligible users fit) run in `policy.against` and `subid.allocate.check_fit`.
+many eligible users fit) run in `directory.against` and `subid.allocate.check_fit`.
 """
 
 from __future__ import annotations
