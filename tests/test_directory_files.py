@@ -111,11 +111,11 @@ def test_missing_file_is_runtime_failure(tmp_path: Path) -> None:
     assert DirectoryError.exit_code == 1
 
 
-def test_unreadable_file_is_runtime_failure(tmp_path: Path) -> None:
+def test_directory_as_file_is_invalid_input(tmp_path: Path) -> None:
     src = write(tmp_path, PASSWD, GROUP)
     os.unlink(src.group)
-    os.mkdir(src.group)  # unreadable as a file even for root
-    with pytest.raises(DirectoryError, match=r"group: cannot read: Is a directory"):
+    os.mkdir(src.group)  # not a regular file: exit 2 naming the key, like a FIFO or a device
+    with pytest.raises(InvalidInput, match=r"directory.files.group: .*group is a directory"):
         read_files(src)
 
 

@@ -14,6 +14,7 @@ from hpcpolicy.policy.load import load, load_text
 
 REPO = Path(__file__).resolve().parent.parent
 SITES = Path(__file__).resolve().parent / "data" / "sites"
+PUBLIC_KEYRING = (Path(__file__).resolve().parent / "data" / "keys" / "public.gpg").read_bytes()
 EXAMPLE = REPO / "etc" / "site.example.toml"
 
 MINIMAL = """
@@ -128,7 +129,7 @@ ENROOT_MAX_PROCESSORS = 4
 
 def test_signed_by_relative_to_site_file_and_keyring_read(tmp_path: Path) -> None:
     (tmp_path / "keys").mkdir()
-    (tmp_path / "keys" / "hpc.gpg").write_bytes(b"\x99keyring")
+    (tmp_path / "keys" / "hpc.gpg").write_bytes(PUBLIC_KEYRING)
     site = tmp_path / "site.toml"
     site.write_text(MINIMAL + """
 [[images.rule]]
@@ -142,7 +143,7 @@ lookaside = "https://sigs.example.org/hpc"
     assert rule.signed_by == "keys/hpc.gpg"
     assert rule.signed_by_path == str(tmp_path / "keys" / "hpc.gpg")
     assert rule.lookaside == "https://sigs.example.org/hpc"
-    assert p.keyrings == {str(tmp_path / "keys" / "hpc.gpg"): b"\x99keyring"}
+    assert p.keyrings == {str(tmp_path / "keys" / "hpc.gpg"): PUBLIC_KEYRING}
 
 
 def test_missing_keyring_is_a_problem_at_signed_by(tmp_path: Path) -> None:
@@ -337,7 +338,7 @@ def test_spec_example_site_validates_offline(tmp_path: Path, cli: Any) -> None:
     text = spec.read_text()
     example = text.split("```toml\n", 1)[1].split("```", 1)[0]
     (tmp_path / "keys").mkdir()
-    (tmp_path / "keys" / "hpc.gpg").write_bytes(b"keyring")
+    (tmp_path / "keys" / "hpc.gpg").write_bytes(PUBLIC_KEYRING)
     (tmp_path / "site.toml").write_text(example)
     res = cli("validate", tmp_path / "site.toml", "--offline")
     assert res.rc == 0, res.err

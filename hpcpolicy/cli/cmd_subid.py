@@ -191,12 +191,19 @@ def run_change(args: argparse.Namespace) -> Outcome:
                    changed=True)
 
 
-def _read_text(path: str) -> str:
+def _read_file(path: str, trust: Optional[Any]) -> bytes:
+    """A subuid/subgid file named on the command line, through `policy.inputs`."""
+    from hpcpolicy.policy.inputs import SUBID_FILE_MAX, read_input
+
     try:
-        with open(path, "rb") as handle:
-            data = handle.read()
+        return read_input(path, file="", key="", max_size=SUBID_FILE_MAX, trust=trust)
     except OSError as err:
         raise RuntimeFailure(f"{path}: cannot read: {err.strerror}") from None
+
+
+def _read_text(path: str, trust: Any) -> str:
+    """What `subid import` adopts: the ownership rule applies, as to everything apply reads."""
+    data = _read_file(path, trust)
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as err:
@@ -210,7 +217,18 @@ def run_import(args: argparse.Namespace) -> Outcome:
     from hpcpolicy.subid.importer import import_files
 
     ctx = _context(args, write=True)
-    uid_text, gid_text = _read_text(args.subuid), _read_text(args.subgid)
+    from hpcpolicy.policy.inputs import trust_for
+
+    trust = trust_for(ctx.owner)
+    texts, refused = [], []
+    for path in (args.subuid, args.subgid):
+        try:
+            texts.append(_read_text(path, trust))
+        except InvalidInput as err:
+            refused.extend(err.problems)
+    if refused:
+        raise InvalidInput(refused)  # both files' problems at once
+    uid_text, gid_text = texts
     snapshot = None
     if ctx.policy is not None:
         from hpcpolicy.directory.read import read_directory
@@ -257,11 +275,7 @@ def _real_ids(site: Optional[str]) -> Optional[Set[int]]:
 def run_check(args: argparse.Namespace) -> Outcome:
     from hpcpolicy.subid.check import check_bytes
 
-    try:
-        with open(args.file, "rb") as handle:
-            data = handle.read()
-    except OSError as err:
-        raise RuntimeFailure(f"{args.file}: cannot read: {err.strerror}") from None
+    data = _read_file(args.file, None)  # read-only: any owner, but never a FIFO or a device
     problems = check_bytes(data, args.file, _real_ids(args.site))
     lines = data.count(b"\n")
     if not problems:

@@ -32,6 +32,7 @@ from hpcpolicy.directory.checks import (
 )
 from hpcpolicy.directory.model import Group, User
 from hpcpolicy.errors import DirectoryError, InvalidInput, Problem
+from hpcpolicy.policy.inputs import DIRECTORY_FILE_MAX, Trust, read_input
 from hpcpolicy.policy.model import FilesSource
 
 SOURCE = "files"
@@ -41,14 +42,27 @@ SOURCE = "files"
 _Line = Tuple[int, List[str]]
 
 
-def read_files(src: FilesSource) -> Tuple[List[User], List[Group]]:
-    """Users from `src.passwd` and groups from `src.group`; all problems of both raised together."""
+def read_files(src: FilesSource, trust: Optional[Trust] = None,
+               site_file: str = "") -> Tuple[List[User], List[Group]]:
+    """Users from `src.passwd` and groups from `src.group`; all problems of both raised together.
+
+    `trust`: the ownership rule of `policy.inputs` (apply passes the site's); `site_file` names
+    the site file in its refusals.
+    """
     problems: List[Problem] = []
-    text, suspect = _read_text(src.passwd)
+    texts = {}
+    for key, path in (("passwd", src.passwd), ("group", src.group)):
+        try:
+            texts[key] = _read_text(path, trust, site_file, f"directory.files.{key}")
+        except InvalidInput as err:
+            problems.extend(err.problems)
+    if problems:
+        raise InvalidInput(problems)
+    text, suspect = texts["passwd"]
     users = None if suspect else _plain_users(text)
     if users is None:
         users = _users(src.passwd, _lines(src.passwd, text, suspect, 7, problems), problems)
-    text, suspect = _read_text(src.group)
+    text, suspect = texts["group"]
     groups = None if suspect else _plain_groups(text)
     if groups is None:
         groups = _groups(src.group, _lines(src.group, text, suspect, 4, problems), problems)
@@ -121,11 +135,12 @@ def _plain_groups(text: str) -> Optional[List[Group]]:
 # ------------------------------------------------------------------------- line by line
 
 
-def _read_text(path: str) -> Tuple[str, bool]:
+def _read_text(path: str, trust: Optional[Trust], site_file: str, key: str
+               ) -> Tuple[str, bool]:
     """The text, and whether it has undecodable bytes (then marked by surrogateescape)."""
     try:
-        with open(path, "rb") as fh:
-            data = fh.read()
+        data = read_input(path, file=site_file, key=key, max_size=DIRECTORY_FILE_MAX,
+                          trust=trust)
     except FileNotFoundError:
         raise DirectoryError(f"{path}: configured directory file does not exist") from None
     except OSError as err:

@@ -32,6 +32,7 @@ from hpcpolicy.directory.ldap_session import Session, Unreachable
 from hpcpolicy.directory.model import Group, User
 from hpcpolicy.errors import DirectoryError
 from hpcpolicy.gcpause import paused
+from hpcpolicy.policy.inputs import SECRET_MAX, read_checked
 from hpcpolicy.policy.model import LdapSource
 
 DAY = 86400
@@ -98,25 +99,17 @@ def read_password(src: LdapSource) -> Optional[str]:
     path = src.bind_password_file
     if not path:
         raise DirectoryError("directory.ldap: bind_dn is set but bind_password_file is not")
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    try:  # a FIFO or a device as the file is exit 2, never a hang (policy.inputs)
+        data, st = read_checked(path, file="", key="directory.ldap.bind_password_file",
+                                max_size=SECRET_MAX, nofollow=True)
     except OSError as err:
         raise DirectoryError(f"{path}: cannot read bind password: {err.strerror or err}") from None
-    try:
-        mode = stat.S_IMODE(os.fstat(fd).st_mode)
-        if mode & 0o044:
-            raise DirectoryError(
-                f"{path}: bind password file has mode {mode:04o}, readable by group or other;"
-                f" chmod 600 it"
-            )
-        data = b""
-        while True:
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                break
-            data += chunk
-    finally:
-        os.close(fd)
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & 0o044:
+        raise DirectoryError(
+            f"{path}: bind password file has mode {mode:04o}, readable by group or other;"
+            f" chmod 600 it"
+        )
     text = data.decode("utf-8", errors="strict")
     text = text[:-2] if text.endswith("\r\n") else text[:-1] if text.endswith("\n") else text
     if not text:

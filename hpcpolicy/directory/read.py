@@ -13,13 +13,16 @@ Merge rules (SPEC §2 `[directory].sources`):
 
 from __future__ import annotations
 
+import os
+import stat
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from hpcpolicy.directory.files import read_files
 from hpcpolicy.directory.model import Group, Snapshot, User
 from hpcpolicy.errors import InvalidInput, Problem
-from hpcpolicy.policy.model import Policy
+from hpcpolicy.policy.inputs import check_anchor, trust_for, trust_problem
+from hpcpolicy.policy.model import LdapSource, Policy
 
 SOURCE_ORDER = ("files", "ldap")
 
@@ -43,7 +46,8 @@ def read_directory(policy: Policy) -> Snapshot:
 def _read_source(policy: Policy, name: str) -> SourceData:
     directory = policy.directory
     if name == "files":
-        users, groups = read_files(directory.files)
+        users, groups = read_files(directory.files, trust_for(policy.site.deploy_owner),
+                                   policy.path)
         return SourceData(name, directory.files.passwd, directory.files.group, users, groups)
     if name == "ldap":
         if directory.ldap is None:
@@ -55,6 +59,7 @@ def _read_source(policy: Policy, name: str) -> SourceData:
         # Imported here: ldap3 is slow to import and only needed when LDAP is configured.
         from hpcpolicy.directory.ldap import describe, read_ldap
 
+        check_ldap_files(policy, directory.ldap)
         users, groups = read_ldap(directory.ldap)
         at = describe(directory.ldap)
         return SourceData(
@@ -65,6 +70,29 @@ def _read_source(policy: Policy, name: str) -> SourceData:
             groups,
         )
     raise InvalidInput(f"unknown source {name!r}", file=policy.path, path="directory.sources")
+
+
+def check_ldap_files(policy: Policy, src: LdapSource) -> None:
+    """The bind password file and the CA file decide as much as the deploy root: the password
+    file must be owned by root, the deploy owner or the operator and not group/other-writable
+    (its no-group/other-read rule is checked as it is read); the CA file not world-writable."""
+    problems: List[Problem] = []
+    if src.bind_dn is not None and src.bind_password_file:
+        try:
+            st = os.lstat(src.bind_password_file)
+        except OSError:
+            st = None  # reading it says why
+        if st is not None and stat.S_ISREG(st.st_mode):
+            why = trust_problem(src.bind_password_file, st, trust_for(policy.site.deploy_owner))
+            if why:
+                problems.append(Problem(policy.path, "directory.ldap.bind_password_file", why))
+    if src.ca_file and os.path.lexists(src.ca_file):
+        try:
+            check_anchor(src.ca_file, file=policy.path, key="directory.ldap.ca_file")
+        except InvalidInput as err:
+            problems.extend(err.problems)
+    if problems:
+        raise InvalidInput(problems)
 
 
 def merge(sources: Sequence[SourceData]) -> Snapshot:

@@ -11,10 +11,20 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import stat
 import sys
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from hpcpolicy.errors import InvalidInput, Problem, ProblemCollector
+from hpcpolicy.policy.inputs import (
+    KEYRING_MAX,
+    SITE_MAX,
+    Trust,
+    read_checked,
+    trust_for,
+    trust_problem,
+)
+from hpcpolicy.policy.keyring import NotPublicKeyring, check_public
 from hpcpolicy.policy.model import Bind, Directory, Images, NodeClass, Policy, Runtime, Site, SubId
 from hpcpolicy.policy.schema import INVALID, Field, integer, read_table, table_array
 from hpcpolicy.policy.sections import binds as binds_section
@@ -31,7 +41,7 @@ else:  # pragma: no cover - exercised on 3.9/3.10 only
     import tomli as tomllib
 
 SCHEMA = 1
-MAX_SIZE = 16 * 1024 * 1024
+MAX_SIZE = SITE_MAX
 FAKEROOT_MIN_COUNT = 65536  # Apptainer/SingularityCE refuse shorter --fakeroot ranges
 _AT_RE = re.compile(r"\s*\(at (?:line (\d+), column (\d+)|end of document)\)\s*$")
 
@@ -194,22 +204,66 @@ def _cross(s: _Sections, out: ProblemCollector) -> None:
                 f"{', '.join(needy)} (runtime.fakeroot = true), got {s.subid.count}")
 
 
-def _read_keyrings(images: Images, out: ProblemCollector) -> Dict[str, bytes]:
+def _same_file(st: os.stat_result, path: Optional[str]) -> bool:
+    if not path:
+        return False
+    try:
+        other = os.stat(path)
+    except OSError:
+        return False
+    return (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino)
+
+
+def _read_keyrings(images: Images, site: Optional[Site], directory: Optional[Directory],
+                   out: ProblemCollector) -> Dict[str, bytes]:
+    """Every `signed_by` keyring, checked: it is published world-readable to every node."""
+    trust = trust_for(site.deploy_owner if site else None)
+    secrets = [("site.signing_key", site.signing_key if site else None)]
+    if directory is not None and directory.ldap is not None:
+        secrets.append(("directory.ldap.bind_password_file", directory.ldap.bind_password_file))
     keyrings: Dict[str, bytes] = {}
     for rule in images.rules:
         if rule.signed_by_path is None or rule.signed_by_path in keyrings:
             continue
-        try:
-            with open(rule.signed_by_path, "rb") as handle:
-                keyrings[rule.signed_by_path] = handle.read()
-        except OSError as err:
-            out.add(f"images.rule[{rule.index}].signed_by",
-                    f"cannot read keyring {rule.signed_by_path}: {err.strerror or err}")
-            continue
-        if not keyrings[rule.signed_by_path]:
-            out.add(f"images.rule[{rule.index}].signed_by",
-                    f"keyring {rule.signed_by_path} is empty")
+        where = f"images.rule[{rule.index}].signed_by"
+        data = read_keyring(rule.signed_by_path, out.file, where, trust, secrets, out)
+        if data is not None:
+            keyrings[rule.signed_by_path] = data
     return keyrings
+
+
+def read_keyring(path: str, file: str, where: str, trust: Trust,
+                 secrets: Sequence[Tuple[str, Optional[str]]],
+                 out: ProblemCollector) -> Optional[bytes]:
+    """A keyring that apply publishes (`signed_by`, an ECL keyring), or None with a problem.
+
+    The file rule of `policy.inputs`, world-readable already, never one of `secrets` (the
+    signing key, the LDAP password file: compared by inode, so no other spelling slips by),
+    and an OpenPGP public keyring by its packets (`policy.keyring`).
+    """
+    try:
+        data, st = read_checked(path, file=file, key=where, max_size=KEYRING_MAX, trust=trust)
+    except InvalidInput as err:
+        out.extend(err.problems)
+        return None
+    except OSError as err:
+        out.add(where, f"cannot read keyring {path}: {err.strerror or err}")
+        return None
+    for key, secret in secrets:
+        if _same_file(st, secret):
+            out.add(where, f"{path} is the file {key} names: a secret, never a keyring "
+                           "(keyrings are published to every node)")
+            return None
+    if not st.st_mode & stat.S_IROTH:
+        out.add(where, f"{path} is not world-readable (mode {stat.S_IMODE(st.st_mode):04o}): "
+                       "a keyring is published to every node, so it must be public already")
+        return None
+    try:
+        check_public(data)
+    except NotPublicKeyring as err:
+        out.add(where, f"{path} is not an OpenPGP public keyring: {err}")
+        return None
+    return data
 
 
 def _build(data: bytes, file: str, base_dir: str) -> Policy:
@@ -219,7 +273,8 @@ def _build(data: bytes, file: str, base_dir: str) -> Policy:
     read_table(raw, "", TOP_FIELDS, out)  # unknown top-level keys, schema, [site] present
     sections = _Sections(_defaults(raw), out, base_dir)
     _cross(sections, out)
-    keyrings = _read_keyrings(sections.images, out) if sections.images is not None else {}
+    keyrings = (_read_keyrings(sections.images, sections.site, sections.directory, out)
+                if sections.images is not None else {})
     if out.problems:
         raise InvalidInput(_point_misplaced(out.problems))
     return _policy(file, data, sections, keyrings)
@@ -262,15 +317,21 @@ def load_bytes(data: bytes, file: str, base_dir: str) -> Policy:
 
 
 def load(path: str) -> Policy:
-    """Read and validate the site file at `path` (named as given in every message)."""
+    """Read and validate the site file at `path` (named as given in every message).
+
+    The site file decides what root installs on every node, so it is read through the
+    ownership rule of `policy.inputs`: besides root and the operator, only the deploy owner
+    it names may own it.
+    """
     try:
-        with open(path, "rb") as handle:
-            data = handle.read(MAX_SIZE + 1)
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as err:
+        data, st = read_checked(path, file=path, key="", max_size=MAX_SIZE)
+    except (FileNotFoundError, PermissionError) as err:
         raise InvalidInput([Problem(path, "", f"cannot read: {err.strerror}")]) from None
-    if len(data) > MAX_SIZE:
-        raise InvalidInput([Problem(path, "", f"larger than {MAX_SIZE} bytes")])
-    return _build(data, path, os.path.dirname(os.path.abspath(path)))
+    policy = _build(data, path, os.path.dirname(os.path.abspath(path)))
+    why = trust_problem(path, st, trust_for(policy.site.deploy_owner))
+    if why:
+        raise InvalidInput([Problem(path, "", why)])
+    return policy
 
 
 __all__: Sequence[str] = ("load", "load_text", "load_bytes", "SCHEMA")
