@@ -16,7 +16,6 @@ truncation.
 from __future__ import annotations
 
 import importlib
-import os
 import stat
 import time
 from typing import List, Optional, Tuple
