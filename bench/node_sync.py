@@ -26,8 +26,8 @@ from typing import Dict, List
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from hpcpolicy.deploy.publish import switch_channel, utc_now, write_generation  # noqa: E402
 from hpcpolicy.deploy.store import Target, ensure_layout  # noqa: E402
+from hpcpolicy.deploy.writer import switch_channel, utc_now, write_generation  # noqa: E402
 
 
 def tree(users: int) -> Dict[str, bytes]:

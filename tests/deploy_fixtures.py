@@ -7,8 +7,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from hpcpolicy.deploy.publish import publish_trees
 from hpcpolicy.deploy.store import Target, ensure_layout
+from hpcpolicy.deploy.writer import publish_trees
 
 Trees = Dict[str, Dict[str, bytes]]
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)

@@ -1,6 +1,6 @@
 """Fixtures for the node tests: real generations published by the real publisher.
 
-`Deploy.publish(trees)` builds a generation with `hpcpolicy.deploy.publish.write_generation`
+`Deploy.publish(trees)` builds a generation with `hpcpolicy.deploy.writer.write_generation`
 (the same code `apply` uses: manifest, optional ssh-keygen signature, atomic rename) and points
 a channel at it, so the node reads exactly what a site would give it.
 """
@@ -15,8 +15,8 @@ from typing import Any, Dict, Mapping, Optional
 
 import pytest
 
-from hpcpolicy.deploy.publish import switch_channel, utc_now, write_generation
 from hpcpolicy.deploy.store import Target, ensure_layout
+from hpcpolicy.deploy.writer import switch_channel, utc_now, write_generation
 
 SUBUID = b"1001:524288:65536\n1002:589824:65536\n"
 SUBGID = SUBUID

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import List
 
 from hpcpolicy.deploy import gc
-from hpcpolicy.deploy.publish import write_generation
 from hpcpolicy.deploy.store import Target
+from hpcpolicy.deploy.writer import write_generation
 from hpcpolicy.generation.naming import list_generations
 from tests.deploy_fixtures import FIELDS, NOW, publish, synthetic_trees
 

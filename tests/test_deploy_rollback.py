@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from hpcpolicy.deploy.changelog import read_changes
-from hpcpolicy.deploy.publish import read_trees
+from hpcpolicy.deploy.published import read_trees
 from hpcpolicy.deploy.rollback import promote, rollback
 from hpcpolicy.deploy.status import generations, status
 from hpcpolicy.deploy.store import Target

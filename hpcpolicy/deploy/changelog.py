@@ -10,7 +10,6 @@ O(history) per apply and risk the whole history on a full disk.
 
 from __future__ import annotations
 
-import errno
 import getpass
 import json
 import os
@@ -19,8 +18,7 @@ from datetime import datetime, timezone
 from typing import Any, Dict, List
 
 from hpcpolicy.deploy.store import LOG
-from hpcpolicy.errors import RuntimeFailure
-from hpcpolicy.fsutil import fsync_dir
+from hpcpolicy.fsutil import append_line, make_dirs
 
 CHANGES = "changes.jsonl"
 
@@ -37,12 +35,6 @@ def current_operator() -> str:
         return str(os.getuid())
 
 
-def _ends_torn(fd: int) -> bool:
-    """True when the file is non-empty and its last byte is not a newline."""
-    size = os.fstat(fd).st_size
-    return size > 0 and os.pread(fd, 1, size - 1) != b"\n"
-
-
 def append_change(deploy_root: str, entry: Dict[str, Any]) -> None:
     """Append `entry` as one line, adding `time` (ISO-8601 UTC), `host`, `operator` if absent.
 
@@ -54,27 +46,9 @@ def append_change(deploy_root: str, entry: Dict[str, Any]) -> None:
     record.setdefault("operator", current_operator())
     line = json.dumps(record, sort_keys=True, separators=(",", ":")) + "\n"
     directory = os.path.join(deploy_root, LOG)
-    created = not os.path.isdir(directory)
-    if created:
-        os.makedirs(directory, mode=0o755, exist_ok=True)
-    path = os.path.join(directory, CHANGES)
-    existed = os.path.lexists(path)
-    flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
-    try:
-        fd = os.open(path, flags, 0o644)
-    except OSError as err:
-        why = "is a symlink" if err.errno == errno.ELOOP else err.strerror
-        raise RuntimeFailure(f"{path}: cannot append: {why}") from None
-    try:
-        data = (("\n" if _ends_torn(fd) else "") + line).encode()
-        while data:  # a regular file takes it whole; loop only for exotic file systems
-            data = data[os.write(fd, data):]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    if not existed:
-        os.chmod(path, 0o644)  # umask must not decide who may read the history
-        fsync_dir(directory)
+    if not os.path.isdir(directory):
+        make_dirs(deploy_root, LOG)
+    append_line(os.path.join(directory, CHANGES), line.encode())
 
 
 def read_changes(deploy_root: str) -> List[Dict[str, Any]]:

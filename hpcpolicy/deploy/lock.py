@@ -20,15 +20,14 @@ import json
 import os
 import socket
 import threading
-import time
 from datetime import datetime, timezone
 from types import TracebackType
 from typing import Dict, List, Optional, Tuple, Type
 
 from hpcpolicy.deploy.store import LOCK
 from hpcpolicy.errors import LockTimeout, RuntimeFailure, UnsafePath
+from hpcpolicy.fsutil import poll_lock
 
-POLL_SECONDS = 0.05
 MOUNTINFO = "/proc/self/mountinfo"
 
 _held: Dict[Tuple[int, int], Tuple[int, int]] = {}  # (dev, ino) -> (fd, depth)
@@ -155,22 +154,17 @@ class DeployLock:
         return True
 
     def _wait(self, fd: int) -> None:
-        deadline = time.monotonic() + max(self.timeout, 0.0)
-        while True:
-            try:
-                fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return
-            except OSError as err:
-                if err.errno not in (errno.EACCES, errno.EAGAIN):
-                    os.close(fd)
-                    raise RuntimeFailure(f"{self.path}: cannot lock: {err.strerror}") from None
-            if time.monotonic() >= deadline:
-                os.close(fd)
-                raise LockTimeout(
-                    f"{self.deploy_root}: lock not acquired within {self.timeout:g} s: "
-                    f"{_holder_text(self.path)}"
-                )
-            time.sleep(POLL_SECONDS)
+        try:
+            held = poll_lock(fd, self.timeout, fcntl.lockf)
+        except OSError as err:
+            os.close(fd)
+            raise RuntimeFailure(f"{self.path}: cannot lock: {err.strerror}") from None
+        if not held:
+            os.close(fd)
+            raise LockTimeout(
+                f"{self.deploy_root}: lock not acquired within {self.timeout:g} s: "
+                f"{_holder_text(self.path)}"
+            )
 
     def _write_holder(self, fd: int) -> None:
         info = {

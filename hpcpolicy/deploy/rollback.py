@@ -20,16 +20,10 @@ from typing import Any, Dict, List, Mapping, Optional
 from hpcpolicy.deploy import gc
 from hpcpolicy.deploy.changelog import append_change, current_operator
 from hpcpolicy.deploy.lock import DeployLock
-from hpcpolicy.deploy.publish import (
-    ApplyResult,
-    compare,
-    gen_dir,
-    publish_trees,
-    read_trees,
-    switch_channel,
-    utc_now,
-)
+from hpcpolicy.deploy.published import compare, gen_dir, read_trees
+from hpcpolicy.deploy.result import ApplyResult
 from hpcpolicy.deploy.store import Target, check_deploy_root
+from hpcpolicy.deploy.writer import publish_trees, switch_channel, utc_now
 from hpcpolicy.errors import RuntimeFailure
 from hpcpolicy.generation.naming import (
     DEFAULT_CLASS,

@@ -26,7 +26,7 @@ import stat
 from typing import Optional
 
 from hpcpolicy.errors import RuntimeFailure, UnsafePath
-from hpcpolicy.fsutil import atomic_write, fsync_dir
+from hpcpolicy.fsutil import atomic_write, fsync_dir, make_dirs, refuse_symlinked_parents
 
 ORIG_SUFFIX = ".hpcpolicy-orig"
 FILE_MODE = 0o644
@@ -49,37 +49,12 @@ def _owner() -> Optional[int]:
 
 def check_parents(root: str, rel: str) -> None:
     """Every existing directory from ROOT down to the file's parent must be a real directory."""
-    current = root
-    for part in rel.split("/")[:-1]:
-        current = os.path.join(current, part)
-        try:
-            st = os.lstat(current)
-        except FileNotFoundError:
-            return  # created by make_parents, as a real directory
-        if stat.S_ISLNK(st.st_mode):
-            raise UnsafePath(f"{current}: is a symlink; refusing to install {rel} through it")
-        if not stat.S_ISDIR(st.st_mode):
-            raise UnsafePath(f"{current}: not a directory; cannot install {rel}")
+    refuse_symlinked_parents(root, rel)
 
 
 def make_parents(root: str, rel: str) -> None:
-    """Create the missing directories of `rel` under ROOT, 0755 root-owned, re-checking each."""
-    current = root
-    for part in rel.split("/")[:-1]:
-        current = os.path.join(current, part)
-        try:
-            os.mkdir(current, DIR_MODE)
-        except FileExistsError:
-            pass
-        else:
-            os.chmod(current, DIR_MODE)
-            owner = _owner()
-            if owner is not None:
-                os.chown(current, owner, owner, follow_symlinks=False)
-            fsync_dir(os.path.dirname(current))
-        st = os.lstat(current)
-        if not stat.S_ISDIR(st.st_mode):
-            raise UnsafePath(f"{current}: not a real directory; refusing to install {rel}")
+    """Create the missing directories of `rel` under ROOT, 0755 root-owned, never via a link."""
+    make_dirs(root, os.path.dirname(rel), DIR_MODE, owner=_owner(), sync=True)
 
 
 def read_installed(path: str) -> Optional[bytes]:

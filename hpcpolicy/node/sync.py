@@ -21,19 +21,18 @@ and the state of the previous sync; the next sync compares bytes and completes t
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import hashlib
 import logging
 import os
 import subprocess
-import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Dict, Iterator, List, Mapping, Optional
 
 from hpcpolicy.errors import HpcPolicyError, LockTimeout, UnsafePath, UsageError
+from hpcpolicy.fsutil import poll_lock
 from hpcpolicy.generation import diff as diffs
 from hpcpolicy.generation.manifest import SYSCTL_FILE
 from hpcpolicy.generation.naming import STABLE
@@ -122,17 +121,8 @@ def sync_lock(root: str, timeout: float) -> Iterator[None]:
     path = install.target_path(root, SYNC_LOCK)
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except OSError as err:
-                if err.errno not in (errno.EAGAIN, errno.EACCES):
-                    raise
-            if time.monotonic() >= deadline:
-                raise LockTimeout(f"{path}: another node sync runs for more than {timeout:g} s")
-            time.sleep(0.05)
+        if not poll_lock(fd, timeout, fcntl.flock):
+            raise LockTimeout(f"{path}: another node sync runs for more than {timeout:g} s")
         yield
     finally:
         os.close(fd)
