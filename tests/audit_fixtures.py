@@ -30,7 +30,7 @@ def make_policy(
     default: str = "deny",
     collections: Sequence[Collection] = (),
     runtimes: Sequence[str] = ("apptainer", "podman", "enroot"),
-    local: str = "allow",
+    local: str = "deny",
     exclude_disabled: bool = True,
 ) -> Policy:
     return Policy(

@@ -22,11 +22,22 @@ A runtime with no control reports false for allowed decisions too.
 
 from __future__ import annotations
 
-import posixpath
 import stat
 from dataclasses import dataclass, field, replace
 from typing import Any, Dict, FrozenSet, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
+from hpcpolicy.access.targets import (  # noqa: F401 - re-exported for callers of the audit
+    EXAMPLE,
+    PATH_TRANSPORTS,
+    UNLISTED,
+    Target,
+    chain,
+    classified,
+    collection_of,
+    default_targets,
+    parse_target,
+    paths_to_observe,
+)
 from hpcpolicy.directory.model import Snapshot, User
 from hpcpolicy.errors import UsageError
 from hpcpolicy.images.scope import (
@@ -40,14 +51,10 @@ from hpcpolicy.images.scope import (
 )
 from hpcpolicy.policy.model import Collection, Policy
 from hpcpolicy.policy.reference import parse
-from hpcpolicy.render.containers import LOCAL_TRANSPORTS, blockable, prefix_covers
+from hpcpolicy.render.containers import blockable, prefix_covers
 
-EXAMPLE = "example"
-UNLISTED = "unlisted.example.invalid/example:latest"  # a reference no sane rule matches
 LOCAL_RULE = "images.local_transports"
 MAX_DRIFT = 20  # drift lines shown per decision; the rest are counted
-# transports whose argument is a file or directory path (`oci:/path[:ref]`)
-PATH_TRANSPORTS = ("dir", "docker-archive", "oci", "oci-archive", "sif", "tarball")
 
 POLICY_JSON = "containers-policy.json"
 REGISTRIES_CONF = "containers-registries.conf"
@@ -70,6 +77,9 @@ class Enforcement:
     enforces: bool
     user_can_override: bool
     note: str
+    # what the audit reports when it does not hold: "unenforced-denial", "unenforced-requirement",
+    # "contradiction", "bypass" or "" (nothing to report; also for runtimes with no control)
+    gap: str = ""
 
     def as_dict(self) -> Dict[str, Any]:
         return {
@@ -139,16 +149,6 @@ class Observation:
 
     states: Dict[str, PathState] = field(default_factory=dict)
     truncated: Set[str] = field(default_factory=set)
-
-
-@dataclass(frozen=True)
-class Target:
-    """What `--image` (or a representative) names."""
-
-    kind: str  # "reference" | "path" | "transport" | "collection"
-    value: str  # normalised reference, absolute path, transport reference, collection path
-    given: str  # as typed
-    notes: Tuple[str, ...] = ()
 
 
 @dataclass
@@ -228,146 +228,6 @@ def select_users(
     return users
 
 
-# --- targets -------------------------------------------------------------------------------
-
-
-def _is_short(given: str) -> bool:
-    """Docker's rule: the first component is a host only with `.`, `:` or `localhost`."""
-    text = given[len("docker://") :] if given.startswith("docker://") else given
-    first, slash, _ = text.partition("/")
-    return not slash or (not any(c in first for c in ".:") and first != "localhost")
-
-
-def _has_tag_or_digest(scope: str) -> bool:
-    if "@" in scope:
-        return True
-    _, slash, path = scope.partition("/")
-    return bool(slash) and ":" in path.rsplit("/", 1)[-1]
-
-
-def _reference_target(arg: str, given: str, notes: Tuple[str, ...] = ()) -> Target:
-    ref = parse(arg)  # ValueError says what is wrong
-    if _is_short(arg):
-        notes += (
-            f"short name {given!r}: normalised as Docker does to {ref}; a node whose "
-            "registries.conf.d, ~/.config/containers/registries.conf or short-name-aliases.conf "
-            "carries an alias for it may resolve it elsewhere (the rendered registries.conf "
-            "has no search registries and enforces short names, so Podman needs such an alias)",
-        )
-    return Target("reference", str(ref), given, notes)
-
-
-def parse_target(arg: str, cwd: str = "/") -> Target:
-    """Classify `--image`: a registry reference, an image file path or a local transport.
-
-    `./x` and `../x` are paths relative to `cwd`; anything else without a leading `/` is a
-    reference (`foo.sif` is the valid reference `docker.io/library/foo.sif:latest`).
-    """
-    if not arg or any(ord(c) < 32 or ord(c) == 127 for c in arg):
-        raise ValueError(f"invalid image {arg!r}: empty, or a control character")
-    if arg.startswith(("./", "../")):
-        return Target("path", posixpath.normpath(posixpath.join(cwd, arg)), arg)
-    if arg.startswith("/"):
-        return Target("path", posixpath.normpath(arg), arg)
-    transport, colon, rest = arg.partition(":")
-    if colon and transport in LOCAL_TRANSPORTS and not rest.startswith("//"):
-        if transport in PATH_TRANSPORTS and rest.startswith("/"):
-            path = posixpath.normpath(rest.split(":", 1)[0])
-            note = f"{transport}: transport: judged as the file {path}"
-            return Target("path", path, arg, (note,))
-        return Target("transport", arg, arg)
-    if arg.startswith("oras://"):
-        note = ("oras:// is pulled by Apptainer only, which has no registry control; "
-                "judged by the image rules as the same registry reference")
-        return _reference_target(arg[len("oras://") :], arg, (note,))
-    if "://" in arg and not arg.startswith("docker://"):
-        raise ValueError(
-            f"invalid image {arg!r}: image rules judge registry references (docker:// or "
-            "none, oras://), image file paths and local transports (oci:, sif:, ...)"
-        )
-    return _reference_target(arg, arg)
-
-
-def _representative(scope: str, scopes: Set[str]) -> str:
-    """A reference the rule of `scope` decides: the scope itself, or an example below it."""
-    if scope.startswith("*."):
-        candidates = [f"registry.{scope[2:]}/{EXAMPLE}:latest",
-                      f"hpcpolicy-audit.{scope[2:]}/{EXAMPLE}:latest"]
-    elif _has_tag_or_digest(scope):
-        candidates = [scope]
-    else:
-        candidates = [f"{scope}:latest"] if "/" in scope else []
-        candidates += [f"{scope}/{EXAMPLE}:latest", f"{scope}/hpcpolicy-audit-{EXAMPLE}:latest"]
-    chosen: List[str] = []
-    for cand in candidates:
-        try:
-            ref = parse(cand)
-        except ValueError:
-            continue
-        if cand.endswith(":latest") and "/" not in cand[len(scope) :] and ref.name != scope:
-            continue  # docker.io/library:latest is docker.io/library/library: not the scope
-        chosen.append(str(ref))
-        if next((s for s in ref.scopes() if s in scopes), None) == scope:
-            return str(ref)
-    return chosen[0] if chosen else scope
-
-
-def default_targets(policy: Policy) -> List[Target]:
-    """Without --image: one example per rule scope, one unlisted reference, every collection."""
-    scopes = {r.scope for r in policy.images.rules}
-    out: List[Target] = []
-    seen: Set[str] = set()
-    for rule in sorted(policy.images.rules, key=lambda r: r.index):
-        ref = _representative(rule.scope, scopes)
-        if ref not in seen:
-            seen.add(ref)
-            out.append(Target("reference", ref, ref))
-    if not any(s in scopes for s in parse(UNLISTED).scopes()):
-        out.append(Target("reference", UNLISTED, UNLISTED))
-    out += [Target("collection", c.path, c.path) for c in policy.images.collections]
-    return out
-
-
-def collection_of(policy: Policy, path: str) -> Optional[Collection]:
-    """The collection holding `path`, compared by path component (never by string prefix)."""
-    for c in policy.images.collections:
-        root = c.path.rstrip("/") + "/"
-        if path == c.path or path.startswith(root):
-            return c
-    return None
-
-
-def classified(policy: Policy, target: Target) -> Target:
-    """A path naming a collection itself is the whole collection (walked, every file judged)."""
-    if target.kind == "path" and any(c.path == target.value for c in policy.images.collections):
-        return replace(target, kind="collection")
-    return target
-
-
-def paths_to_observe(policy: Policy, targets: Sequence[Target]) -> Tuple[List[str], List[str]]:
-    """(collection roots to walk, single paths to stat with their chain from the collection)."""
-    walk: List[str] = []
-    single: List[str] = []
-    for t in (classified(policy, t) for t in targets):
-        if t.kind == "collection":
-            walk.append(t.value)
-        elif t.kind == "path":
-            c = collection_of(policy, t.value)
-            single += chain(c.path, t.value) if c else [t.value]
-    return walk, single
-
-
-def chain(root: str, path: str) -> List[str]:
-    """`root` and every path below it down to `path` (`/c`, `/c/a`, `/c/a/x.sif`)."""
-    out = [root]
-    rest = path[len(root) :].strip("/")
-    current = root
-    for part in [p for p in rest.split("/") if p]:
-        current = posixpath.join(current, part)
-        out.append(current)
-    return out
-
-
 # --- references ----------------------------------------------------------------------------
 
 
@@ -377,21 +237,54 @@ def _blocked_by(blocked: Sequence[str], image: str) -> Optional[str]:
     return max(hits, key=len) if hits else None
 
 
-def _policy_json(d: Decision, node: Decision) -> Enforcement:
+def _requirement_gap(d: Decision, node: Decision) -> str:
+    """How the node's signature requirement departs from this user's ("" when it matches).
+
+    The node-wide file unites the ways in of every eligible user: a group-limited unsigned
+    allow below a signed scope makes the node accept unsigned images from everybody, and
+    several signed ways make it accept any of their keys. Compare the keyrings, not only
+    whether a signature is needed.
+    """
+    need, node_keys = set(d.keyrings), set(node.keyrings)
+    if need == node_keys:
+        return ""
+    if need and not node_keys:
+        return (f"the rules require a signature by {', '.join(sorted(need))} for this user, but "
+                "the node accepts it unsigned (another user's unsigned way in is united into "
+                "the node-wide file): this requirement is NOT enforced")
+    if need:
+        extra = ", ".join(sorted(node_keys - need))
+        return (f"the rules require a signature by {', '.join(sorted(need))} for this user, but "
+                f"the node also accepts {extra}: this requirement is NOT fully enforced")
+    return (f"the node requires a signature by {', '.join(sorted(node_keys))} that the rules "
+            "do not require of this user: unsigned pulls fail")
+
+
+def _policy_json(d: Decision, node: Decision, local_allowed: bool) -> Enforcement:
     signed = f", only if signed by {', '.join(node.keyrings)}" if node.keyrings else ""
     if d.allowed and node.allowed:
+        gap = _requirement_gap(d, node)
+        if gap:
+            kind = "unenforced-requirement" if d.keyrings else "contradiction"
+            return Enforcement(POLICY_JSON, False, True, f"{gap}; {_OVERRIDE}", kind)
         return Enforcement(POLICY_JSON, True, True,
                            f"accepts it node-wide ({node.reason}){signed}; {_OVERRIDE}")
     if not d.allowed and not node.allowed:
+        if local_allowed:
+            return Enforcement(POLICY_JSON, False, True, (
+                f"rejects it node-wide ({node.reason}), but accepts local transports "
+                f"({LOCAL_RULE} = allow): a user can fetch its blobs over HTTP (curl) into a "
+                "dir: layout and load it from there with podman, buildah or skopeo, with no "
+                "override of their own; this denial is NOT enforced"), "bypass")
         return Enforcement(POLICY_JSON, True, True,
                            f"rejects it node-wide ({node.reason}); {_OVERRIDE}")
     if node.allowed:
         return Enforcement(POLICY_JSON, False, True, (
             f"the node accepts it ({node.reason}){signed}: policy.json cannot tell users apart, "
-            "so this denial is NOT enforced by podman, buildah or skopeo"))
+            "so this denial is NOT enforced by podman, buildah or skopeo"), "unenforced-denial")
     return Enforcement(POLICY_JSON, False, True, (
         f"the node rejects it ({node.reason}): the rules allow it for this user's groups, but "
-        "node-wide files are rendered for the eligible users only"))
+        "node-wide files are rendered for the eligible users only"), "contradiction")
 
 
 def _registries_conf(allowed: bool, prefix: str) -> Enforcement:
@@ -400,11 +293,31 @@ def _registries_conf(allowed: bool, prefix: str) -> Enforcement:
         note += ("; this contradicts the allow decision (registries.conf matches by string "
                  "prefix, and a host prefix also covers host:port)")
     note += ("; a user's ~/.config/containers/registries.conf replaces the system file, and "
-             "registries.conf.d drop-ins can unblock it")
-    return Enforcement(REGISTRIES_CONF, not allowed, True, note)
+             "registries.conf.d drop-ins can unblock it; Apptainer ignores `blocked`")
+    return Enforcement(REGISTRIES_CONF, not allowed, True, note,
+                       "contradiction" if allowed else "")
 
 
-def _no_registry_control(runtime: str, allowed: bool) -> Enforcement:
+def _release(version: str) -> Tuple[int, ...]:
+    parts = [int(p) for p in version.split(".") if p.isdigit()]
+    return tuple(parts + [0] * (3 - len(parts)))
+
+
+def apptainer_registries(version: str) -> str:
+    """What Apptainer of the site's oldest release does with registries.conf on docker://."""
+    release = _release(version)
+    if release < (1, 4, 0):
+        return ("Apptainer before 1.4 reads /etc/containers/registries.conf for docker:// pulls: "
+                "it uses the first mirror of a registry entry and ignores `blocked`")
+    if release < (1, 4, 2):
+        return ("Apptainer 1.4.0 and 1.4.1 ignore registries.conf altogether (mirrors and "
+                "`blocked`)")
+    return ("Apptainer 1.4.2 and later read /etc/containers/registries.conf, registries.conf.d "
+            "and the user's own ~/.config/containers/registries.conf: they use the first mirror "
+            "of a registry entry (which a user can change) and ignore `blocked`")
+
+
+def _no_registry_control(runtime: str, allowed: bool, apptainer_version: str) -> Enforcement:
     what = {
         "apptainer": "Apptainer has no registry allow-list: pull/run/build of docker://, "
                      "oras:// and library:// fetch any reference (its OCI pulls ignore "
@@ -415,6 +328,8 @@ def _no_registry_control(runtime: str, allowed: bool) -> Enforcement:
         "enroot": "Enroot has no registry allow-list: `enroot import docker://…` fetches any "
                   "reference (ENROOT_ALLOW_HTTP is its only transport control)",
     }[runtime]
+    if runtime == "apptainer":
+        what += f"; {apptainer_registries(apptainer_version)}"
     tail = ("it runs this one as it runs any other" if allowed else
             "this denial is NOT enforced by it (network or proxy controls would be)")
     return Enforcement(runtime, False, False, f"{what}; {tail}")
@@ -447,11 +362,14 @@ def _reference_body(ctx: Context, target: Target, groups: FrozenSet[str]) -> Aud
     runtimes = policy.site.runtimes
     enforced: List[Enforcement] = []
     if "podman" in runtimes:
-        enforced.append(_policy_json(d, node))
+        local = policy.images.local_transports == "allow"
+        enforced.append(_policy_json(d, node, local))
         prefix = _blocked_by(ctx.blocked, d.image)
         if prefix is not None:
             enforced.append(_registries_conf(d.allowed, prefix))
-    enforced += [_no_registry_control(r, d.allowed) for r in NO_CONTROL if r in runtimes]
+    version = policy.site.apptainer_version
+    enforced += [_no_registry_control(r, d.allowed, version) for r in NO_CONTROL
+                 if r in runtimes]
     return AuditDecision(
         user="", image=d.image, allowed=d.allowed, rule=d.scope,
         reason=_reason(d, _passed_over(policy, d, groups)),
@@ -590,13 +508,13 @@ def _collection_perm_of(ctx: Context, w: _Walked, allowed: bool, uid: int,
         ok = enter and len(readable) == total
         note = (f"{mode}: the user may enter it and read {len(readable)} of {total} "
                 f"image files" if enter else f"{mode}: the user cannot list and enter it")
-        return Enforcement(FILE_PERMISSIONS, ok, False, note)
+        return Enforcement(FILE_PERMISSIONS, ok, False, note, "" if ok else "contradiction")
     if readable:
         first = readable[0]
         why = _why(first, uid, gids, ctx.gid_names)
         return Enforcement(FILE_PERMISSIONS, False, False, (
             f"the user can read {len(readable)} of {total} image files, e.g. {first.path}: "
-            f"{why}; this denial is NOT enforced"))
+            f"{why}; this denial is NOT enforced"), "unenforced-denial")
     lists = " (file names are visible, contents are not)" if enter else ""
     return Enforcement(FILE_PERMISSIONS, True, False,
                        f"{mode}: the user can read none of its {total} image files{lists}")
@@ -619,9 +537,10 @@ def _file_perm(ctx: Context, user: User, allowed: bool, paths: List[str],
     if can:
         return Enforcement(FILE_PERMISSIONS, False, False, (
             f"the user can read it: {_why(last, uid, gids, ctx.gid_names)}; "
-            "this denial is NOT enforced"))
+            "this denial is NOT enforced"), "unenforced-denial")
     return Enforcement(FILE_PERMISSIONS, False, False,
-                       f"the user cannot read {last.path} although allowed (mode {last.mode:04o})")
+                       f"the user cannot read {last.path} although allowed (mode {last.mode:04o})",
+                       "contradiction")
 
 
 def _collection_drift(ctx: Context, c: Collection, states: Iterable[PathState],
@@ -697,7 +616,7 @@ def _local_body(ctx: Context, target: Target, obs: Observation) -> AuditDecision
 # --- the audit -----------------------------------------------------------------------------
 
 
-def _user_notes(ctx: Context, user: User) -> Tuple[str, ...]:
+def user_notes(ctx: Context, user: User) -> Tuple[str, ...]:
     if user.name in ctx.eligible:
         return ()
     d = ctx.policy.directory
@@ -711,7 +630,7 @@ def _user_notes(ctx: Context, user: User) -> Tuple[str, ...]:
             f"{why}",)
 
 
-def _for_user(body: AuditDecision, user: str, notes: Tuple[str, ...]) -> AuditDecision:
+def for_user(body: AuditDecision, user: str, notes: Tuple[str, ...]) -> AuditDecision:
     """`body` for one user (direct construction: `dataclasses.replace` was 2/3 of the cost of
     auditing 30,000 users)."""
     return AuditDecision(user, body.image, body.allowed, body.rule, body.reason,
@@ -725,7 +644,7 @@ def decide_one(ctx: Context, user: User, target: Target, obs: Observation) -> Au
         c = collection_of(ctx.policy, target.value)
         if c is not None:
             found = _decide_collection(ctx, user, c, target, obs)
-            return replace(found, notes=found.notes + _user_notes(ctx, user))
+            return replace(found, notes=found.notes + user_notes(ctx, user))
     if target.kind == "reference":
         groups = ctx.groups_by_user.get(user.name, frozenset()) & ctx.rule_groups
         key: Any = ("ref", target.value, target.notes, groups)
@@ -737,7 +656,7 @@ def decide_one(ctx: Context, user: User, target: Target, obs: Observation) -> Au
         body = ctx.cache.get(key)
         if body is None:
             body = ctx.cache[key] = _local_body(ctx, target, obs)
-    return _for_user(body, user.name, _user_notes(ctx, user))
+    return for_user(body, user.name, user_notes(ctx, user))
 
 
 def audit(ctx: Context, users: Sequence[User], targets: Sequence[Target],

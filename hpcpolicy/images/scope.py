@@ -116,8 +116,14 @@ def decide(
     parsed = parse(ref)
     if user_groups is None:
         return decide_anyone(rules, default, parsed)
+    return decide_indexed(rules_by_scope(rules), default, parsed, user_groups)
+
+
+def decide_indexed(by_scope: Dict[str, List[ImageRule]], default: str, parsed: Reference,
+                   user_groups: Set[str]) -> Decision:
+    """`decide` over rules already grouped by `rules_by_scope` (callers deciding many
+    references index the rules once)."""
     allow_default = _check_default(default)
-    by_scope = rules_by_scope(rules)
     for scope in parsed.scopes():
         applicable = [r for r in by_scope.get(scope, ()) if _applies(r, user_groups)]
         if applicable:
