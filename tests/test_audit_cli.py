@@ -17,6 +17,8 @@ from hpcpolicy.cli.main import main
 
 DEMO = Path(__file__).resolve().parent.parent / "etc" / "demo" / "site.toml"
 TOP_KEYS = {"changed", "failed", "msg", "decisions", "summary", "site", "class"}
+REPORT_KEYS = {"changed", "failed", "msg", "summary", "site", "class", "profiles", "images",
+               "matrix", "findings", "legend", "provenance"}
 DECISION_KEYS = {"user", "image", "allowed", "rule", "reason", "enforced_by", "kind", "class",
                  "node_allowed", "notes", "drift"}
 
@@ -35,28 +37,63 @@ def as_json(capsys: pytest.CaptureFixture[str], *argv: str) -> Tuple[int, Dict[s
 
 
 def test_whole_site_json(capsys: pytest.CaptureFixture[str]) -> None:
+    """The default report is by access profile: summary, findings, profiles, matrix, legend."""
     rc, doc = as_json(capsys, str(DEMO))
-    assert rc == 0 and set(doc) == TOP_KEYS
+    assert rc == 0 and set(doc) == REPORT_KEYS
     assert (doc["changed"], doc["failed"], doc["site"], doc["class"]) == (False, False, "demo",
                                                                          "default")
-    ds = doc["decisions"]
-    assert all(set(d) == DECISION_KEYS for d in ds)
-    users = sorted({d["user"] for d in ds})
-    assert users == ["alice", "bob", "carol", "erin", "svc-backup"]  # dave is disabled (nologin)
-    images = list(dict.fromkeys(d["image"] for d in ds))
+    assert set(doc["summary"]) >= {"users", "profiles", "images", "allowed", "denied",
+                                   "unenforced_denials"}
+    # dave is disabled (nologin): a profile of his own, not eligible
+    groups = {tuple(p["groups"]) + (p["eligible"],): p["sample"] for p in doc["profiles"]}
+    assert groups == {(True,): ["carol", "erin", "svc-backup"], ("bio", True): ["alice"],
+                      ("vasp-licence", True): ["bob"], (False,): ["dave"]}
+    assert all("members" not in p for p in doc["profiles"])
+    images = [i["image"] for i in doc["images"]]
     assert images == [
         "registry.example.org/hpc:latest", "registry.example.org/hpc/experimental:latest",
         "registry.example.org/bio:latest", "docker.io/library/example:latest",
         "unlisted.example.invalid/example:latest", "/shared/containers/vasp",
     ]
-    bio = {d["user"]: d for d in ds if d["image"] == "registry.example.org/bio:latest"}
-    assert bio["alice"]["allowed"] and not bio["bob"]["allowed"]
-    podman = [e for e in bio["bob"]["enforced_by"] if e["mechanism"] == "containers-policy.json"]
-    assert podman[0]["enforces"] is False and bio["bob"]["node_allowed"] is True
-    vasp = {d["user"]: d["allowed"] for d in ds if d["kind"] == "collection"}
-    assert vasp == {"alice": False, "bob": True, "carol": False, "erin": False,
-                    "svc-backup": False}
-    assert doc["summary"]["decisions"] == len(ds) == 30
+    by_id = {p["id"]: p for p in doc["profiles"]}
+    cells = {(m["image"], by_id[m["profile"]]["sample"][0]): m for m in doc["matrix"]}
+    assert len(doc["matrix"]) == len(images) * len(doc["profiles"])
+    assert cells[("registry.example.org/bio:latest", "alice")]["allowed"]
+    bob = cells[("registry.example.org/bio:latest", "bob")]
+    assert not bob["allowed"]
+    podman = [e for e in bob["enforced_by"] if e["mechanism"] == "containers-policy.json"][0]
+    assert podman["enforces"] is False and podman["note"] in doc["legend"]
+    assert "NOT enforced" in doc["legend"][podman["note"]]
+    kinds = [(f["kind"], f["image"]) for f in doc["findings"]]
+    assert kinds[0] == ("unenforced-denial", "registry.example.org/bio:latest")
+    assert ("bypass", "unlisted.example.invalid/example:latest") in kinds
+    first = doc["findings"][0]
+    assert first["users"] == 5 and len(first["profiles"]) == 3 and first["remedy"]
+    bypass = [f for f in doc["findings"] if f["kind"] == "bypass"][0]
+    assert bypass["remedy"].startswith('set images.local_transports = "deny"')
+    rc, doc = as_json(capsys, str(DEMO), "--users")
+    assert {tuple(p["members"]) for p in doc["profiles"]} == {
+        ("carol", "erin", "svc-backup"), ("alice",), ("bob",), ("dave",)}
+
+
+def test_decisions_are_json_lines(capsys: pytest.CaptureFixture[str]) -> None:
+    """--decisions: the whole cross product, one decision object per line, names right."""
+    rc, out, _ = cli(capsys, str(DEMO), "--decisions", "--format", "json")
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert rc == 0 and len(lines) == 6 * 6 and all(set(d) == DECISION_KEYS for d in lines)
+    vasp = {d["user"]: d for d in lines if d["kind"] == "collection"}
+    assert vasp["bob"]["allowed"] and "bob is in group vasp-licence" in vasp["bob"]["reason"]
+    assert "carol is not a member" in vasp["carol"]["reason"]
+    assert any("not counted" in n for n in vasp["dave"]["notes"])
+    rc, out, err = cli(capsys, str(DEMO), "--decisions")
+    assert rc == 2 and "needs --format json" in err
+
+
+def test_who_may_run_an_image(capsys: pytest.CaptureFixture[str]) -> None:
+    rc, doc = as_json(capsys, str(DEMO), "--image", "registry.example.org/bio/blast:2.14")
+    assert rc == 0 and doc["msg"] == ("registry.example.org/bio/blast:2.14: 1 of 6 users may "
+                                      "run it (1 of 4 access profiles)")
+    assert [m["allowed"] for m in doc["matrix"]].count(True) == 1
 
 
 def test_explain_json_is_one_decision(capsys: pytest.CaptureFixture[str]) -> None:
@@ -79,7 +116,9 @@ def test_explain_text_and_short_name(capsys: pytest.CaptureFixture[str]) -> None
 
 def test_filters_and_formats(capsys: pytest.CaptureFixture[str]) -> None:
     rc, doc = as_json(capsys, str(DEMO), "--group", "bio", "--image", "registry.example.org/bio")
-    assert rc == 0 and [d["user"] for d in doc["decisions"]] == ["alice"]
+    assert rc == 0 and [p["sample"] for p in doc["profiles"]] == [["alice"]]
+    rc, doc = as_json(capsys, str(DEMO), "--user", "bob")
+    assert rc == 0 and set(doc) == TOP_KEYS and {d["user"] for d in doc["decisions"]} == {"bob"}
     rc, out, _ = cli(capsys, str(DEMO), "--user", "bob", "--format", "csv")
     rows = list(csv.DictReader(io.StringIO(out)))
     assert rc == 0 and rows and {r["user"] for r in rows} == {"bob"}
@@ -89,7 +128,7 @@ def test_filters_and_formats(capsys: pytest.CaptureFixture[str]) -> None:
     assert rc == 0 and out.startswith("<!DOCTYPE html>") and out.rstrip().endswith("</html>")
     rc, out, _ = cli(capsys, str(DEMO), "--image", "/shared/containers/vasp/vasp.sif",
                      "--class", "default")
-    assert rc == 0 and "/shared/containers/vasp/vasp.sif" in out and "Findings:" in out
+    assert rc == 0 and "/shared/containers/vasp/vasp.sif" in out and "Findings" in out
 
 
 def test_image_file_outside_collections(capsys: pytest.CaptureFixture[str],
@@ -157,8 +196,10 @@ def test_collection_drift_is_data_not_failure(capsys: pytest.CaptureFixture[str]
     site.write_text(site.read_text().replace("/shared/containers/vasp", str(coll)))
     rc, doc = as_json(capsys, str(site), "--image", str(coll))
     assert rc == 0 and not doc["failed"]
-    carol = [d for d in doc["decisions"] if d["user"] == "carol"][0]
-    assert not carol["allowed"] and not carol["enforced_by"][0]["enforces"]
+    gap = [f for f in doc["findings"] if f["kind"] == "unenforced-denial"][0]
+    assert gap["mechanism"] == "file-permissions" and gap["users"] == 5  # dave (disabled) too
+    assert gap["remedy"] == f"chgrp -R vasp-licence {coll} && chmod -R o-rwx {coll}"
+    drift = [f for f in doc["findings"] if f["kind"] == "drift"][0]
     assert f"{coll}/vasp.sif: group owner root (gid 0), policy: vasp-licence (gid 2002)" in \
-        carol["drift"]
-    assert doc["summary"]["unenforced_denials"] == 4 and doc["summary"]["drift"] == 5
+        drift["msg"]
+    assert doc["summary"]["unenforced_denials"] == 5

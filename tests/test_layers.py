@@ -25,6 +25,7 @@ LAYERS: Dict[str, int] = {
     "subid": 4,
     "render": 5,
     "generation": 6,
+    "access": 6,
     "deploy": 7,
     "node": 7,
     "audit": 8,

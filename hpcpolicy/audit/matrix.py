@@ -65,7 +65,8 @@ MECHANISMS = {
 MARKS = {
     "enforced": "every mechanism meant to carry this verdict carries it",
     "gap": "a mechanism meant to carry this verdict does not (see the findings)",
-    "none": "no mechanism of the site carries this verdict (runtimes without control only)",
+    "none": "no mechanism of the site is known to carry this verdict (only runtimes without "
+            "registry control, or a collection not present on this host)",
 }
 
 

@@ -276,7 +276,7 @@ def profile_table(r: Report, headline: str, members: bool = False) -> str:
         if members:
             lines.append(f"      members: {', '.join(p.members)}")
     lines += ["", "Matrix: allow/deny per image and profile; ! a mechanism meant to carry it "
-              "does not (see findings), ~ only runtimes without registry control"]
+              "does not (see findings), ~ none is known to carry it (see the legend)"]
     header = ["IMAGE"] + [f"P{j}" for j in range(1, len(r.profiles) + 1)]
     rows = [header]
     for i, t in enumerate(r.targets):
@@ -420,7 +420,7 @@ def profile_html(r: Report, title: str, headline: str, members: bool = False) ->
              '<span class="sw" style="background:#ffcdd2">deny</span> denied '
              '<span class="sw" style="background:#ffcdd2;font-weight:700">deny!</span> a '
              'mechanism meant to carry the verdict does not (hatched; see the findings) '
-             '<span class="sw">deny~</span> only runtimes without registry control. Hover a '
+             '<span class="sw">deny~</span> no mechanism is known to carry it. Hover a '
              'cell for its mechanisms; the keys are explained in the legend.</p>')
     roster = ""
     if members:

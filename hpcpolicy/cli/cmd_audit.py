@@ -1,23 +1,25 @@
 """`hpcpolicy audit SITE`: who may run which image, why, and what on a node enforces it.
 
-Without `--user`, every user the node-wide files are rendered for (uid >= min_uid, not nobody,
-not disabled when `exclude_disabled`); without `--image`, one example reference per rule scope,
-one reference no rule matches, and every collection. `--explain` gives every detail of one
-decision. The audit exits 0 whatever it finds: denials nobody enforces and permission drift are
-findings, not failures. Invalid site or arguments (an unknown user, a malformed reference) exit
-2; an unreadable directory exits 1. It reads the directory and stats collection paths; it needs
-no deploy root and writes nothing.
+Without `--user`, a report by access profile (users whose decisions are all the same): a
+summary, the findings first (denials or signature requirements a mechanism does not carry,
+contradictions, bypass routes that need no override, collection drift), then the image x
+profile matrix and a legend. `--image REF` alone says who may run that image, by profile, with
+user counts. `--user U` lists that user's decisions; `--explain` gives every detail of one.
+`--users` adds the members of each profile; `--decisions --format json` streams every
+(image, user) decision as JSON Lines. The audit exits 0 whatever it finds. Invalid site or
+arguments (an unknown user, group or class, a malformed reference) exit 2; an unreadable
+directory exits 1. It reads the directory and stats collection paths; it needs no deploy root
+and writes nothing.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-from typing import Any, Dict, List
+import json
+from typing import Any, Iterator
 
-from hpcpolicy.audit.decide import AuditDecision, Target
 from hpcpolicy.cli.outcome import Outcome
-from hpcpolicy.errors import InvalidInput, UsageError
+from hpcpolicy.errors import UsageError
 
 
 def add_parser(subparsers: Any, common_parent: argparse.ArgumentParser) -> None:
@@ -34,51 +36,25 @@ def add_parser(subparsers: Any, common_parent: argparse.ArgumentParser) -> None:
                         help="the node class audited (default: default)")
     parser.add_argument("--explain", action="store_true",
                         help="every detail of one decision (needs --user and --image)")
+    more = parser.add_mutually_exclusive_group()
+    more.add_argument("--users", action="store_true",
+                      help="list the members of each access profile")
+    more.add_argument("--decisions", action="store_true",
+                      help="every (image, user) decision as JSON Lines (needs --format json)")
     parser.add_argument("--format", choices=("table", "text", "csv", "json", "html"),
                         default="table", help="text is the same as table")
     parser.set_defaults(run=run)
 
 
-def _target(arg: str) -> Target:
-    from hpcpolicy.audit.decide import parse_target
+def _lines(result: Any) -> Iterator[str]:
+    from hpcpolicy.audit.api import decisions
 
-    try:
-        return parse_target(arg, os.getcwd())
-    except ValueError as err:
-        raise UsageError(f"--image {arg}: {err}") from err
-
-
-def _decisions(args: argparse.Namespace) -> tuple[Any, List[AuditDecision]]:
-    from hpcpolicy.audit.decide import (
-        audit,
-        default_targets,
-        make_context,
-        paths_to_observe,
-        select_users,
-    )
-    from hpcpolicy.audit.observe import observe
-    from hpcpolicy.directory.against import check_against_directory
-    from hpcpolicy.directory.read import read_directory
-    from hpcpolicy.policy.load import load
-
-    if args.explain and not (args.user and args.image):
-        raise UsageError("audit --explain needs --user U and --image REF")
-    targets = [_target(args.image)] if args.image else None
-    policy = load(args.site)
-    snapshot = read_directory(policy)
-    problems = list(check_against_directory(policy, snapshot))
-    if problems:
-        raise InvalidInput(problems)
-    ctx = make_context(policy, snapshot, args.node_class)
-    users = select_users(ctx, args.user, args.group)
-    if args.explain and not users:
-        raise UsageError(f"--user {args.user} is not a member of --group {args.group}")
-    targets = targets or default_targets(policy)
-    walk, single = paths_to_observe(policy, targets)
-    return ctx, audit(ctx, users, targets, observe(walk, single))
+    dumps = json.JSONEncoder(sort_keys=True).encode
+    for d in decisions(result):
+        yield dumps(d.as_dict()) + "\n"
 
 
-def _explain(d: AuditDecision, fmt: str, site: str) -> Outcome:
+def _explain(d: Any, fmt: str, site: str) -> Outcome:
     from hpcpolicy.audit import report
 
     verb = "may run" if d.allowed else "may not run"
@@ -91,20 +67,36 @@ def _explain(d: AuditDecision, fmt: str, site: str) -> Outcome:
 
 
 def run(args: argparse.Namespace) -> Outcome:
-    from hpcpolicy.audit import report
+    from hpcpolicy.audit import api, report
 
-    ctx, decisions = _decisions(args)
+    if args.decisions and args.format != "json":
+        raise UsageError("audit --decisions prints JSON Lines: it needs --format json")
+    if args.decisions and args.explain:
+        raise UsageError("audit --decisions and --explain are exclusive")
+    result = api.run(args.site, user=args.user, image=args.image, group=args.group,
+                     node_class=args.node_class, explain=args.explain)
+    ctx = result.ctx
     site = ctx.policy.site.name
     if args.explain:
-        return _explain(decisions[0], args.format, site)
-    counts = report.summary(decisions)
-    msg = report.summary_line(site, ctx.node_class, counts)
-    data: Dict[str, Any] = {"decisions": report.to_json(decisions), "summary": counts,
-                            "site": site, "class": ctx.node_class}
-    if args.format == "csv":
-        text = report.to_csv(decisions)
-    elif args.format == "html":
-        text = report.to_html(decisions, f"hpcpolicy audit: {site}", msg)
-    else:
-        text = report.table(decisions, msg)
-    return Outcome(msg, data, text)
+        return _explain(result.decisions[0], args.format, site)
+    if args.decisions:
+        return Outcome("", stream=_lines(result))
+    if result.report is None:  # --user
+        decisions = result.decisions
+        counts = report.summary(decisions)
+        msg = report.summary_line(site, ctx.node_class, counts)
+        data = {"decisions": report.to_json(decisions), "summary": counts, "site": site,
+                "class": ctx.node_class}
+        text = {"csv": lambda: report.to_csv(decisions),
+                "html": lambda: report.to_html(decisions, f"hpcpolicy audit: {site}", msg),
+                }.get(args.format, lambda: report.table(decisions, msg))()
+        return Outcome(msg, data, text)
+    r = result.report
+    msg = report.who_line(r) if args.image else report.report_line(r)
+    title = f"hpcpolicy audit: {site} (class {ctx.node_class})"
+    if args.format == "json":
+        return Outcome(msg, r.as_dict(args.users))
+    text = {"csv": lambda: report.profile_csv(r),
+            "html": lambda: report.profile_html(r, title, msg, args.users),
+            }.get(args.format, lambda: report.profile_table(r, msg, args.users))()
+    return Outcome(msg, {}, text)

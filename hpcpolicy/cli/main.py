@@ -75,7 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _emit(outcome: Outcome, as_json: bool) -> None:
-    if as_json:
+    if outcome.stream is not None:
+        for chunk in outcome.stream:
+            sys.stdout.write(chunk)
+    elif as_json:
         sys.stdout.write(json.dumps(outcome.payload(), sort_keys=True) + "\n")
     elif outcome.text:
         sys.stdout.write(outcome.text if outcome.text.endswith("\n") else outcome.text + "\n")

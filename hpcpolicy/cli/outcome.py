@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict
+from typing import Any, Dict, Iterable, Optional
 
 
 @dataclass
@@ -20,6 +20,8 @@ class Outcome:
     text: str = ""
     changed: bool = False
     exit_code: int = 0
+    # printed as it is produced instead of `data`/`text` (JSON Lines: `audit --decisions`)
+    stream: Optional[Iterable[str]] = None
 
     def payload(self) -> Dict[str, Any]:
         out: Dict[str, Any] = {

@@ -400,7 +400,9 @@ def check_user_policies(root: str, basis: _Basis, limit: int) -> Check:
         return Check("user-policy-json", WARN,
                      f"{len(copies)} user(s) have their own policy.json, which overrides the "
                      f"node's for them (first {limit} homes looked at): {_shown(copies)}",
-                     "remove them, or accept them (`hpcpolicy audit` reports this override)")
+                     "remove them, or accept them: `hpcpolicy audit` does not look in home "
+                     "directories (stat-ing every automounted home would be an automount "
+                     "storm); it only says that each user can override policy.json")
     return Check("user-policy-json", OK, "no policy.json copies in /etc/skel or /home/*")
 
 

@@ -1,0 +1,115 @@
+"""`audit.run`: the one library call behind `hpcpolicy audit` (the CLI only formats its result).
+
+It loads the site, reads the directory, checks the site against it, observes the collection
+paths the targets need, and answers one of three questions:
+
+* `explain` (`user` and `image`): one decision with every detail;
+* `user` alone: that user's decisions;
+* otherwise the report by access profile (summary, findings, image x profile matrix), also for
+  `image` or `group` alone (who may run this image, by profile).
+
+The full cross product (`--decisions`) is `decisions(result)`, a generator: it never holds more
+than the report and one decision.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Dict, Iterator, List, Optional
+
+from hpcpolicy import __version__
+from hpcpolicy.audit.decide import (
+    AuditDecision,
+    Context,
+    Observation,
+    Target,
+    audit,
+    default_targets,
+    make_context,
+    parse_target,
+    paths_to_observe,
+    select_users,
+)
+from hpcpolicy.audit.matrix import Report, audited_users, build_report, decisions_stream
+from hpcpolicy.errors import InvalidInput, UsageError
+
+
+@dataclass
+class AuditResult:
+    """What one audit computed: `decisions` (explain / user) or `report` (by profile)."""
+
+    ctx: Context
+    obs: Observation
+    decisions: List[AuditDecision] = field(default_factory=list)
+    report: Optional[Report] = None
+
+
+def _target(arg: str, cwd: str) -> Target:
+    try:
+        return parse_target(arg, cwd)
+    except ValueError as err:
+        raise UsageError(f"--image {arg}: {err}") from err
+
+
+def run(
+    site: str,
+    *,
+    user: Optional[str] = None,
+    image: Optional[str] = None,
+    group: Optional[str] = None,
+    node_class: str = "default",
+    explain: bool = False,
+    cwd: Optional[str] = None,
+    now: Optional[datetime] = None,
+) -> AuditResult:
+    """Audit `site` (see the module docstring); UsageError / InvalidInput for bad input."""
+    from hpcpolicy.audit.observe import observe
+    from hpcpolicy.directory.against import check_against_directory
+    from hpcpolicy.directory.read import read_directory
+    from hpcpolicy.policy.load import load
+
+    if explain and not (user and image):
+        raise UsageError("audit --explain needs --user U and --image REF")
+    targets = [_target(image, cwd or os.getcwd())] if image else None
+    policy = load(site)
+    snapshot = read_directory(policy)
+    problems = list(check_against_directory(policy, snapshot))
+    if problems:
+        raise InvalidInput(problems)
+    ctx = make_context(policy, snapshot, node_class)
+    chosen = targets or default_targets(policy)
+    walk, single = paths_to_observe(policy, chosen)
+    obs = observe(walk, single)
+    if user is not None:
+        users = select_users(ctx, user, group)
+        if not users:
+            raise UsageError(f"--user {user} is not a member of --group {group}")
+        return AuditResult(ctx, obs, audit(ctx, users, chosen, obs))
+    select_users(ctx, None, group)  # an unknown --group is exit 2
+    report = build_report(ctx, chosen, obs, audited_users(ctx, group))
+    report.provenance = provenance(ctx, report, now)
+    return AuditResult(ctx, obs, report=report)
+
+
+def provenance(ctx: Context, report: Report, now: Optional[datetime] = None) -> Dict[str, Any]:
+    """Where a report comes from: what a reader needs to trust (or date) it."""
+    when = (now or datetime.now(timezone.utc)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    policy = ctx.policy
+    return {
+        "site": policy.site.name, "class": ctx.node_class, "site file": policy.path,
+        "policy sha256": policy.sha256, "time": when, "hpcpolicy": __version__,
+        "directory": ", ".join(policy.directory.sources),
+        "users": sum(len(p.members) for p in report.profiles),
+        "generation": "not read (the audit judges the site file and the directory as they "
+                      "are now)",
+    }
+
+
+def decisions(result: AuditResult) -> Iterator[AuditDecision]:
+    """Every (image, user) decision of a report, streamed (`--decisions`)."""
+    if result.report is None:
+        yield from result.decisions
+        return
+    yield from decisions_stream(result.ctx, result.report, result.obs)
