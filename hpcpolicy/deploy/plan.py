@@ -39,13 +39,20 @@ def build(
     deploy_root: Optional[str] = None,
     snapshot: Optional[Snapshot] = None,
     now: Optional[str] = None,
+    against_published: bool = False,
 ) -> Plan:
-    """Compute the whole plan; raises InvalidInput with every problem found at once."""
+    """Compute the whole plan; raises InvalidInput with every problem found at once.
+
+    `against_published` (apply): before allocating, the ledger must hold every sub-ID range
+    the deploy root's channels publish (`deploy.ledger_guard`), else RuntimeFailure.
+    """
     with paused():
-        return _build(policy, deploy_root or policy.site.deploy_root, snapshot, now)
+        return _build(policy, deploy_root or policy.site.deploy_root, snapshot, now,
+                      against_published)
 
 
-def _build(policy: Policy, root: str, snapshot: Optional[Snapshot], now: Optional[str]) -> Plan:
+def _build(policy: Policy, root: str, snapshot: Optional[Snapshot], now: Optional[str],
+           against_published: bool = False) -> Plan:
     if snapshot is None:
         snapshot = read_directory(policy)
     problems = list(check_against_directory(policy, snapshot))
@@ -55,6 +62,10 @@ def _build(policy: Policy, root: str, snapshot: Optional[Snapshot], now: Optiona
     result: Optional[AllocationResult] = None
     allocations: List = []
     if policy.subid.enabled:
+        if against_published:
+            from hpcpolicy.deploy.ledger_guard import check_ledger_holds_published
+
+            check_ledger_holds_published(root, ledger)
         result = allocate(policy, snapshot, ledger, now=now)
         allocations = result.allocations
     trees = render_all(policy, snapshot, allocations)

@@ -120,7 +120,7 @@ def _apply(run: _Run) -> ApplyResult:
     from hpcpolicy.deploy.plan import build
 
     root = run.target.root
-    plan = build(run.policy, root, now=gc.stamp(run.now))
+    plan = build(run.policy, root, now=gc.stamp(run.now), against_published=True)
     if plan.result is not None:
         check_revoke(run.policy, plan.result, run.allow_revoke)
     base = _base(root, run.channel)
