@@ -141,6 +141,15 @@ def _debian_clone(n: Node) -> None:
     n.proc_value("kernel.unprivileged_userns_clone", "0")
 
 
+def _bind_private(n: Node) -> None:
+    os.chmod(n.root / "scratch", 0o700)
+
+
+def _bind_group_only(n: Node) -> None:
+    os.chmod(n.root / "scratch", 0o750)
+
+
+
 BREAKAGES: List[Any] = [
     (_nsswitch_sss, "nsswitch-subid", FAIL, "subid: sss"),
     (_login_defs, "login-defs", FAIL, "SUB_UID_COUNT 65536"),
@@ -149,6 +158,8 @@ BREAKAGES: List[Any] = [
     (_dropin_aliases, "registries-drop-ins", WARN, "000-shortnames.conf"),
     (_suid_starter, "setuid-starter", FAIL, "starter-suid"),
     (_missing_bind, "bind-sources", FAIL, "/scratch"),
+    (_bind_private, "bind-sources", FAIL, "/scratch (directory mode 0700"),
+    (_bind_group_only, "bind-sources", WARN, "/scratch (directory mode 0750"),
     (_sysctl_off, "sysctl user.max_user_namespaces", FAIL, "is 0, policy wants 15000"),
     (_sysctl_off, "user-namespaces", FAIL, "is 0"),
     (_debian_clone, "user-namespaces", FAIL, "unprivileged_userns_clone"),
@@ -249,3 +260,50 @@ def test_optional_sysctl_missing_from_kernel_is_ok(tmp_path: Path, deploy: Deplo
     checks = n.checks()
     assert checks["sysctl kernel.unprivileged_userns_clone"].status == OK
     assert checks["sysctl user.max_net_namespaces"].status == FAIL
+
+
+def test_sysctl_remedy_ignores_keys_the_kernel_lacks(node: Node) -> None:
+    """procps 4 exits 1 on an optional `-key` the kernel lacks: the remedy must say -e."""
+    _sysctl_off(node)
+    check = node.checks()["sysctl user.max_user_namespaces"]
+    assert "sysctl -e -p /etc/sysctl.d/90-hpcpolicy.conf" in check.remedy
+
+
+def test_bind_source_behind_a_closed_directory(node: Node) -> None:
+    (node.root / "scratch").rmdir()
+    (node.root / "site" / "scratch").mkdir(parents=True)
+    os.chmod(node.root / "site", 0o700)
+    node.deploy.publish(requirements={**REQUIREMENTS,
+                                      "bind_sources": {"default": ["/site/scratch"]}})
+    sync(SyncOptions(str(node.deploy.root), str(node.root)))
+    check = node.checks()["bind-sources"]
+    assert check.status == FAIL, check.line()
+    assert "its parent /site has mode 0700" in check.detail
+
+
+def test_userns_off_by_policy_passes_a_correct_node(tmp_path: Path, deploy: Deploy,
+                                                    node_root: Path) -> None:
+    """runtime.user_namespaces = false: a node with user namespaces off is correct, and no
+    remedy tells the admin to turn them on."""
+    reqs = {**REQUIREMENTS, "sysctls": {"user.max_user_namespaces": "0",
+                                        "kernel.unprivileged_userns_clone": "0"},
+            "sysctls_optional": ["kernel.unprivileged_userns_clone"]}
+    deploy.publish(requirements=reqs)
+    sync(SyncOptions(str(deploy.root), str(node_root)))
+    n = Node(node_root, tmp_path / "proc_sys", deploy)
+    (node_root / "scratch").mkdir()
+    for name in ("newuidmap", "newgidmap"):
+        n.write(f"usr/bin/{name}", "#!/bin/sh\n", 0o4755)
+    n.write("etc/containers/registries.conf.d/.keep", "")
+    n.proc_value("user.max_user_namespaces", "0")
+    n.proc_value("kernel.unprivileged_userns_clone", "0")
+    n.proc_value("kernel.apparmor_restrict_unprivileged_userns", "1")
+    checks = n.checks()
+    bad = [c.line() for c in checks.values() if c.status != OK]
+    assert bad == []
+    assert checks["user-namespaces"].status == OK
+    assert not any("15000" in c.remedy or "= 0" in c.remedy for c in checks.values())
+    n.proc_value("user.max_user_namespaces", "15000")  # drifted back on: the sysctl check says so
+    again = n.checks()
+    assert again["sysctl user.max_user_namespaces"].status == FAIL
+    assert "policy wants 0" in again["sysctl user.max_user_namespaces"].detail

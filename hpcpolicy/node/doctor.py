@@ -21,10 +21,10 @@ import os
 import stat
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Mapping, Optional
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 from hpcpolicy.errors import HpcPolicyError, UnsafePath
-from hpcpolicy.generation.manifest import class_files
+from hpcpolicy.generation.manifest import SYSCTL_FILE, class_files
 from hpcpolicy.generation.naming import DEFAULT_CLASS, STABLE
 from hpcpolicy.generation.verify import verify_generation
 from hpcpolicy.node import install, source
@@ -84,6 +84,9 @@ class _Basis:
 
     generation: Optional[str] = None
     node_class: str = DEFAULT_CLASS
+    channel: Optional[str] = None
+    held: Optional[str] = None  # what the state file says the node installed
+    held_class: Optional[str] = None
     files: Dict[str, str] = field(default_factory=dict)
     requirements: Dict[str, Any] = field(default_factory=dict)
     checks: List[Check] = field(default_factory=list)
@@ -109,6 +112,9 @@ def _basis(opts: DoctorOptions, root: str) -> _Basis:
     except HpcPolicyError as err:
         state = None
         basis.checks.append(Check("state", FAIL, str(err), "hpcpolicy node sync --from DIR"))
+    if state is not None:
+        basis.held, basis.held_class = state.get("generation"), state.get("class")
+        basis.channel = str(state.get("channel") or STABLE)
     if opts.deploy_root is not None:
         _from_deploy_root(opts, state, basis)
     elif state is not None:
@@ -139,7 +145,7 @@ def _from_deploy_root(opts: DoctorOptions, state: Optional[Mapping[str, Any]],
     except HpcPolicyError as err:
         basis.checks.append(Check("generation", FAIL, str(err), "fix the deploy root"))
         return
-    basis.generation, basis.node_class = name, node_class
+    basis.generation, basis.node_class, basis.channel = name, node_class, channel
     basis.files = {e.path: e.sha256 for e in class_files(manifest, node_class)}
     basis.requirements = dict(manifest.get("requirements") or {})
     have = state.get("generation") if state else None
@@ -183,13 +189,53 @@ def _bind_sources(req: Mapping[str, Any], node_class: str) -> List[str]:
     return [str(s) for s in raw]
 
 
+def _access_problem(root: str, source: str) -> Optional[Tuple[str, bool]]:
+    """Why users cannot read a bind source: (reason, group may), or None when all can.
+
+    Every user's container mounts the same source, so it must be readable (a directory also
+    searchable) by other, and every directory above it searchable. Root passes any mode check,
+    so the modes are read, not tried. `group may` is True when the group bits would allow it
+    (a deliberately group-restricted source).
+    """
+    path = _node(root, source.lstrip("/"))
+    st = os.stat(path)
+    isdir = stat.S_ISDIR(st.st_mode)
+    need_o = stat.S_IROTH | (stat.S_IXOTH if isdir else 0)
+    need_g = stat.S_IRGRP | (stat.S_IXGRP if isdir else 0)
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & need_o != need_o:
+        what = "directory" if isdir else "file"
+        return (f"{source} ({what} mode {mode:04o}, uid {st.st_uid}, gid {st.st_gid})",
+                mode & need_g == need_g)
+    parent = os.path.dirname(path)
+    while len(parent) > len(root) and parent.startswith(root):
+        pmode = stat.S_IMODE(os.stat(parent).st_mode)
+        if not pmode & stat.S_IXOTH:
+            shown = "/" + os.path.relpath(parent, root)
+            return f"{source} (its parent {shown} has mode {pmode:04o})", \
+                bool(pmode & stat.S_IXGRP)
+        parent = os.path.dirname(parent)
+    return None
+
+
 def check_binds(root: str, basis: _Basis) -> Check:
     sources = _bind_sources(basis.requirements, basis.node_class)
     missing = [s for s in sources if not os.path.exists(_node(root, s.lstrip("/")))]
     if missing:
         return Check("bind-sources", FAIL, f"required bind source(s) missing: {_shown(missing)}",
                      "mount or create them (or set required = false in site.toml, Enroot only)")
-    return Check("bind-sources", OK, f"{len(sources)} required source(s) present"
+    problems = [p for p in (_access_problem(root, s) for s in sources) if p is not None]
+    closed = [why for why, group in problems if not group]
+    grouped = [why for why, group in problems if group]
+    if closed:
+        return Check("bind-sources", FAIL,
+                     f"required bind source(s) not readable by users: {_shown(closed)}",
+                     "chmod o+rX them (and o+x every directory above them)")
+    if grouped:
+        return Check("bind-sources", WARN,
+                     f"bind source(s) readable by their group only: {_shown(grouped)}; other "
+                     "users' containers get them unreadable", "chmod o+rX them, or accept it")
+    return Check("bind-sources", OK, f"{len(sources)} required source(s) present and readable"
                  if sources else "no required bind sources")
 
 
@@ -206,7 +252,7 @@ def check_sysctls(opts: DoctorOptions, root: str, basis: _Basis) -> List[Check]:
     wanted = basis.requirements.get("sysctls") or {}
     where = "" if root == "/" else " (live kernel: --root does not apply to /proc)"
     out: List[Check] = []
-    remedy = "sysctl -p /etc/sysctl.d/90-hpcpolicy.conf (and find what overrides it)"
+    remedy = f"sysctl -e -p /{SYSCTL_FILE} (and find what overrides it)"
     optional = set(basis.requirements.get("sysctls_optional") or ())
     for key, value in sorted(wanted.items()):
         want = " ".join(str(value).split())
@@ -224,9 +270,20 @@ def check_sysctls(opts: DoctorOptions, root: str, basis: _Basis) -> List[Check]:
     return out
 
 
-def check_userns(opts: DoctorOptions) -> Check:
-    """Unprivileged user namespaces must be possible at all (fakeroot, rootless, Apptainer)."""
+def userns_forbidden(basis: _Basis) -> bool:
+    """The policy turns user namespaces off (`runtime.user_namespaces = false`: a count of 0)."""
+    wanted = (basis.requirements.get("sysctls") or {}).get("user.max_user_namespaces")
+    return wanted is not None and str(wanted).strip() == "0"
+
+
+def check_userns(opts: DoctorOptions, basis: _Basis) -> Check:
+    """Unprivileged user namespaces must be possible (fakeroot, rootless, Apptainer), unless
+    the policy itself turns them off; then the sysctl checks compare the values it wants."""
     limit = read_proc(opts.proc_sys, "user.max_user_namespaces")
+    if userns_forbidden(basis):
+        return Check("user-namespaces", OK,
+                     f"off by the policy (user.max_user_namespaces {limit or 'unknown'}; "
+                     "the sysctl checks compare it)")
     clone = read_proc(opts.proc_sys, "kernel.unprivileged_userns_clone")
     if limit == "0":
         return Check("user-namespaces", FAIL, "user.max_user_namespaces is 0",
@@ -406,11 +463,14 @@ def check_user_policies(root: str, basis: _Basis, limit: int) -> Check:
     return Check("user-policy-json", OK, "no policy.json copies in /etc/skel or /home/*")
 
 
-def check_apparmor(opts: DoctorOptions, root: str) -> Check:
+def check_apparmor(opts: DoctorOptions, root: str, basis: _Basis) -> Check:
     value = read_proc(opts.proc_sys, "kernel.apparmor_restrict_unprivileged_userns")
     if value != "1":
         return Check("apparmor-userns", OK, "AppArmor does not restrict user namespaces"
                      if value is None else f"kernel.apparmor_restrict_unprivileged_userns {value}")
+    if userns_forbidden(basis):
+        return Check("apparmor-userns", OK, "restricted, and the policy turns user namespaces "
+                     "off anyway")
     profiles = [p for p in ("apptainer", "singularity-ce") if
                 os.path.isfile(_node(root, f"etc/apparmor.d/{p}"))]
     if profiles:
@@ -428,19 +488,38 @@ def check_apparmor(opts: DoctorOptions, root: str) -> Check:
 # ----------------------------------------------------------------------------- entry point
 
 
-def doctor(opts: DoctorOptions) -> List[Check]:
-    """Every check, in a fixed order."""
+@dataclass
+class Report:
+    """Doctor's answer: the checks, and what the node holds (for `fleet status`)."""
+
+    checks: List[Check]
+    generation: Optional[str]  # installed generation; None when the node never synced
+    channel: Optional[str]
+    node_class: Optional[str]
+
+
+def examine(opts: DoctorOptions) -> Report:
+    """Every check, in a fixed order, and the node's installed generation, channel, class."""
     root = os.path.realpath(os.path.abspath(opts.root))
     basis = _basis(opts, root)
+    return Report(_checks(opts, root, basis), basis.held, basis.channel, basis.held_class)
+
+
+def doctor(opts: DoctorOptions) -> List[Check]:
+    """Every check, in a fixed order."""
+    return examine(opts).checks
+
+
+def _checks(opts: DoctorOptions, root: str, basis: _Basis) -> List[Check]:
     steps: List[Callable[[], List[Check]]] = [
         lambda: basis.checks,
         lambda: [check_files(root, basis), check_binds(root, basis)],
         lambda: check_sysctls(opts, root, basis),
-        lambda: [check_userns(opts), check_idmap(root, "newuidmap", basis),
+        lambda: [check_userns(opts, basis), check_idmap(root, "newuidmap", basis),
                  check_idmap(root, "newgidmap", basis), check_starter(root, basis)],
         lambda: [check_nsswitch(root), check_login_defs(root, basis),
-                 check_dropins(root, basis),
-                 check_user_policies(root, basis, opts.home_limit), check_apparmor(opts, root)],
+                 check_dropins(root, basis), check_user_policies(root, basis, opts.home_limit),
+                 check_apparmor(opts, root, basis)],
     ]
     out: List[Check] = []
     for step in steps:
