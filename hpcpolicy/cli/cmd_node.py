@@ -68,11 +68,14 @@ def run_sync(args: argparse.Namespace) -> Outcome:
 
 
 def run_doctor(args: argparse.Namespace) -> Outcome:
-    from hpcpolicy.node.doctor import FAIL, DoctorOptions, doctor, summary
+    from hpcpolicy.node.doctor import FAIL, DoctorOptions, examine, summary
 
-    checks = doctor(DoctorOptions(root=args.root, deploy_root=args.deploy_root,
-                                  node_class=args.node_class))
+    report = examine(DoctorOptions(root=args.root, deploy_root=args.deploy_root,
+                                   node_class=args.node_class))
+    checks = report.checks
     failed = any(c.status == FAIL for c in checks)
     text = "\n".join(c.line() for c in checks) + "\n" + summary(checks) + "\n"
-    return Outcome(msg=summary(checks), data={"checks": [c.as_dict() for c in checks]},
-                   text=text, exit_code=EXIT_FAILURE if failed else 0)
+    data = {"checks": [c.as_dict() for c in checks], "generation": report.generation,
+            "channel": report.channel, "class": report.node_class}
+    return Outcome(msg=summary(checks), data=data, text=text,
+                   exit_code=EXIT_FAILURE if failed else 0)

@@ -37,6 +37,7 @@ COMMAND_MODULES = (
     "audit",
     "subid",
     "node",
+    "fleet",
 )
 
 
