@@ -28,12 +28,13 @@ LAYERS: Dict[str, int] = {
     "access": 6,
     "deploy": 7,
     "node": 7,
+    "fleet": 7,
     "audit": 8,
     "cli": 9,
     "__main__": 10,
 }
 # packages a package may use beyond the rank rule's limit (none) and below it (all, unless listed)
-ONLY: Dict[str, Set[str]] = {"node": {"generation"}}
+ONLY: Dict[str, Set[str]] = {"node": {"generation"}, "fleet": {"generation"}}
 
 
 def _layer(module: str) -> str:

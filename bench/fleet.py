@@ -1,0 +1,110 @@
+"""Benchmark: `hpcpolicy fleet status` over 1,000 nodes vs ClusterShell's own `clush`.
+
+Run: `.venv/bin/python bench/fleet.py [--nodes 1000] [--fanout 64] [--runs 3]` (root not needed).
+
+Both run the same cheap command per node through ClusterShell's exec worker on this machine
+(`cat DIR/%h.json`, a prepared doctor answer per node), so what is timed is the fan-out, the
+gathering and, for hpcpolicy, the fold into node sets; `clush -b` (gathered, identical outputs
+folded) is the peer, measured in the same run. `node doctor`'s own cost on one node is measured
+apart (real doctor on a synced node root), since over ssh every node pays it in parallel.
+Medians of RUNS, fresh processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Dict, List
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+from hpcpolicy.deploy.publish import switch_channel, utc_now, write_generation  # noqa: E402
+from hpcpolicy.deploy.store import Target, ensure_layout  # noqa: E402
+
+
+def publish(deploy_root: str, subuid: bytes) -> str:
+    tree = {"etc/subuid": subuid, "etc/subgid": subuid,
+            "etc/sysctl.d/90-hpcpolicy.conf": b"user.max_user_namespaces = 15000\n"}
+    name = write_generation(Target(deploy_root), {"default": tree}, {
+        "created": "2026-01-01T00:00:00Z", "operator": "bench", "host": "bench",
+        "site": "bench", "policy_sha256": "0" * 64, "requirements": {}})
+    switch_channel(deploy_root, "stable", name, utc_now())
+    return name
+
+
+def timed(cmd: List[str], env: Dict[str, str], ok: tuple = (0,)) -> float:
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, capture_output=True, check=False)
+    elapsed = time.perf_counter() - start
+    if proc.returncode not in ok:
+        raise SystemExit(f"{' '.join(cmd[:8])}... exit {proc.returncode}:\n"
+                         f"{proc.stdout[-1500:]!r}\n{proc.stderr[-1500:]!r}")
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--nodes", type=int, default=1000)
+    parser.add_argument("--fanout", type=int, default=64)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    bindir = os.path.dirname(sys.executable)
+    clush = os.path.join(bindir, "clush")
+    env = dict(os.environ, PYTHONPATH=REPO)
+    with tempfile.TemporaryDirectory(prefix="hpcpolicy-bench-fleet-") as work:
+        deploy = os.path.join(work, "deploy")
+        ensure_layout(deploy)
+        old = publish(deploy, b"1001:524288:65536\n")
+        new = publish(deploy, b"1001:524288:65536\n1002:589824:65536\n")
+        node = os.path.join(work, "node")
+        os.mkdir(node)
+        from hpcpolicy.node.sync import SyncOptions, sync
+
+        sync(SyncOptions(deploy, node))
+        doctor = [sys.executable, "-m", "hpcpolicy", "node", "doctor", "--root", node,
+                  "--format", "json"]
+        answer = json.loads(subprocess.run(doctor, env=env, capture_output=True,
+                                           check=False).stdout)
+        answers = os.path.join(work, "answers")
+        os.mkdir(answers)
+        names = [f"c{i:05d}" for i in range(1, args.nodes + 1)]
+        for i, name in enumerate(names):
+            doc = dict(answer, generation=old if i % 10 == 0 else new, failed=False)
+            with open(os.path.join(answers, f"{name}.json"), "w", encoding="utf-8") as out:
+                json.dump(doc, out)
+        nodeset = f"c[00001-{args.nodes:05d}]"
+        command = f"cat {answers}/%h.json"
+        ours = [sys.executable, "-m", "hpcpolicy", "fleet", "status", nodeset, "--worker", "exec",
+                "--command", command, "--deploy-root", deploy, "--fanout", str(args.fanout),
+                "--format", "json"]
+        peer = [clush, "-R", "exec", "-w", nodeset, "-f", str(args.fanout), "-b", command]
+        mine: List[float] = []
+        theirs: List[float] = []
+        doc_times: List[float] = []
+        for _ in range(args.runs):
+            mine.append(timed(ours, env))
+            theirs.append(timed(peer, env))
+            doc_times.append(timed(doctor, env, ok=(0, 1)))
+        check = json.loads(subprocess.run(ours, env=env, capture_output=True, check=False).stdout)
+        assert len(check["nodes"]) == args.nodes, check["msg"]
+    m, t, d = (statistics.median(x) for x in (mine, theirs, doc_times))
+    result = {"nodes": args.nodes, "fanout": args.fanout, "runs": args.runs,
+              "fleet_status_s": round(m, 3), "clush_b_s": round(t, 3),
+              "ratio": round(m / t, 3), "per_node_ms": round(m / args.nodes * 1000, 3),
+              "doctor_one_node_s": round(d, 3),
+              "behind_nodes": sum(1 for n in check["nodes"].values() if n["generation"] == old)}
+    print(json.dumps(result, indent=1))
+    print(f"fleet status over {args.nodes} exec nodes (fan-out + fold): {m:.2f} s vs clush -b "
+          f"{t:.2f} s (ratio {m / t:.2f}); {m / args.nodes * 1000:.2f} ms per node; node doctor "
+          f"itself {d:.2f} s on one node")
+
+
+if __name__ == "__main__":
+    main()
