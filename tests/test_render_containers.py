@@ -192,10 +192,14 @@ def test_registries_conf() -> None:
     conf = tomllib.loads(strip_header(tree[containers.REGISTRIES_CONF]))
     assert conf["short-name-mode"] == "enforcing"
     assert conf["unqualified-search-registries"] == []
+    # bad.example.org is not blocked: its prefix would also stop bad.example.org:5000/...,
+    # which policy.json leaves to the default (allow)
     assert conf["registry"] == [
-        {"prefix": "bad.example.org", "location": "bad.example.org", "blocked": True},
         {"prefix": "z.example.org:5000/x", "location": "z.example.org:5000/x", "blocked": True},
     ]
+    denying = tomllib.loads(strip_header(render(make_policy(rules))[containers.REGISTRIES_CONF]))
+    assert [r["prefix"] for r in denying["registry"]] == [
+        "bad.example.org", "q.example.org/team", "z.example.org:5000/x"]
     empty = tomllib.loads(strip_header(render(make_policy([]))[containers.REGISTRIES_CONF]))
     assert "registry" not in empty
 

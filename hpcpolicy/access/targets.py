@@ -117,6 +117,8 @@ def default_targets(policy: Policy) -> List[Target]:
     out: List[Target] = []
     seen: Set[str] = set()
     for rule in sorted(policy.images.rules, key=lambda r: r.index):
+        if rule.alias_of:  # `h:443/...` decides as the rule written for `h/...`
+            continue
         ref = _representative(rule.scope, scopes)
         if ref not in seen:
             seen.add(ref)

@@ -193,13 +193,14 @@ def make_context(policy: Policy, snapshot: Snapshot, node_class: str = "default"
         )
     nodes = node_wide_rules(policy, snapshot)
     podman = "podman" in policy.site.runtimes
+    allow_default = node_default(policy, snapshot)
     return Context(
         policy=policy,
         snapshot=snapshot,
         node_class=node_class,
         node_rules=nodes,
-        node_allows_default=node_default(policy, snapshot),
-        blocked=tuple(blockable(nodes)) if podman else (),
+        node_allows_default=allow_default,
+        blocked=tuple(blockable(nodes, allow_default)) if podman else (),
         eligible=frozenset(u.name for u in eligible_users(policy, snapshot)),
         groups_by_user=_memberships(snapshot),
         gid_names={g.gid: g.name for g in snapshot.groups.values()},

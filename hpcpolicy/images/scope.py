@@ -66,7 +66,8 @@ def _applies(rule: ImageRule, user_groups: Optional[Set[str]]) -> bool:
 
 def _describe(rule: ImageRule) -> str:
     who = f", groups {', '.join(rule.groups)}" if rule.groups else ""
-    return f"rule {rule.index} (scope {rule.scope}{who})"
+    alias = f", written {rule.alias_of}" if rule.alias_of else ""
+    return f"rule {rule.index} (scope {rule.scope}{alias}{who})"
 
 
 def _keyrings(rule: ImageRule) -> Tuple[str, ...]:
@@ -311,3 +312,4 @@ def decide_node(node_rules: Dict[str, NodeRule], allow_default: bool, ref: str) 
             reason = f"node-wide scope {scope}: {rule.reason}"
             return Decision(rule.allowed, None, scope, reason, str(parsed), rule.keyrings)
     return _default_decision(allow_default, str(parsed))
+

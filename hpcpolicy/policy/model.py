@@ -109,6 +109,9 @@ class ImageRule:
     index: int = 0  # 1-based position in site.toml, for messages
     # optional signature storage URL (containers-registries.d `lookaside`) for a signed scope
     lookaside: Optional[str] = None
+    # set on a rule the loader added for another spelling of a portless host (`h:443`, `h:80`):
+    # the scope as written in site.toml
+    alias_of: Optional[str] = None
 
 
 @dataclass(frozen=True)

@@ -326,6 +326,10 @@ def check_scope(scope: str) -> Optional[str]:
     problem = _path_problem(path)
     if problem:
         return problem
+    if domain == DEFAULT_DOMAIN and "/" not in path and (":" in path or "@" in path):
+        repo = path.split("@", 1)[0].split(":", 1)[0]
+        return (f"never matches: docker.io references are normalised to "
+                f"{DEFAULT_DOMAIN}/{OFFICIAL_REPO}/{repo}, so write the scope that way")
     name = f"{domain}/{path.split('@', 1)[0].split(':', 1)[0]}"
     if len(name) > NAME_TOTAL_LENGTH_MAX:
         return f"repository name must not be more than {NAME_TOTAL_LENGTH_MAX} characters"

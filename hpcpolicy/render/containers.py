@@ -37,7 +37,7 @@ from hpcpolicy.directory.model import Snapshot
 from hpcpolicy.errors import InvalidInput
 from hpcpolicy.images.scope import NodeRule, node_default, node_wide_rules
 from hpcpolicy.policy.model import Bind, ImageRule, Policy
-from hpcpolicy.policy.reference import check_scope
+from hpcpolicy.policy.reference import check_scope, namespaces_of
 from hpcpolicy.render.header import header
 
 POLICY_JSON = "etc/containers/policy.json"
@@ -79,7 +79,7 @@ def render_images(policy: Policy, snapshot: Snapshot) -> Dict[str, bytes]:
     keys = _key_files(policy, nodes)
     out: Dict[str, bytes] = {
         POLICY_JSON: render_policy_json(policy, snapshot, nodes, keys),
-        REGISTRIES_CONF: render_registries_conf(policy, nodes),
+        REGISTRIES_CONF: render_registries_conf(policy, snapshot, nodes),
     }
     lookaside = render_registries_d(policy)
     if lookaside is not None:  # no signed scope with a lookaside: ship no empty file
@@ -203,11 +203,16 @@ def _assert_lookaside(policy: Policy, rule: ImageRule) -> None:
 # --- registries.conf -----------------------------------------------------------------------
 
 
-def blockable(nodes: Dict[str, NodeRule]) -> List[str]:
+def blockable(nodes: Dict[str, NodeRule], allow_default: bool = True) -> List[str]:
     """Denied scopes registries.conf can block without blocking anything allowed.
 
     A host, namespace or repository (no tag, digest or wildcard) denied for everybody, with no
-    allowed scope below it: a blocked prefix also stops every longer reference.
+    allowed scope below it: a blocked prefix also stops every longer reference. A bare host
+    `h` also covers `h:PORT/...` (registries.conf matches string prefixes), which policy.json
+    treats as another host: such references reach `h`'s wildcards or the default
+    (`allow_default`, the node's verdict on unmatched references), so `h` is blocked only when
+    those deny too. Without `allow_default` the default is taken to allow (never block more
+    than policy.json rejects).
     """
     allowed = [s for s, r in nodes.items() if r.allowed and not s.startswith("*.")]
     out = []
@@ -216,8 +221,25 @@ def blockable(nodes: Dict[str, NodeRule]) -> List[str]:
             continue
         if any(prefix_covers(scope, a) for a in allowed):
             continue
+        if "/" not in scope and _other_ports_allowed(scope, nodes, allow_default):
+            continue
         out.append(scope)
     return out
+
+
+def _other_ports_allowed(host: str, nodes: Dict[str, NodeRule], allow_default: bool) -> bool:
+    """What policy.json says about `host:PORT/...` for a port no rule names: the most specific
+    listed wildcard of the bare host decides, else the default."""
+    if host.startswith("["):
+        return host.endswith("]") and allow_default  # IPv6 literal: no wildcards
+    if ":" in host:
+        return False  # `h:5000` covers `h:5000/...` only
+    bare = host
+    for scope in namespaces_of(bare)[1:]:
+        rule = nodes.get(scope)
+        if rule is not None:
+            return rule.allowed
+    return allow_default
 
 
 def prefix_covers(prefix: str, ref: str) -> bool:
@@ -235,8 +257,11 @@ def _has_tag_or_digest(scope: str) -> bool:
     return bool(slash) and ":" in path.rsplit("/", 1)[-1]
 
 
-def render_registries_conf(policy: Policy, nodes: Dict[str, NodeRule]) -> bytes:
-    registries = [{"prefix": s, "location": s, "blocked": True} for s in blockable(nodes)]
+def render_registries_conf(policy: Policy, snapshot: Snapshot,
+                           nodes: Dict[str, NodeRule]) -> bytes:
+    allow_default = node_default(policy, snapshot)
+    registries = [{"prefix": s, "location": s, "blocked": True}
+                  for s in blockable(nodes, allow_default)]
     doc: Dict[str, object] = {"short-name-mode": "enforcing", "unqualified-search-registries": []}
     if registries:
         doc["registry"] = registries

@@ -23,6 +23,7 @@ from hpcpolicy.policy.schema import (
     table_array,
 )
 from hpcpolicy.policy.sections.common import account, path, relative_rule
+from hpcpolicy.policy.spellings import port_aliases
 
 
 def _scope(value: str) -> Optional[str]:
@@ -152,5 +153,8 @@ def parse(raw: Any, out: ProblemCollector, base_dir: str) -> Optional[Images]:
         return None
     if not (_check_rules(rules, out) & _check_collections(collections, out)):
         return None
+    # `h:443/...` and `h:80/...` are the same images as `h/...`: repeat the rules of hosts
+    # with a deny rule at those spellings, so a port cannot walk around a deny.
     return Images(default=values["default"], local_transports=values["local_transports"],
-                  rules=tuple(rules), collections=tuple(collections))
+                  rules=tuple(rules) + tuple(port_aliases(rules)),
+                  collections=tuple(collections))
