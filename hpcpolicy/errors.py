@@ -5,6 +5,8 @@ Exit codes follow SPEC §3: 1 runtime failure, 2 invalid input or usage.
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass
 from typing import Any, Dict, Iterable, List, Optional, Sequence
 
@@ -23,7 +25,30 @@ class Problem:
 
     def __str__(self) -> str:
         parts = [p for p in (self.file, self.path) if p]
-        return ": ".join(parts + [self.message])
+        return printable(": ".join(parts + [self.message]), limit=None, keep="\n")
+
+
+# C0 and C1 controls, DEL, and the invisible marks that reorder or hide text on a terminal
+# (bidi overrides and isolates, zero-width characters, line and paragraph separators).
+_HOSTILE = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]")
+
+
+def printable(text: object, limit: Optional[int] = 200, keep: str = "") -> str:
+    """`text` safe to print: terminal escape sequences and other control characters become
+    visible `\\xNN`/`\\uNNNN` escapes (characters in `keep` stay), and text longer than `limit`
+    is cut with a note. For anything read from files or servers that others can write (ledger
+    records, lock holders, directory entries) before it reaches a terminal or a log."""
+    s = str(text)
+    if limit is not None and len(s) > limit:
+        s = f"{s[:limit]}... ({len(s) - limit} more characters)"
+
+    def escape(m: re.Match[str]) -> str:
+        ch = m.group()
+        if ch in keep:
+            return ch
+        return f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}"
+
+    return _HOSTILE.sub(escape, s)
 
 
 class HpcPolicyError(Exception):
@@ -122,3 +147,11 @@ def first_line(err: BaseException, default: Optional[str] = None) -> str:
     """A one-line rendering of an unexpected exception for users without --debug."""
     text = str(err).strip().splitlines()
     return text[0] if text else (default or type(err).__name__)
+
+
+def check_seconds(value: float, what: str) -> float:
+    """A wait in seconds must be finite and non-negative: `nan` never compares past a deadline
+    (an endless wait) and `inf` is one. UsageError (exit 2) otherwise."""
+    if not math.isfinite(value) or value < 0:
+        raise UsageError(f"{what}: {value!r} is not a number of seconds (finite, >= 0)")
+    return value

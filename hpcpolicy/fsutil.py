@@ -34,7 +34,7 @@ import tempfile
 import time
 from typing import Callable, List, Optional, Union
 
-from hpcpolicy.errors import UnsafePath
+from hpcpolicy.errors import UnsafePath, check_seconds
 
 TMP_PREFIX = ".hpcpolicy-tmp-"
 POLL_SECONDS = 0.05
@@ -222,7 +222,7 @@ def poll_lock(
 ) -> bool:
     """Take an exclusive `lock` (fcntl.lockf or fcntl.flock) on `fd`, retrying until `timeout`
     seconds have passed; False when it is still held by someone else then."""
-    deadline = time.monotonic() + max(timeout, 0.0)
+    deadline = time.monotonic() + check_seconds(timeout, "lock timeout")  # nan: for ever
     while True:
         try:
             lock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -6,9 +6,11 @@ Nothing changed: nothing published (`changed: false`). `--check` writes nothing 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 from typing import Any, Dict, List
 
+from hpcpolicy.cli.argtypes import seconds
 from hpcpolicy.cli.outcome import Outcome
 
 JSON_ON_ERROR: Dict[str, Any] = {"generation": None, "changes": []}
@@ -23,7 +25,7 @@ def add_parser(subparsers: Any, common_parent: argparse.ArgumentParser) -> None:
     parser.add_argument("--diff", action="store_true", help="show what changes in each file")
     parser.add_argument("--allow-revoke", action="store_true",
                         help="allow withdrawing more sub-ID ranges than subid.max_revoke")
-    parser.add_argument("--lock-timeout", type=float, default=60.0, metavar="S",
+    parser.add_argument("--lock-timeout", type=seconds, default=60.0, metavar="S",
                         help="seconds to wait for another writer (default 60)")
     parser.add_argument("--deploy-root", metavar="DIR", help="override site.deploy_root")
     parser.add_argument("--channel", default="stable", metavar="NAME",
@@ -53,9 +55,13 @@ def outcome_of(result: Any, with_diff: bool) -> Outcome:
 
 def run(args: argparse.Namespace) -> Outcome:
     from hpcpolicy.deploy.publish import apply
+    from hpcpolicy.policy.cautions import cautions
     from hpcpolicy.policy.load import load
 
     policy = load(args.site)
+    warnings = [str(w) for w in cautions(policy)]
+    for warning in warnings:  # stderr: stdout stays the one result (text or JSON)
+        logging.getLogger("hpcpolicy").warning("%s", warning.replace(": warning: ", ": ", 1))
     operator = None
     if not args.check:
         from hpcpolicy.deploy.approval import authorize, interactive_session
@@ -67,4 +73,6 @@ def run(args: argparse.Namespace) -> Outcome:
         check=args.check, diff=args.diff, allow_revoke=args.allow_revoke,
         lock_timeout=args.lock_timeout, channel=args.channel, operator=operator,
     )
-    return outcome_of(result, args.diff)
+    outcome = outcome_of(result, args.diff)
+    outcome.data["warnings"] = warnings + [str(w) for w in getattr(result, "warnings", ())]
+    return outcome

@@ -10,6 +10,7 @@ import argparse
 import sys
 from typing import Any
 
+from hpcpolicy.cli.argtypes import seconds
 from hpcpolicy.cli.outcome import Outcome
 from hpcpolicy.errors import EXIT_FAILURE
 from hpcpolicy.generation.naming import STABLE
@@ -37,7 +38,7 @@ def add_parser(subparsers: Any, common_parent: argparse.ArgumentParser) -> None:
     sync.add_argument("--diff", action="store_true", help="show the changes of each file")
     sync.add_argument("--no-reload", action="store_true",
                       help="do not run `sysctl -p` on a changed sysctl file")
-    sync.add_argument("--lock-timeout", type=float, default=30.0, metavar="S",
+    sync.add_argument("--lock-timeout", type=seconds, default=30.0, metavar="S",
                       help="seconds to wait for shadow's and the node's locks (default 30)")
     sync.add_argument("--format", choices=("text", "json"), default="text")
     sync.set_defaults(run=run_sync, json_on_error={"generation": None, "changes": []})

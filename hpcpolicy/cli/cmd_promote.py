@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from hpcpolicy.cli.argtypes import seconds
 from hpcpolicy.cli.cmd_apply import JSON_ON_ERROR, outcome_of
 from hpcpolicy.cli.cmd_rollback import operator_for
 from hpcpolicy.cli.cmd_status import add_root_options, target_of
@@ -17,7 +18,7 @@ def add_parser(subparsers: Any, common_parent: argparse.ArgumentParser) -> None:
         description=__doc__)
     parser.add_argument("channel", metavar="CHANNEL", help="e.g. canary")
     add_root_options(parser)
-    parser.add_argument("--lock-timeout", type=float, default=60.0, metavar="S")
+    parser.add_argument("--lock-timeout", type=seconds, default=60.0, metavar="S")
     parser.set_defaults(run=run, json_on_error=JSON_ON_ERROR)
 
 

@@ -104,7 +104,31 @@ def _write(out_dir: str, rel: str, data: bytes) -> Optional[str]:
     return action
 
 
+def _refuse_planted_links(out: str) -> None:
+    """DIR itself must not be a symlink, nor may any directory above it be one that somebody
+    other than root or the caller made: a link planted in /tmp or /scratch would otherwise
+    send a root `render` to write into /etc."""
+    path = os.path.abspath(out)
+    if os.path.islink(path):
+        raise UsageError(f"--out {out}: is a symbolic link (to {os.readlink(path)}): "
+                         "name the real directory")
+    me = os.geteuid()
+    parent = os.path.dirname(path)
+    while True:
+        try:
+            st = os.lstat(parent)
+        except FileNotFoundError:
+            st = None
+        if st is not None and stat.S_ISLNK(st.st_mode) and st.st_uid not in (0, me):
+            raise UsageError(f"--out {out}: {parent} is a symbolic link owned by uid "
+                             f"{st.st_uid}, who could point it anywhere: name the real directory")
+        if parent == os.path.dirname(parent):
+            return
+        parent = os.path.dirname(parent)
+
+
 def _prepare_out(out: str) -> str:
+    _refuse_planted_links(out)
     real = os.path.realpath(out)
     if real == "/":
         raise UsageError("refusing to render into /: render writes a review copy; "

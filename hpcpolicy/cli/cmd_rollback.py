@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from hpcpolicy.cli.argtypes import seconds
 from hpcpolicy.cli.cmd_apply import JSON_ON_ERROR, outcome_of
 from hpcpolicy.cli.cmd_status import add_root_options, target_of
 from hpcpolicy.cli.outcome import Outcome
@@ -22,7 +23,7 @@ def add_parser(subparsers: Any, common_parent: argparse.ArgumentParser) -> None:
                         help="a generation name (000042-3f2a9c1b) or number (42)")
     add_root_options(parser)
     parser.add_argument("--diff", action="store_true", help="show what changes in each file")
-    parser.add_argument("--lock-timeout", type=float, default=60.0, metavar="S")
+    parser.add_argument("--lock-timeout", type=seconds, default=60.0, metavar="S")
     parser.set_defaults(run=run, json_on_error=JSON_ON_ERROR)
 
 

@@ -12,8 +12,16 @@ import os
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Set
 
+from hpcpolicy.cli.argtypes import seconds
 from hpcpolicy.cli.outcome import Outcome
-from hpcpolicy.errors import EXIT_INVALID, InvalidInput, Problem, RuntimeFailure, UsageError
+from hpcpolicy.errors import (
+    EXIT_INVALID,
+    InvalidInput,
+    Problem,
+    RuntimeFailure,
+    UsageError,
+    printable,
+)
 from hpcpolicy.policy.model import Policy
 from hpcpolicy.subid.ledger import Ledger, Record, load_ledger, save_ledger
 
@@ -35,7 +43,7 @@ def add_parser(subparsers: Any, common_parent: argparse.ArgumentParser) -> None:
             p.add_argument("--site", metavar="SITE", help="site.toml (gives the deploy root)")
             p.add_argument("--deploy-root", metavar="DIR", help="deploy root (overrides SITE's)")
         if lock:
-            p.add_argument("--lock-timeout", type=float, default=60.0, metavar="S",
+            p.add_argument("--lock-timeout", type=seconds, default=60.0, metavar="S",
                            help="seconds to wait for the deploy lock (default 60)")
         p.set_defaults(run=run)
         return p
@@ -152,7 +160,9 @@ def run_show(args: argparse.Namespace) -> Outcome:
         raise InvalidInput(f"{args.user}: no sub-ID range in the ledger", path="user")
     lines = [f"{rec.name} (uid {rec.uid}): {_span(rec)} (count {rec.count}), {rec.state}"
              + (" (withheld until `subid grant`)" if rec.withheld else "")]
-    lines += [f"  {e.at}  {e.action}  {e.detail}".rstrip() for e in rec.history]
+    # history text is whatever the ledger file holds: escaped, so it cannot drive the terminal
+    lines += [f"  {printable(e.at, 64)}  {printable(e.action, 64)}  {printable(e.detail, 500)}"
+              .rstrip() for e in rec.history]
     return Outcome(lines[0], {"record": _record_json(rec, True)}, text="\n".join(lines))
 
 

@@ -35,7 +35,7 @@ def summary(policy: Policy) -> Dict[str, Any]:
         "site": policy.site.name,
         "runtimes": list(policy.site.runtimes),
         "binds": len(policy.binds),
-        "image_rules": len(policy.images.rules),
+        "image_rules": sum(1 for r in policy.images.rules if not r.alias_of),
         "collections": len(policy.images.collections),
         "node_classes": [c.name for c in policy.node_classes],
         "sources": list(policy.directory.sources),
@@ -78,13 +78,19 @@ def check_directory(policy: Policy) -> Snapshot:
 
 
 def run(args: argparse.Namespace) -> Outcome:
+    from hpcpolicy.policy.cautions import cautions
     from hpcpolicy.policy.load import load
 
     policy = load(args.site)
     snapshot = None if args.offline else check_directory(policy)
     info = summary(policy)
     line = summary_line(info, snapshot)
-    data: Dict[str, Any] = {"valid": True, "offline": bool(args.offline), "summary": info}
+    warnings = [str(w) for w in cautions(policy)]
+    if snapshot is not None:
+        warnings += [f"{w.file}: {w.path}: warning: {w.message}" for w in snapshot.warnings]
+    data: Dict[str, Any] = {"valid": True, "offline": bool(args.offline), "summary": info,
+                            "warnings": warnings}
     if snapshot is not None:
         data["directory"] = {"users": len(snapshot.users), "groups": len(snapshot.groups)}
-    return Outcome(f"{args.site}: valid", data, f"{args.site}: valid\n{line}\n")
+    text = "".join(f"{w}\n" for w in warnings)
+    return Outcome(f"{args.site}: valid", data, f"{args.site}: valid\n{line}\n{text}")

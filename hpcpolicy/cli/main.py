@@ -15,7 +15,14 @@ from typing import Any, List, NoReturn, Optional, Sequence
 
 from hpcpolicy import __version__
 from hpcpolicy.cli.outcome import Outcome
-from hpcpolicy.errors import EXIT_FAILURE, EXIT_INVALID, HpcPolicyError, InvalidInput, first_line
+from hpcpolicy.errors import (
+    EXIT_FAILURE,
+    EXIT_INVALID,
+    HpcPolicyError,
+    InvalidInput,
+    first_line,
+    printable,
+)
 
 DESCRIPTION = """\
 Keep the container policy of every HPC node in one reviewed site.toml: validate it, render every
@@ -81,10 +88,9 @@ def _emit(outcome: Outcome, as_json: bool) -> None:
             sys.stdout.write(chunk)
     elif as_json:
         sys.stdout.write(json.dumps(outcome.payload(), sort_keys=True) + "\n")
-    elif outcome.text:
-        sys.stdout.write(outcome.text if outcome.text.endswith("\n") else outcome.text + "\n")
-    elif outcome.msg:
-        sys.stdout.write(outcome.msg + "\n")
+    elif outcome.text or outcome.msg:  # no escape sequence from a ledger or directory on a tty
+        text = printable(outcome.text or outcome.msg, limit=None, keep="\n\t")
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
 
 
 def _fail(msg: str, code: int, as_json: bool, extra: Optional[dict] = None) -> int:
@@ -92,7 +98,7 @@ def _fail(msg: str, code: int, as_json: bool, extra: Optional[dict] = None) -> i
         payload: dict = {"changed": False, "failed": True, "msg": msg}
         payload.update(extra or {})
         sys.stdout.write(json.dumps(payload, sort_keys=True) + "\n")
-    for line in msg.splitlines():
+    for line in printable(msg, limit=None, keep="\n").splitlines():
         prefix = "" if line.startswith("hpcpolicy") else "hpcpolicy: "
         sys.stderr.write(f"{prefix}{line}\n")
     return code

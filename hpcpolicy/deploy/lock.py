@@ -25,7 +25,7 @@ from types import TracebackType
 from typing import Dict, List, Optional, Tuple, Type
 
 from hpcpolicy.deploy.store import LOCK
-from hpcpolicy.errors import LockTimeout, RuntimeFailure, UnsafePath
+from hpcpolicy.errors import LockTimeout, RuntimeFailure, UnsafePath, check_seconds, printable
 from hpcpolicy.fsutil import poll_lock
 
 MOUNTINFO = "/proc/self/mountinfo"
@@ -85,10 +85,11 @@ def _holder_text(path: str) -> str:
         return "held by an unknown process"
     if not isinstance(info, dict) or not info:
         return "held by an unknown process"
-    text = f"held by pid {info.get('pid', '?')} on {info.get('host', '?')}"
-    text += f" since {info.get('since', '?')}"
+    # the lock file is written by whoever took the lock: its text is shown escaped and cut
+    text = f"held by pid {printable(info.get('pid', '?'), 20)} on "
+    text += f"{printable(info.get('host', '?'), 100)} since {printable(info.get('since', '?'), 40)}"
     if info.get("purpose"):
-        text += f" ({info['purpose']})"
+        text += f" ({printable(info['purpose'], 200)})"
     return text
 
 
@@ -101,7 +102,7 @@ class DeployLock:
     def __init__(self, deploy_root: str, timeout: float = 60.0, purpose: str = "") -> None:
         self.deploy_root = deploy_root
         self.path = os.path.join(deploy_root, LOCK)
-        self.timeout = timeout
+        self.timeout = check_seconds(timeout, "--lock-timeout")
         self.purpose = purpose
         self._key: Optional[Tuple[int, int]] = None
 

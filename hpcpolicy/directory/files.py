@@ -31,7 +31,7 @@ from hpcpolicy.directory.checks import (
     parse_id,
 )
 from hpcpolicy.directory.model import Group, User
-from hpcpolicy.errors import DirectoryError, InvalidInput, Problem
+from hpcpolicy.errors import DirectoryError, InvalidInput, Problem, printable
 from hpcpolicy.policy.inputs import DIRECTORY_FILE_MAX, Trust, read_input
 from hpcpolicy.policy.model import FilesSource
 
@@ -272,7 +272,8 @@ def _id_or_problem(where: str, what: str, text: str, problems: List[Problem]) ->
     value = parse_id(text)
     if value is None:
         problems.append(
-            Problem(where, "", f"{what} {text!r} is not an integer in 0..4294967294")
+            Problem(where, "", f"{what} {printable(repr(text), 40)} is not an integer in "
+                    "0..4294967294")
         )
     return value
 

@@ -17,7 +17,7 @@ from typing import Dict, Iterable, List, Optional, Set, Tuple
 from hpcpolicy.directory.checks import MAX_ID, is_nologin, name_problem, parse_id
 from hpcpolicy.directory.ldap_wire import RawEntry
 from hpcpolicy.directory.model import Group, User
-from hpcpolicy.errors import InvalidInput, Problem
+from hpcpolicy.errors import InvalidInput, Problem, printable
 from hpcpolicy.policy.model import LdapSource
 
 SOURCE = "ldap"
@@ -179,7 +179,8 @@ def _id(
         return None
     value = parse_id(text)
     if value is None:
-        problems.append(Problem(where, dn, f"attribute {attr}: {text!r} is not an integer "
+        shown = printable(repr(text), 40)
+        problems.append(Problem(where, dn, f"attribute {attr}: {shown} is not an integer "
                                            "in 0..4294967294"))
     return value
 
@@ -201,7 +202,8 @@ def _disabled(
     try:
         days = int(expire.strip())
     except ValueError:
-        problems.append(Problem(where, dn, f"attribute shadowExpire: {expire!r} is not an integer"))
+        shown = printable(repr(expire), 40)
+        problems.append(Problem(where, dn, f"attribute shadowExpire: {shown} is not an integer"))
         return False
     return days >= 0 and today >= days  # pam_unix: expired from that day on; -1 never
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Dict, FrozenSet, Iterable, List, NamedTuple, Optional, Set, Tuple
 
+from hpcpolicy.errors import Problem
+
 
 class User(NamedTuple):
     """One account. A NamedTuple (immutable like a frozen dataclass, about 3x cheaper to
@@ -72,6 +74,9 @@ class Snapshot:
 
     users: Dict[str, User] = field(default_factory=dict)
     groups: Dict[str, Group] = field(default_factory=dict)
+    # what a reader noticed but did not refuse (e.g. LDAP referrals it did not follow): a
+    # Problem's file is the source, its path the DN or line
+    warnings: List[Problem] = field(default_factory=list)
     _index: Optional[_Membership] = field(default=None, init=False, repr=False, compare=False)
 
     def _membership(self) -> _Membership:

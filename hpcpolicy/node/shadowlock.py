@@ -23,7 +23,7 @@ import time
 from types import TracebackType
 from typing import List, Optional, Sequence, Type
 
-from hpcpolicy.errors import LockTimeout, RuntimeFailure
+from hpcpolicy.errors import LockTimeout, RuntimeFailure, check_seconds
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ class ShadowLocks:
 
     def __init__(self, paths: Sequence[str], timeout: float = 15.0) -> None:
         self.paths = list(paths)
-        self.timeout = timeout
+        self.timeout = check_seconds(timeout, "--lock-timeout")
         self.held: List[str] = []
 
     def acquire(self) -> None:

@@ -123,6 +123,9 @@ def _syntax_problem(err: Exception, text: str, file: str) -> Problem:
 
 
 def _decode(data: bytes, file: str) -> str:
+    if data.startswith(b"\xef\xbb\xbf"):
+        raise InvalidInput([Problem(f"{file}:1:1", "", "starts with a UTF-8 byte-order mark, "
+                                    "which TOML does not allow: save the file without it")])
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as err:

@@ -102,9 +102,20 @@ def is_below(path: str, tree: str) -> bool:
     return path == tree or path.startswith(tree.rstrip("/") + "/")
 
 
+def non_ascii_message(value: str) -> Optional[str]:
+    """Name the first non-ASCII character (a look-alike such as Cyrillic `о` in `/prоc` reads
+    as `/proc` to a reviewer), or None."""
+    for ch in value:
+        if not ch.isascii():
+            name = unicodedata.name(ch, "unnamed character")
+            return f"contains U+{ord(ch):04X} {name}: only ASCII, so that it reads as it is"
+    return None
+
+
 def check_bind_target(path: str) -> Optional[str]:
-    """A path rule plus the targets no container may have replaced."""
-    bad = check_path(path)
+    """A path rule plus the targets no container may have replaced; ASCII only (a container
+    path is the site's choice, and a look-alike of a forbidden one must not pass review)."""
+    bad = check_path(path) or non_ascii_message(path)
     if bad:
         return bad
     if path in FORBIDDEN_TARGETS:

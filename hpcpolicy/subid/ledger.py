@@ -34,7 +34,7 @@ RECLAIMED = "reclaimed"  # range freed by `subid reclaim`: may be given to someo
 STATES = (LIVE, LEFT, REVOKED, RECLAIMED)
 _STATE_SET = frozenset(STATES)
 
-_NAME_RE = re.compile(r"^[^\x00-\x20\x7f:/]{1,256}$")
+_NAME_RE = re.compile(r"^[^\x00-\x20\x7f:/]{1,256}\Z")  # \Z: `$` would pass "alice\n"
 _SITE_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _BY_UID = attrgetter("uid")
 _BY_START = attrgetter("start")

@@ -129,6 +129,10 @@ def _check_ldap(ldap: LdapSource, out: ProblemCollector) -> bool:
 
 def _check(d: Directory, out: ProblemCollector) -> bool:
     ok = True
+    if d.min_uid == 0:
+        out.add("directory.min_uid", "must be at least 1: 0 makes root eligible for sub-IDs "
+                "(system accounts end at 999 on most distributions: 1000 is the usual value)")
+        ok = False
     if d.max_uid is not None and d.max_uid < d.min_uid:
         out.add("directory.max_uid", f"must be >= directory.min_uid ({d.min_uid})")
         ok = False

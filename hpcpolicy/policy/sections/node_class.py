@@ -28,14 +28,41 @@ def _class_name(value: str) -> Optional[str]:
     return None
 
 
+def _group_size(inner: str) -> int:
+    """Indices in one bracket group: `001-128,200` is 129 (a `/step` only lowers it)."""
+    size = 0
+    for item in inner.split(","):
+        m = _RANGE_RE.match(item)
+        size += max(int(m.group(2)) - int(m.group(1)) + 1, 0) if m else 1
+    return size
+
+
+def _upper_bound(value: str) -> int:
+    """How many nodes a set names at most: the bracket groups of one pattern multiply
+    (`a[1-100]b[1-100]` is 10,000), patterns and set operations add up."""
+    total, pattern, depth, inner = 0, 1, 0, ""
+    for ch in value + ",":
+        if depth:
+            if ch == "]":
+                depth, pattern = 0, pattern * _group_size(inner)
+                if pattern > MAX_NODES:
+                    return pattern
+            else:
+                inner += ch
+        elif ch == "[":
+            depth, inner = 1, ""
+        elif ch in ",!&^":
+            total, pattern = total + pattern, 1
+    return total
+
+
 def _nodes_text(value: str) -> Optional[str]:
     if not value:
         return "must not be empty"
     if _NODESET_CHARS.fullmatch(value) is None:
         return ("must be a ClusterShell node set such as gpu[001-128],dgx[01-04] "
                 "(no spaces, no @groups)")
-    size = sum(int(b) - int(a) + 1 for a, b in _RANGE_RE.findall(value) if int(b) >= int(a))
-    if size > MAX_NODES or len(value) > 65536:
+    if len(value) > 65536 or _upper_bound(value) > MAX_NODES:
         return f"names more than {MAX_NODES} nodes"
     return None
 
