@@ -10,6 +10,8 @@ Which write goes where:
   directory, final mode and owner, write, fsync, `os.replace`, fsync of the directory. A crash
   leaves the old or the new file, never a torn one; a stale `.hpcpolicy-tmp-*` is all that can
   remain. The rename replaces a symlink at the destination; it never writes through it.
+* `stage_file` - the first half of `atomic_write`, for a set of files that must all be
+  replaced or none (`node sync`): every temp file is written before the first rename.
 * `atomic_symlink` - switching a link (`current`, channels): a fresh link renamed over the old.
 * `append_line` - a history that only grows (the change log): O_APPEND, never through a
   symlink, fsync; a torn last line from a crash is ended before the new one is added.
@@ -93,8 +95,33 @@ def atomic_write(
     Never writes through a symlink: the rename replaces the link itself.
     """
     path = os.fspath(path)
-    directory = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=directory)
+    tmp = stage_file(path, data, mode, uid, gid, sync)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    if sync:
+        fsync_dir(os.path.dirname(path) or ".")
+
+
+def stage_file(
+    path: PathLike,
+    data: bytes,
+    mode: int = 0o644,
+    uid: Optional[int] = None,
+    gid: Optional[int] = None,
+    sync: bool = True,
+) -> str:
+    """The first half of `atomic_write`: a complete temp file beside `path`; returns its name.
+
+    For callers that must replace several files or none (a node installing a generation):
+    stage them all, and rename only once every write has succeeded, so that a full disk
+    cannot leave some files old and some new. On failure nothing is left behind.
+    """
+    path = os.fspath(path)
+    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=os.path.dirname(path) or ".")
     try:
         with os.fdopen(fd, "wb") as handle:
             os.fchmod(handle.fileno(), mode)
@@ -104,13 +131,11 @@ def atomic_write(
             handle.flush()
             if sync:
                 os.fsync(handle.fileno())
-        os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    if sync:
-        fsync_dir(directory)
+    return tmp
 
 
 def atomic_symlink(target: str, link: PathLike) -> None:
@@ -235,8 +260,12 @@ def poll_lock(
         time.sleep(POLL_SECONDS)
 
 
-def read_bytes_nofollow(path: PathLike) -> bytes:
-    """Read a regular file, refusing a symlink at the last component."""
+def read_bytes_nofollow(path: PathLike, limit: Optional[int] = None) -> bytes:
+    """Read a regular file, refusing a symlink at the last component.
+
+    `limit`: read at most that many bytes (the caller compares the length to tell a file that
+    is too large, instead of holding all of a hostile one in memory).
+    """
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     with os.fdopen(fd, "rb") as handle:
-        return handle.read()
+        return handle.read() if limit is None else handle.read(limit)

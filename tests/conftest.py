@@ -34,3 +34,11 @@ def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., CliResult]:
 
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (unshare, bind mounts)")
+
+
+@pytest.fixture(autouse=True)
+def _no_host_node_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test reads this machine's /etc/hpcpolicy/node.toml (tests name theirs with --config)."""
+    from hpcpolicy.node import config
+
+    monkeypatch.setattr(config, "DEFAULT_PATH", "/nonexistent/hpcpolicy/node.toml")

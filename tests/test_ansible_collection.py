@@ -229,7 +229,7 @@ def unit_lines(name: str) -> List[str]:
 
 def test_units_run_node_sync_from_the_deploy_root() -> None:
     service, timer = unit_lines("hpcpolicy-sync.service"), unit_lines("hpcpolicy-sync.timer")
-    assert f"ExecStart={INSTALLED_CLI} node sync --from /shared/hpcpolicy --format json" in service
+    assert f"ExecStart={INSTALLED_CLI} node sync --format json" in service  # reads node.toml
     assert "Type=oneshot" in service
     assert "RequiresMountsFor=/shared/hpcpolicy" in service
     assert "ProtectSystem=strict" in service and "ReadWritePaths=/etc" in service

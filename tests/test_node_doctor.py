@@ -63,7 +63,8 @@ def test_healthy_node_all_ok(node: Node) -> None:
     assert set(checks) == {
         "generation", "installed-files", "bind-sources", "sysctl user.max_user_namespaces",
         "user-namespaces", "newuidmap", "newgidmap", "setuid-starter", "nsswitch-subid",
-        "login-defs", "registries-drop-ins", "user-policy-json", "apparmor-userns"}
+        "login-defs", "registries-drop-ins", "user-policy-json", "apparmor-userns",
+        "deploy-owner", "signatures"}
 
 
 def _nsswitch_sss(n: Node) -> None:

@@ -204,7 +204,7 @@ def test_signature_required_with_allowed_signers(cli: Any, tmp_path: Path, deplo
     assert res.rc == 1 and "signature" in res.doc["msg"]
     assert snapshot(node_root) == before
     deploy.signing_key = str(key)
-    signed = deploy.publish({"default": dict(BASE_TREE, **{"etc/x.conf": b"x\n"})})
+    signed = deploy.publish({"default": dict(BASE_TREE, **{"etc/enroot/enroot.conf": b"x\n"})})
     assert signed != unsigned
     res = run_sync(cli, deploy, node_root, "--allowed-signers", signers)
     assert res.rc == 0, res.doc
@@ -240,7 +240,9 @@ def test_deploy_root_owned_by_service_account_accepted(deploy: Deploy, node_root
     for dirpath, dirnames, filenames in os.walk(deploy.root):
         for name in dirnames + filenames + ["."]:
             os.lchown(os.path.join(dirpath, name), 4321, 4321)
-    result = sync(SyncOptions(str(deploy.root), str(node_root)))
+    with pytest.raises(UnsafePath, match="owned by uid 4321"):  # not told about 4321
+        sync(SyncOptions(str(deploy.root), str(node_root)))
+    result = sync(SyncOptions(str(deploy.root), str(node_root), deploy_owner=4321))
     assert result.changed
 
 
@@ -403,8 +405,10 @@ def test_channel(cli: Any, deploy: Deploy, node_root: Path) -> None:
     res = run_sync(cli, deploy, node_root, "--channel", "canary")
     assert res.rc == 0 and res.doc["generation"] == canary and res.doc["channel"] == "canary"
     assert (node_root / "etc/subuid").read_bytes() == b""
-    res = run_sync(cli, deploy, node_root)
-    assert res.doc["generation"] == stable
+    res = run_sync(cli, deploy, node_root)  # stable is behind canary: going back is refused
+    assert res.rc == 1 and res.doc["generation"] == stable and "--allow-older" in res.doc["msg"]
+    res = run_sync(cli, deploy, node_root, "--allow-older")
+    assert res.rc == 0 and res.doc["generation"] == stable
     assert (node_root / "etc/subuid").read_bytes() == SUBUID
     res = run_sync(cli, deploy, node_root, "--channel", "nope")
     assert res.rc == 1 and "no generation published" in res.doc["msg"]

@@ -1,5 +1,8 @@
 """`hpcpolicy node sync|doctor`: what runs on every node (by Ansible or a systemd timer).
 
+Both read the node's settings from /etc/hpcpolicy/node.toml (or --config FILE): deploy root,
+deploy owner, allowed-signers file, channel and class; an option on the command line wins.
+
 `node sync` reports failures itself (instead of leaving them to `main`) so that its
 `--format json` object carries `generation` and `changes` on every path, as SPEC §3 asks.
 """
@@ -13,7 +16,8 @@ from typing import Any
 from hpcpolicy.cli.argtypes import seconds
 from hpcpolicy.cli.outcome import Outcome
 from hpcpolicy.errors import EXIT_FAILURE
-from hpcpolicy.generation.naming import STABLE
+from hpcpolicy.node import config
+from hpcpolicy.node.config import DEFAULT_PATH
 
 
 def add_parser(subparsers: Any, common_parent: argparse.ArgumentParser) -> None:
@@ -25,15 +29,24 @@ def add_parser(subparsers: Any, common_parent: argparse.ArgumentParser) -> None:
 
     sync = actions.add_parser("sync", parents=[common_parent],
                               help="install the current generation of a deploy root")
-    sync.add_argument("--from", dest="deploy_root", required=True, metavar="DEPLOY_ROOT",
-                      help="the deploy root on shared storage")
+    sync.add_argument("--config", metavar="FILE",
+                      help=f"the node's settings (default {DEFAULT_PATH}, when it exists)")
+    sync.add_argument("--from", dest="deploy_root", metavar="DEPLOY_ROOT",
+                      help="the deploy root on shared storage (default: deploy_root in the "
+                      "node's settings)")
+    sync.add_argument("--deploy-owner", metavar="NAME|UID",
+                      help="the account besides root that may own the deploy root and what "
+                      "is in it (default: deploy_owner in the node's settings, else root only)")
     sync.add_argument("--root", default="/", help="install under this directory (default /)")
     sync.add_argument("--allowed-signers", metavar="FILE",
                       help="require a manifest signature by a key in this OpenSSH file")
     sync.add_argument("--class", dest="node_class", metavar="NAME",
                       help="node class (default: matched from the hostname)")
-    sync.add_argument("--channel", default=STABLE, metavar="NAME",
+    sync.add_argument("--channel", metavar="NAME",
                       help="follow this channel instead of `current` (stable)")
+    sync.add_argument("--allow-older", action="store_true",
+                      help="install a generation older than the one this node installed last "
+                      "from the same site and deploy root (a re-initialised deploy root; logged)")
     sync.add_argument("--check", action="store_true", help="report what would change only")
     sync.add_argument("--diff", action="store_true", help="show the changes of each file")
     sync.add_argument("--no-reload", action="store_true",
@@ -45,6 +58,8 @@ def add_parser(subparsers: Any, common_parent: argparse.ArgumentParser) -> None:
 
     doctor = actions.add_parser("doctor", parents=[common_parent],
                                 help="check what the policy needs of this node")
+    doctor.add_argument("--config", metavar="FILE",
+                        help=f"the node's settings (default {DEFAULT_PATH}, when it exists)")
     doctor.add_argument("--root", default="/", help="check the node under this directory")
     doctor.add_argument("--from", dest="deploy_root", metavar="DEPLOY_ROOT",
                         help="compare with the deploy root's current generation too")
@@ -54,12 +69,13 @@ def add_parser(subparsers: Any, common_parent: argparse.ArgumentParser) -> None:
 
 
 def run_sync(args: argparse.Namespace) -> Outcome:
-    from hpcpolicy.node.sync import SyncOptions, as_text, describe, sync
+    from hpcpolicy.node.sync import as_text, describe, sync
 
-    opts = SyncOptions(
-        deploy_root=args.deploy_root, root=args.root, allowed_signers=args.allowed_signers,
-        node_class=args.node_class, channel=args.channel, check=args.check,
-        want_diff=args.diff, reload=not args.no_reload, lock_timeout=args.lock_timeout)
+    opts = config.sync_options(
+        config.load(args.config), deploy_root=args.deploy_root, deploy_owner=args.deploy_owner,
+        allowed_signers=args.allowed_signers, node_class=args.node_class, channel=args.channel,
+        root=args.root, check=args.check, want_diff=args.diff, reload=not args.no_reload,
+        lock_timeout=args.lock_timeout, allow_older=args.allow_older)
     result = sync(opts)
     for error in result.errors:
         sys.stderr.write(f"hpcpolicy: {error}\n")
@@ -69,10 +85,11 @@ def run_sync(args: argparse.Namespace) -> Outcome:
 
 
 def run_doctor(args: argparse.Namespace) -> Outcome:
-    from hpcpolicy.node.doctor import FAIL, DoctorOptions, examine, summary
+    from hpcpolicy.node.doctor import FAIL, examine, summary
 
-    report = examine(DoctorOptions(root=args.root, deploy_root=args.deploy_root,
-                                   node_class=args.node_class))
+    report = examine(config.doctor_options(config.load(args.config), root=args.root,
+                                           deploy_root=args.deploy_root,
+                                           node_class=args.node_class))
     checks = report.checks
     failed = any(c.status == FAIL for c in checks)
     text = "\n".join(c.line() for c in checks) + "\n" + summary(checks) + "\n"

@@ -16,6 +16,7 @@ from typing import Any, Dict, List, Mapping, Optional
 from hpcpolicy.deploy import gc
 from hpcpolicy.deploy.published import Trees
 from hpcpolicy.deploy.store import CHANNELS, Target
+from hpcpolicy.errors import RuntimeFailure
 from hpcpolicy.fsutil import atomic_symlink, atomic_write, fsync_dir, make_dirs, write_new
 from hpcpolicy.generation.manifest import (
     MANIFEST,
@@ -24,6 +25,7 @@ from hpcpolicy.generation.manifest import (
     dump_manifest,
     optional_sysctls,
     parse_sysctl,
+    size_bound,
 )
 from hpcpolicy.generation.naming import (
     STABLE,
@@ -74,6 +76,12 @@ def write_generation(
 
     `manifest_fields`: created, operator, host, site, policy_sha256, requirements, extra.
     """
+    for node_class, tree in trees.items():  # nodes would refuse the generation: say so here
+        for path, data in tree.items():
+            bound = size_bound(path)
+            if bound is None or len(data) > bound:
+                why = "not a path nodes install" if bound is None else f"over {bound} bytes"
+                raise RuntimeFailure(f"class {node_class}: {path}: {why}; nothing published")
     gens = generations_dir(target.root)
     name = next_name(target.root, trees)
     tmp = os.path.join(gens, f"{TMP_PREFIX}{os.getpid()}-{os.urandom(4).hex()}")
@@ -82,7 +90,8 @@ def write_generation(
     made: List[str] = []
     for node_class in sorted(trees):
         _write_tree(tmp, node_class, trees[node_class], made)
-    manifest = build_manifest(name=name, trees=trees, **manifest_fields)
+    manifest = build_manifest(name=name, trees=trees, deploy_owner=target.owner,
+                              signed=bool(target.signing_key), **manifest_fields)
     manifest_path = os.path.join(tmp, MANIFEST)
     atomic_write(manifest_path, dump_manifest(manifest), mode=0o644)
     if target.signing_key:

@@ -13,8 +13,12 @@ Shape (format 1)::
                       "sysctls_optional": ["kernel.unprivileged_userns_clone"],
                       "setuid_allowed": false, "runtimes": [...], "subid_enabled": true}}
 
+Also `min_node_version` (the oldest hpcpolicy a node may run to install it), `deploy_owner`
+(the site's, so that `node doctor` can say when a node was told another) and `signed`.
+
 `mode` is an octal string ("0644"): the manifest is read by people too. Paths are node paths
-without a leading slash; `load_manifest` refuses any path that could leave the tree.
+without a leading slash; `load_manifest` refuses any path that could leave the tree, and
+`check_managed` any path hpcpolicy does not manage or a file over its size bound.
 """
 
 from __future__ import annotations
@@ -38,6 +42,38 @@ from hpcpolicy.generation.naming import (
 
 FORMAT = 1
 FILE_MODE = 0o644
+# The oldest node that installs what this publisher writes: raise it whenever a manifest gains
+# something an older node would misread or ignore to the node's harm.
+MIN_NODE_VERSION = "0.1.0"
+MANIFEST_LIMIT = 64 << 20  # bytes; a manifest lists a few files per class
+
+_MIB = 1 << 20
+# Every path a node installs, with the largest size it accepts (a verified generation can
+# still only replace these: a signing key or a deploy-owner account is not root on every node).
+MANAGED_FILES: Dict[str, int] = {
+    "etc/subuid": 64 * _MIB,
+    "etc/subgid": 64 * _MIB,
+    **{path: _MIB for path in (
+        "etc/apptainer/apptainer.conf",
+        "etc/apptainer/ecl.toml",
+        "etc/apptainer/global-pgp-public",
+        "etc/singularity/singularity.conf",
+        "etc/singularity/ecl.toml",
+        "etc/singularity/global-pgp-public",
+        "etc/containers/policy.json",
+        "etc/containers/registries.conf",
+        "etc/containers/containers.conf",
+        "etc/containers/storage.conf",
+        "etc/enroot/enroot.conf",
+        "etc/enroot/mounts.d/90-hpcpolicy.fstab",
+        "etc/sysctl.d/90-hpcpolicy.conf",
+    )},
+}
+# Directories whose files (one level, no hidden names) are managed: (name suffix, size bound).
+MANAGED_DIRS: Dict[str, Tuple[str, int]] = {
+    "etc/containers/registries.d": (".yaml", _MIB),
+    "etc/containers/hpcpolicy-keys": ("", _MIB),
+}
 SYSCTL_FILE = "etc/sysctl.d/90-hpcpolicy.conf"
 _TOP_KEYS = {"format", "generation", "number", "created", "operator", "host", "site",
              "policy_sha256", "classes", "files", "requirements"}
@@ -98,6 +134,8 @@ def build_manifest(
     trees: Mapping[str, Mapping[str, bytes]],
     requirements: Mapping[str, Any],
     extra: Optional[Mapping[str, Any]] = None,
+    deploy_owner: str = "root",
+    signed: bool = False,
 ) -> Dict[str, Any]:
     """The manifest of generation `name` holding `trees` (node class -> {path: bytes})."""
     parsed = parse_name(name)
@@ -118,6 +156,9 @@ def build_manifest(
         "classes": classes,
         "files": classes.get(DEFAULT_CLASS, {"files": []})["files"],
         "requirements": dict(requirements),
+        "min_node_version": MIN_NODE_VERSION,
+        "deploy_owner": deploy_owner,
+        "signed": signed,
     })
     return doc
 
@@ -125,6 +166,59 @@ def build_manifest(
 def dump_manifest(doc: Mapping[str, Any]) -> bytes:
     """Stable bytes (sorted keys) so a signature covers a canonical text."""
     return (json.dumps(doc, sort_keys=True, indent=1) + "\n").encode()
+
+
+def size_bound(path: str) -> Optional[int]:
+    """The size bound of a node path hpcpolicy manages; None when it manages no such path."""
+    if path in MANAGED_FILES:
+        return MANAGED_FILES[path]
+    directory, _, name = path.rpartition("/")
+    if directory not in MANAGED_DIRS or not name or name.startswith("."):
+        return None
+    suffix, bound = MANAGED_DIRS[directory]
+    return bound if name.endswith(suffix) and len(name) > len(suffix) else None
+
+
+def check_managed(gen_dir: str, node_class: str, entries: List[FileEntry]) -> None:
+    """Refuse a class that names a path hpcpolicy does not manage, or a file over its bound."""
+    for entry in entries:
+        bound = size_bound(entry.path)
+        if bound is None:
+            raise _fail(gen_dir, f"classes.{node_class}.files: {entry.path}: not a file "
+                                 "hpcpolicy manages; refusing the generation")
+        if entry.size > bound:
+            raise _fail(gen_dir, f"classes.{node_class}.files: {entry.path}: {entry.size} "
+                                 f"bytes, over the {bound} byte bound for this file")
+
+
+def _version(text: str) -> Tuple[int, ...]:
+    """'1.2.3' -> (1, 2, 3); a suffix after the digits of a part is ignored ('0.2.0rc1')."""
+    out = []
+    for part in text.split("."):
+        digits = ""
+        for char in part:
+            if not char.isdigit():
+                break
+            digits += char
+        if not digits:
+            raise ValueError(text)
+        out.append(int(digits))
+    return tuple(out)
+
+
+def check_node_version(doc: Any, gen_dir: str, running: str) -> None:
+    """Refuse a generation that needs a newer hpcpolicy than this node runs."""
+    if not isinstance(doc, dict) or "min_node_version" not in doc:
+        return  # written before the key existed: any node reads it
+    wanted = doc["min_node_version"]
+    try:
+        too_old = _version(running) < _version(str(wanted))
+    except ValueError:
+        raise _fail(gen_dir, f"min_node_version: {wanted!r} is not a version") from None
+    if too_old:
+        raise _fail(gen_dir, f"needs hpcpolicy {wanted} or later on the node, this node runs "
+                             f"{running}: upgrade hpcpolicy on this node (nodes first, then "
+                             "the publisher)")
 
 
 def _fail(gen_dir: str, why: str) -> VerificationError:
@@ -188,11 +282,17 @@ def check_manifest(doc: Any, gen_dir: str) -> Dict[str, Any]:
 
 
 def parse_manifest(data: bytes, gen_dir: str) -> Dict[str, Any]:
-    """Parse and validate manifest bytes already read (e.g. the very bytes a signature covers)."""
+    """Parse and validate manifest bytes already read (e.g. the very bytes a signature covers).
+
+    The node version comes first: a newer format must say "upgrade", not "malformed".
+    """
+    from hpcpolicy import __version__
+
     try:
         doc = json.loads(data)
     except ValueError as err:
         raise _fail(gen_dir, f"not valid JSON: {err}") from None
+    check_node_version(doc, gen_dir, __version__)
     return check_manifest(doc, gen_dir)
 
 
@@ -200,9 +300,12 @@ def read_manifest_bytes(gen_dir: str) -> bytes:
     """The manifest's bytes, refusing a symlink in its place."""
     path = os.path.join(gen_dir, MANIFEST)
     try:
-        return read_bytes_nofollow(path)
+        data = read_bytes_nofollow(path, MANIFEST_LIMIT + 1)
     except OSError as err:
         raise VerificationError(f"{path}: cannot read: {err.strerror}") from None
+    if len(data) > MANIFEST_LIMIT:
+        raise VerificationError(f"{path}: larger than {MANIFEST_LIMIT} bytes; not a manifest")
+    return data
 
 
 def load_manifest(gen_dir: str) -> Dict[str, Any]:

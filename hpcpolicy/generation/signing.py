@@ -14,7 +14,8 @@ Safety decisions:
   timeout: an encrypted key fails at once instead of hanging an unattended apply.
 * The key's mode is checked first, to give a clear error instead of ssh-keygen's banner.
 
-This module is imported by nodes: it depends on `errors` and `fsutil` only, never on `deploy`.
+This module is imported by nodes: it depends on `errors`, `fsutil` and `trust` only, never on
+`deploy`.
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ import subprocess
 import tempfile
 from typing import Dict, List, Optional, Sequence
 
-from ..errors import RuntimeFailure, UnsafePath, VerificationError
+from ..errors import InvalidInput, RuntimeFailure, UnsafePath, VerificationError
 from ..fsutil import atomic_write, read_bytes_nofollow
+from .trust import anchor_problem
 
 log = logging.getLogger(__name__)
 
@@ -126,8 +128,7 @@ def verify_bytes(
     A node should verify the very bytes it then parses (no window in which the file on
     shared storage could change between the check and the use); `verify` wraps this.
     """
-    if not os.path.isfile(allowed_signers):
-        raise VerificationError(f"{allowed_signers}: allowed-signers file missing")
+    check_allowed_signers(allowed_signers)
     with tempfile.TemporaryDirectory(prefix="hpcpolicy-sig-") as tmp:
         sig_file = os.path.join(tmp, "manifest.json.sig")
         atomic_write(sig_file, sig, mode=0o600, sync=False)
@@ -135,6 +136,19 @@ def verify_bytes(
         _verify_as(data, sig_file, allowed_signers, who, label)
     log.info("%s: good signature by %s", label, who)
     return who
+
+
+def check_allowed_signers(path: str) -> None:
+    """The keys a node trusts: refuse a file someone other than root could change (exit 2).
+
+    Whoever can edit it can add their own key, so it must be a regular root-owned file, not
+    writable by group or other, in directories only root can change.
+    """
+    if not os.path.lexists(path):
+        raise VerificationError(f"{path}: allowed-signers file missing")
+    why = anchor_problem(path, {0, os.geteuid()})
+    if why:
+        raise InvalidInput(f"allowed-signers file: {why}", file=path)
 
 
 def _read_for_verify(path: str, what: str) -> bytes:

@@ -69,3 +69,40 @@ def check_dirs(label: str, entries: Iterable[str], allowed: Set[int], inside: Se
         reason = why_unsafe(st, allowed, entry in inside)
         if reason:
             raise UnsafePath(f"{label}: {entry} is {reason}{suffix}")
+
+
+ANCHOR_LIMIT = 1 << 20  # a node config or allowed-signers file is a few lines
+
+
+def anchor_problem(path: str, owners: Set[int]) -> Optional[str]:
+    """Why a file that decides what a node trusts (node.toml, allowed-signers) is unsafe, or None.
+
+    Whoever can change such a file decides what every sync installs as root, so it must be a
+    regular file owned by an allowed uid (root), not writable by group or other, in directories
+    that satisfy the deploy-root rule (a root-owned sticky parent is fine).
+    """
+    try:
+        st = os.stat(path)
+    except OSError as err:
+        return f"cannot read: {err.strerror}"
+    if not stat.S_ISREG(st.st_mode):
+        return "not a regular file"
+    if st.st_uid not in owners:
+        return f"owned by uid {st.st_uid}, not root; chown root {path}"
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        mode = stat.S_IMODE(st.st_mode)
+        return f"writable by group or other (mode {mode:04o}); chmod go-w {path}"
+    if st.st_size > ANCHOR_LIMIT:
+        return f"{st.st_size} bytes, more than such a file can hold ({ANCHOR_LIMIT})"
+    parent = os.path.dirname(os.path.abspath(path))
+    for entry in chain(parent):
+        try:
+            dst = os.stat(entry)
+        except OSError as err:
+            return f"{entry}: {err.strerror}"
+        if dst.st_uid not in owners:
+            return f"its directory {entry} is owned by uid {dst.st_uid}, not root"
+        reason = why_unsafe(dst, owners, inside=False)
+        if reason:
+            return f"its directory {entry} is {reason}"
+    return None

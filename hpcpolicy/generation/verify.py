@@ -3,8 +3,11 @@
 Checked: the manifest's shape and (given an allowed-signers file) its signature, over the very
 bytes then parsed; that it names this directory; every listed file is a regular file (never a
 symlink) with the listed size, mode and sha256; every directory on the way is a real directory;
-nothing unlisted anywhere in the generation. Any difference raises VerificationError naming the
-file, because a node must install all of a generation or none of it.
+nothing unlisted anywhere in the generation; every path is one hpcpolicy manages, within its
+size bound; the node is recent enough (`min_node_version`). Given `owners` (a node), every
+entry read must also be owned by one of them and not writable by group or other. Any difference
+raises VerificationError naming the file, because a node must install all of a generation or
+none of it.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any, Dict, List, Optional, Set
 from hpcpolicy.errors import VerificationError
 from hpcpolicy.generation.manifest import (
     FileEntry,
+    check_managed,
     class_files,
     parse_manifest,
     read_manifest_bytes,
@@ -25,6 +29,25 @@ from hpcpolicy.generation.naming import CLASS_DIR, DEFAULT_CLASS, MANIFEST, TREE
 
 SIG_NAME = MANIFEST + ".sig"
 _CHUNK = 1 << 20
+
+
+def check_owned(path: str, st: os.stat_result, owners: Optional[Set[int]]) -> None:
+    """Refuse an entry of the generation that someone outside `owners` could change."""
+    if owners is None:
+        return
+    if st.st_uid not in owners:
+        raise VerificationError(f"{path}: owned by uid {st.st_uid}, not root or the deploy owner; "
+                                "refusing the generation")
+    if not stat.S_ISLNK(st.st_mode) and st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise VerificationError(f"{path}: writable by group or other "
+                                f"(mode {stat.S_IMODE(st.st_mode):04o}); refusing the generation")
+
+
+def _lstat(path: str) -> os.stat_result:
+    try:
+        return os.lstat(path)
+    except OSError as err:
+        raise VerificationError(f"{path}: cannot read: {err.strerror}") from None
 
 
 def _check_signature(gen_dir: str, data: bytes, allowed_signers: str) -> str:
@@ -50,7 +73,7 @@ def file_sha256(path: str) -> str:
     return digest.hexdigest()
 
 
-def _check_file(tree: str, entry: FileEntry) -> None:
+def _check_file(tree: str, entry: FileEntry, owners: Optional[Set[int]]) -> None:
     path = os.path.join(tree, entry.path)
     try:
         st = os.lstat(path)
@@ -58,6 +81,7 @@ def _check_file(tree: str, entry: FileEntry) -> None:
         raise VerificationError(f"{path}: listed in the manifest but missing") from None
     if not stat.S_ISREG(st.st_mode):
         raise VerificationError(f"{path}: not a regular file")
+    check_owned(path, st, owners)
     if st.st_size != entry.size or stat.S_IMODE(st.st_mode) != entry.mode:
         raise VerificationError(
             f"{path}: size {st.st_size} mode {stat.S_IMODE(st.st_mode):04o}, manifest says "
@@ -70,7 +94,7 @@ def _check_file(tree: str, entry: FileEntry) -> None:
         raise VerificationError(f"{path}: sha256 differs from the manifest (altered file)")
 
 
-def _walk(top: str) -> Set[str]:
+def _walk(top: str, owners: Optional[Set[int]]) -> Set[str]:
     """Every entry below `top` (relative; directories end in `/`); a symlinked dir is an error."""
     found: Set[str] = set()
 
@@ -82,51 +106,66 @@ def _walk(top: str) -> Set[str]:
             full = os.path.join(dirpath, name)
             if os.path.islink(full):
                 raise VerificationError(f"{full}: a symlink where a directory should be")
+            check_owned(full, _lstat(full), owners)
             found.add(os.path.relpath(full, top) + "/")
         for name in filenames:
             found.add(os.path.relpath(os.path.join(dirpath, name), top))
     return found
 
 
-def _check_tree(gen_dir: str, node_class: str, entries: List[FileEntry]) -> None:
+def _check_tree(gen_dir: str, node_class: str, entries: List[FileEntry],
+                owners: Optional[Set[int]]) -> None:
     tree = os.path.join(gen_dir, tree_dir(node_class))
     if os.path.islink(tree) or not os.path.isdir(tree):
         raise VerificationError(f"{tree}: missing or not a directory")
+    check_owned(tree, _lstat(tree), owners)
     expected = {e.path for e in entries}
     for entry in entries:
         parent = os.path.dirname(entry.path)
         while parent:
             expected.add(parent + "/")
             parent = os.path.dirname(parent)
-    extra = _walk(tree) - expected
+    extra = _walk(tree, owners) - expected
     if extra:
         raise VerificationError(f"{os.path.join(tree, sorted(extra)[0])}: not in the manifest")
     for entry in entries:
-        _check_file(tree, entry)
+        _check_file(tree, entry, owners)
 
 
-def _check_top(gen_dir: str, classes: List[str]) -> None:
+def _check_top(gen_dir: str, classes: List[str], owners: Optional[Set[int]]) -> None:
     """Only manifest, signature, tree/ and class/NAME/tree/ may exist at the top."""
     allowed = {MANIFEST, SIG_NAME, TREE} | ({CLASS_DIR} if len(classes) > 1 else set())
     for name in sorted(os.listdir(gen_dir)):
         if name not in allowed:
             raise VerificationError(f"{os.path.join(gen_dir, name)}: not in the manifest")
+        if name in (MANIFEST, SIG_NAME):
+            path = os.path.join(gen_dir, name)
+            check_owned(path, _lstat(path), owners)
     if len(classes) <= 1:
         return
     class_root = os.path.join(gen_dir, CLASS_DIR)
     if os.path.islink(class_root):
         raise VerificationError(f"{class_root}: a symlink where a directory should be")
+    check_owned(class_root, _lstat(class_root), owners)
     wanted = {c for c in classes if c != DEFAULT_CLASS}
     for name in sorted(os.listdir(class_root)):
         inner = os.path.join(class_root, name)
         if name not in wanted or os.path.islink(inner) or os.listdir(inner) != [TREE]:
             raise VerificationError(f"{inner}: not in the manifest")
+        check_owned(inner, _lstat(inner), owners)
 
 
-def verify_generation(gen_dir: str, allowed_signers: Optional[str] = None) -> Dict[str, Any]:
-    """Verify a whole generation; return its manifest. VerificationError names the culprit."""
+def verify_generation(gen_dir: str, allowed_signers: Optional[str] = None,
+                      owners: Optional[Set[int]] = None) -> Dict[str, Any]:
+    """Verify a whole generation; return its manifest. VerificationError names the culprit.
+
+    `owners`: the uids a node trusts (root and its deploy owner); None skips ownership checks
+    (the publisher, which checked its deploy root itself).
+    """
     if os.path.islink(gen_dir) or not os.path.isdir(gen_dir):
         raise VerificationError(f"{gen_dir}: not a generation directory")
+    manifest_path = os.path.join(gen_dir, MANIFEST)
+    check_owned(manifest_path, _lstat(manifest_path), owners)
     data = read_manifest_bytes(gen_dir)
     if allowed_signers is not None:
         _check_signature(gen_dir, data, allowed_signers)
@@ -136,7 +175,9 @@ def verify_generation(gen_dir: str, allowed_signers: Optional[str] = None) -> Di
             f"{os.path.join(gen_dir, MANIFEST)}: describes {manifest['generation']}, "
             "not this directory")
     classes = sorted(manifest["classes"])
-    _check_top(gen_dir, classes)
     for node_class in classes:
-        _check_tree(gen_dir, node_class, class_files(manifest, node_class))
+        check_managed(gen_dir, node_class, class_files(manifest, node_class))
+    _check_top(gen_dir, classes, owners)
+    for node_class in classes:
+        _check_tree(gen_dir, node_class, class_files(manifest, node_class), owners)
     return manifest

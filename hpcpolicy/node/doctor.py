@@ -18,6 +18,7 @@ describe the running kernel, and the detail says so.
 from __future__ import annotations
 
 import os
+import pwd
 import stat
 import sys
 from dataclasses import dataclass, field
@@ -28,7 +29,9 @@ from hpcpolicy.generation.manifest import SYSCTL_FILE, class_files
 from hpcpolicy.generation.naming import DEFAULT_CLASS, STABLE
 from hpcpolicy.generation.verify import verify_generation
 from hpcpolicy.node import install, source
+from hpcpolicy.node.config import DEFAULT_PATH
 from hpcpolicy.node.state import load_state
+from hpcpolicy.node.sync import site_signs
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -73,6 +76,9 @@ class DoctorOptions:
     root: str = "/"
     deploy_root: Optional[str] = None
     node_class: Optional[str] = None
+    deploy_owner: int = 0  # whom the node trusts besides root (node.toml / --deploy-owner)
+    allowed_signers: Optional[str] = None
+    config_path: str = DEFAULT_PATH
     hostname: Optional[str] = None
     proc_sys: str = "/proc/sys"
     home_limit: int = 2000  # home directories looked into, at most (shared /home can be huge)
@@ -90,6 +96,8 @@ class _Basis:
     files: Dict[str, str] = field(default_factory=dict)
     requirements: Dict[str, Any] = field(default_factory=dict)
     checks: List[Check] = field(default_factory=list)
+    site_deploy_owner: Optional[str] = None  # as the site's manifest records it
+    site_signs: bool = False
 
 
 def _shown(paths: List[str]) -> str:
@@ -122,6 +130,9 @@ def _basis(opts: DoctorOptions, root: str) -> _Basis:
         basis.node_class = opts.node_class or state.get("class") or DEFAULT_CLASS
         basis.files = {str(k): str(v) for k, v in state["files"].items()}
         basis.requirements = dict(state.get("requirements") or {})
+        owner = state.get("site_deploy_owner")
+        basis.site_deploy_owner = None if owner is None else str(owner)
+        basis.site_signs = bool(state.get("site_signs"))
         basis.checks.append(Check("generation", OK, f"node has {basis.generation} (class "
                                   f"{basis.node_class}, synced {state.get('synced')})"))
     elif not basis.checks:
@@ -136,10 +147,12 @@ def _from_deploy_root(opts: DoctorOptions, state: Optional[Mapping[str, Any]],
     assert opts.deploy_root is not None
     channel = str(state.get("channel") or STABLE) if state else STABLE
     try:
-        deploy_root = source.check_deploy_root(opts.deploy_root)
+        owners = {0, opts.deploy_owner}
+        deploy_root = source.check_deploy_root(opts.deploy_root, owners)
+        source.check_link(deploy_root, channel, owners)
         name, gen_dir = source.resolve(deploy_root, channel)
-        source.check_inner(deploy_root, channel, gen_dir)
-        manifest = verify_generation(gen_dir)
+        source.check_inner(deploy_root, channel, gen_dir, owners)
+        manifest = verify_generation(gen_dir, None, owners)
         wanted = opts.node_class or (state.get("class") if state else None)
         node_class, _how = source.select_class(manifest, wanted, opts.hostname)
     except HpcPolicyError as err:
@@ -148,6 +161,9 @@ def _from_deploy_root(opts: DoctorOptions, state: Optional[Mapping[str, Any]],
     basis.generation, basis.node_class, basis.channel = name, node_class, channel
     basis.files = {e.path: e.sha256 for e in class_files(manifest, node_class)}
     basis.requirements = dict(manifest.get("requirements") or {})
+    owner = manifest.get("deploy_owner")
+    basis.site_deploy_owner = None if owner is None else str(owner)
+    basis.site_signs = site_signs(gen_dir, manifest)
     have = state.get("generation") if state else None
     if have == name:
         basis.checks.append(Check("generation", OK, f"node has the {channel} generation "
@@ -156,6 +172,53 @@ def _from_deploy_root(opts: DoctorOptions, state: Optional[Mapping[str, Any]],
         basis.checks.append(Check(
             "generation", FAIL, f"node has {have or 'nothing'}, the {channel} generation is "
             f"{name}", f"hpcpolicy node sync --from {opts.deploy_root}"))
+
+
+# ----------------------------------------------------------------------------- trust
+
+
+def _uid(name: str) -> Optional[int]:
+    if name.isdigit():
+        return int(name)
+    try:
+        return pwd.getpwnam(name).pw_uid
+    except KeyError:
+        return None
+
+
+def check_deploy_owner(opts: DoctorOptions, basis: _Basis) -> Check:
+    """Say when the site publishes as another deploy owner than the node trusts (never decides:
+    the node keeps trusting only root and its own configured owner)."""
+    node = "root" if opts.deploy_owner == 0 else f"uid {opts.deploy_owner}"
+    if basis.site_deploy_owner is None:
+        return Check("deploy-owner", OK, f"node trusts root and {node}; the generation does "
+                     "not record the site's deploy owner")
+    site = basis.site_deploy_owner
+    if _uid(site) == opts.deploy_owner:
+        return Check("deploy-owner", OK, f"node and site agree: deploy owner {site}")
+    return Check(
+        "deploy-owner", WARN, f"the site records deploy owner {site}, this node trusts {node} "
+        "(and root): the node refuses what the site's owner writes, or trusts an account the "
+        "site does not use",
+        f"if {site} is right, set deploy_owner = \"{site}\" in {opts.config_path}")
+
+
+def check_signatures(opts: DoctorOptions, basis: _Basis) -> Check:
+    """A site that signs protects only the nodes that check; say so on the others."""
+    if opts.allowed_signers is not None:
+        from hpcpolicy.generation.signing import check_allowed_signers
+
+        try:
+            check_allowed_signers(opts.allowed_signers)
+        except HpcPolicyError as err:
+            return Check("signatures", FAIL, str(err), "fix the allowed-signers file")
+        return Check("signatures", OK, f"signatures checked with {opts.allowed_signers}")
+    if basis.site_signs:
+        return Check("signatures", WARN, "the site signs its generations but this node does "
+                     "not check the signature: whoever can write the deploy root as the deploy "
+                     "owner can change what it installs",
+                     f"set allowed_signers in {opts.config_path}")
+    return Check("signatures", OK, "the site does not sign its generations; nothing to check")
 
 
 # ----------------------------------------------------------------------------- policy checks
@@ -513,6 +576,7 @@ def doctor(opts: DoctorOptions) -> List[Check]:
 def _checks(opts: DoctorOptions, root: str, basis: _Basis) -> List[Check]:
     steps: List[Callable[[], List[Check]]] = [
         lambda: basis.checks,
+        lambda: [check_deploy_owner(opts, basis), check_signatures(opts, basis)],
         lambda: [check_files(root, basis), check_binds(root, basis)],
         lambda: check_sysctls(opts, root, basis),
         lambda: [check_userns(opts, basis), check_idmap(root, "newuidmap", basis),

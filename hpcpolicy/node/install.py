@@ -6,8 +6,10 @@ Rules, and why:
   symlinked `/etc/containers` planted by somebody would otherwise receive root-owned files
   wherever it points. Such a path is refused (UnsafePath) before anything is installed.
 * missing directories are created 0755, root-owned;
-* the file itself is replaced by `atomic_write` (temp file in the same directory, fsync,
-  rename): a symlink at the target is replaced as a link, never followed;
+* the file itself is replaced by a temp file in the same directory, fsynced, then renamed: a
+  symlink at the target is replaced as a link, never followed. A sync stages every file of a
+  generation first and renames them only when all were written, so a full disk fails the sync
+  with every file still old (never some old, some new);
 * the first file hpcpolicy replaces at a path is kept as `PATH.hpcpolicy-orig` (a hard link to
   the original inode, so mode, owner and content are kept exactly); it is never overwritten.
   When a later generation drops the path, the original is put back (renamed over it), because
@@ -19,14 +21,17 @@ Rules, and why:
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import os
 import stat
-from typing import Optional
+from dataclasses import dataclass
+from typing import List, Optional, Set
 
 from hpcpolicy.errors import RuntimeFailure, UnsafePath
-from hpcpolicy.fsutil import atomic_write, fsync_dir, make_dirs, refuse_symlinked_parents
+from hpcpolicy.fsutil import fsync_dir, make_dirs, refuse_symlinked_parents
+from hpcpolicy.fsutil import stage_file as stage_write
 
 ORIG_SUFFIX = ".hpcpolicy-orig"
 FILE_MODE = 0o644
@@ -70,8 +75,8 @@ def read_installed(path: str) -> Optional[bytes]:
         return handle.read()
 
 
-def installed_ok(path: str, sha256: str) -> bool:
-    """True when `path` is exactly what we install: regular, right bytes, 0644, root-owned."""
+def mode_owner_ok(path: str) -> bool:
+    """True when `path` is a regular file with the mode and owner we install (0644, root)."""
     try:
         st = os.lstat(path)
     except FileNotFoundError:
@@ -79,7 +84,12 @@ def installed_ok(path: str, sha256: str) -> bool:
     if not stat.S_ISREG(st.st_mode) or stat.S_IMODE(st.st_mode) != FILE_MODE:
         return False
     owner = _owner()
-    if owner is not None and (st.st_uid, st.st_gid) != (owner, owner):
+    return owner is None or (st.st_uid, st.st_gid) == (owner, owner)
+
+
+def installed_ok(path: str, sha256: str) -> bool:
+    """True when `path` is exactly what we install: regular, right bytes, 0644, root-owned."""
+    if not mode_owner_ok(path):
         return False
     data = read_installed(path)
     return data is not None and hashlib.sha256(data).hexdigest() == sha256
@@ -118,20 +128,63 @@ def _relabel(path: str, label: Optional[bytes]) -> None:
             raise
 
 
-def install_file(root: str, rel: str, data: bytes, keep: bool) -> None:
-    """Install `data` at ROOT/rel atomically, 0644 root-owned; `keep` saves the original."""
+@dataclass(frozen=True)
+class Staged:
+    """A new file written in full beside its target, waiting for its rename."""
+
+    rel: str
+    path: str
+    tmp: str
+
+
+def stage_file(root: str, rel: str, data: bytes) -> Staged:
+    """Write `data` as a temp file beside ROOT/rel (0644, root-owned, fsynced, label carried).
+
+    Nothing at the target changes until `commit`; on any error the temp file is gone.
+    """
     path = target_path(root, rel)
     check_parents(root, rel)
     make_parents(root, rel)
-    if keep:
-        keep_original(path)
-    label = _label_of(path)
+    if os.path.isdir(path) and not os.path.islink(path):
+        raise UnsafePath(f"{path}: is a directory; cannot install a file there")
     owner = _owner()
+    tmp = stage_write(path, data, mode=FILE_MODE, uid=owner, gid=owner)
     try:
-        atomic_write(path, data, mode=FILE_MODE, uid=owner, gid=owner)
-    except IsADirectoryError:
-        raise UnsafePath(f"{path}: is a directory; cannot install a file there") from None
-    _relabel(path, label)
+        _relabel(tmp, _label_of(path))
+    except BaseException:
+        discard([Staged(rel, path, tmp)])
+        raise
+    return Staged(rel, path, tmp)
+
+
+def discard(staged: List[Staged]) -> None:
+    """Remove staged temp files (a staging step failed: nothing is installed)."""
+    for item in staged:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(item.tmp)
+
+
+def commit(staged: List[Staged], keep: Set[str]) -> None:
+    """Rename every staged file into place; first keep the originals of the paths in `keep`.
+
+    The originals are linked before the first rename, so a failing link installs nothing.
+    """
+    try:
+        for item in staged:
+            if item.rel in keep:
+                keep_original(item.path)
+    except BaseException:
+        discard(staged)
+        raise
+    for item in staged:
+        os.replace(item.tmp, item.path)
+    for directory in sorted({os.path.dirname(item.path) for item in staged}):
+        fsync_dir(directory)
+
+
+def install_file(root: str, rel: str, data: bytes, keep: bool) -> None:
+    """Install `data` at ROOT/rel atomically, 0644 root-owned; `keep` saves the original."""
+    commit([stage_file(root, rel, data)], {rel} if keep else set())
 
 
 def remove_file(root: str, rel: str) -> str:

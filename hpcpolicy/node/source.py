@@ -1,9 +1,11 @@
 """Reading a generation from the deploy root, as a node: trust checks, channel, class, bytes.
 
-* The deploy root, every parent and every place a symlink on the way leads must be owned by
-  root or by the deploy root's own owner (a service account where storage squashes root), and
-  not writable by group or other (a root-owned sticky parent, like /tmp, is fine). Whoever
-  could write there could hand every node a policy of their choosing.
+* The deploy root, every parent and every place a symlink on the way leads, and below it the
+  channel link, `generations/`, `channels/` and everything in the generation must be owned by
+  root or by the deploy owner the NODE was told about (node.toml or --deploy-owner; root when
+  neither says), and not writable by group or other (a root-owned sticky parent, like /tmp, is
+  fine). Never "whoever owns the directory": a user who creates the deploy root first (under a
+  sticky /scratch, or where the share is not mounted) would otherwise own every node.
 * The channel link is read ONCE; from then on only that generation directory is used, so a
   publish or rollback during a sync cannot mix two generations.
 * Every file of the node's class is read once into memory and checked against the verified
@@ -19,31 +21,38 @@ import logging
 import os
 import socket
 import stat
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Set, Tuple
 
 from hpcpolicy.errors import RuntimeFailure, UnsafePath, UsageError, VerificationError
 from hpcpolicy.fsutil import read_bytes_nofollow
 from hpcpolicy.generation import trust
-from hpcpolicy.generation.manifest import class_files
+from hpcpolicy.generation.manifest import MANAGED_FILES, class_files
 from hpcpolicy.generation.naming import (
     CHANNELS,
     DEFAULT_CLASS,
     GENERATIONS,
     STABLE,
     channel_generation,
+    channel_link,
     tree_dir,
 )
 from hpcpolicy.generation.trust import check_dirs
 
 log = logging.getLogger(__name__)
+_READ_LIMIT = max(MANAGED_FILES.values()) + 1
 _REFUSE = "; refusing to read it"
+_OWNER_HINT = (" (a deploy owner other than root is set with deploy_owner in node.toml "
+               "or --deploy-owner)")
 
 
 # ----------------------------------------------------------------------------- trust
 
 
-def check_deploy_root(deploy_root: str) -> str:
-    """Refuse to read a deploy root others could alter (UnsafePath); return it normalised."""
+def check_deploy_root(deploy_root: str, owners: Set[int]) -> str:
+    """Refuse to read a deploy root others could alter (UnsafePath); return it normalised.
+
+    `owners`: the uids that may own it (root and the node's configured deploy owner).
+    """
     path = os.path.normpath(os.path.abspath(deploy_root))
     try:
         top = os.stat(path)
@@ -52,20 +61,32 @@ def check_deploy_root(deploy_root: str) -> str:
     if not stat.S_ISDIR(top.st_mode):
         raise RuntimeFailure(f"deploy root {path}: not a directory")
     inside = {path, os.path.realpath(path)}
-    check_dirs(f"deploy root {path}", trust.chain(path), {0, top.st_uid}, inside, _REFUSE)
+    check_dirs(f"deploy root {path}", trust.chain(path), owners, inside, _OWNER_HINT + _REFUSE)
     return path
 
 
-def check_inner(deploy_root: str, channel: str, gen_dir: str) -> None:
-    """`generations/`, the channel directory and the generation itself: same rule, no links."""
-    allowed = {0, os.stat(deploy_root).st_uid}
+def check_link(deploy_root: str, channel: str, owners: Set[int]) -> None:
+    """The channel link itself: whoever owns it can repoint it."""
+    link = channel_link(deploy_root, channel)
+    try:
+        st = os.lstat(link)
+    except OSError:
+        return  # resolve() says that nothing is published
+    if st.st_uid not in owners:
+        raise UnsafePath(f"deploy root {deploy_root}: {link} is owned by uid {st.st_uid}, not "
+                         f"root or the deploy owner{_OWNER_HINT}{_REFUSE}")
+
+
+def check_inner(deploy_root: str, channel: str, gen_dir: str, owners: Set[int]) -> None:
+    """The channel link, `generations/`, the channel directory and the generation: same rule."""
+    check_link(deploy_root, channel, owners)
     inner = [os.path.join(deploy_root, GENERATIONS), gen_dir]
     if channel != STABLE:
         inner.insert(1, os.path.join(deploy_root, CHANNELS))
     for entry in inner:
         if os.path.islink(entry):
             raise UnsafePath(f"{entry}: is a symlink; refusing to read it")
-    check_dirs(f"deploy root {deploy_root}", inner, allowed, set(inner), _REFUSE)
+    check_dirs(f"deploy root {deploy_root}", inner, owners, set(inner), _REFUSE)
 
 
 # ----------------------------------------------------------------------------- generation
@@ -81,8 +102,12 @@ def resolve(deploy_root: str, channel: str) -> Tuple[str, str]:
 
 
 def _read(path: str) -> bytes:
-    """One file of the generation (a seam for tests that make a generation vanish)."""
-    return read_bytes_nofollow(path)
+    """One file of the generation (a seam for tests that make a generation vanish).
+
+    Never more than the largest bound plus one byte: a file that grew after verification is
+    refused by its size, not held in memory.
+    """
+    return read_bytes_nofollow(path, _READ_LIMIT)
 
 
 def read_class(gen_dir: str, manifest: Mapping[str, Any], node_class: str) -> Dict[str, bytes]:

@@ -9,14 +9,22 @@ Shape (format 1)::
 
     {"format": 1, "generation": "000042-3f2a9c1b", "class": "default", "channel": "stable",
      "deploy_root": "/shared/hpcpolicy", "site": "cluster-a", "synced": "2026-...Z",
-     "files": {"etc/subuid": "<sha256>", ...}, "requirements": {...}}
+     "files": {"etc/subuid": "<sha256>", ...}, "requirements": {...},
+     "floors": [{"site": "cluster-a", "deploy_root": "/shared/hpcpolicy", "number": 42,
+                 "generation": "000042-3f2a9c1b"}],
+     "site_deploy_owner": "root", "site_signs": false, "checks_signatures": false}
+
+`floors`: the generation installed last from each site and deploy root; a sync refuses a lower
+number from the same pair (a channel pointed back at an old signed generation would bring back
+revoked sub-ID ranges). A node that loses this file (a diskless node at boot) loses the guard
+until its next sync.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from hpcpolicy.errors import RuntimeFailure
 from hpcpolicy.fsutil import atomic_write, read_bytes_nofollow
@@ -72,3 +80,28 @@ def save_state(root: str, doc: Dict[str, Any]) -> None:
     data = (json.dumps(doc, sort_keys=True, indent=1) + "\n").encode()
     owner = 0 if os.geteuid() == 0 else None
     atomic_write(state_path(root), data, mode=0o644, uid=owner, gid=owner)
+
+
+def floor_of(state: Optional[Dict[str, Any]], site: str, deploy_root: str
+             ) -> Optional[Tuple[int, str]]:
+    """(number, name) of the generation last installed from this site and deploy root."""
+    for entry in floors(state):
+        if entry.get("site") == site and entry.get("deploy_root") == deploy_root:
+            number, name = entry.get("number"), entry.get("generation")
+            if isinstance(number, int) and isinstance(name, str):
+                return number, name
+    return None
+
+
+def floors(state: Optional[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    found = state.get("floors") if state else None
+    return [dict(e) for e in found if isinstance(e, dict)] if isinstance(found, list) else []
+
+
+def with_floor(state: Optional[Dict[str, Any]], site: str, deploy_root: str, number: int,
+               name: str) -> List[Dict[str, Any]]:
+    """The floors after installing `name` (number) from this site and deploy root."""
+    out = [e for e in floors(state)
+           if (e.get("site"), e.get("deploy_root")) != (site, deploy_root)]
+    out.append({"site": site, "deploy_root": deploy_root, "number": number, "generation": name})
+    return sorted(out, key=lambda e: (str(e.get("site")), str(e.get("deploy_root"))))

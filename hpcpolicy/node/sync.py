@@ -2,9 +2,12 @@
 
 Order, and why (SPEC §5):
 
-1. refuse a deploy root others could alter; read the channel link once;
+1. refuse a deploy root others could alter (anything not owned by root or the deploy owner
+   the node was told about, or writable by group or other); read the channel link once;
 2. verify the whole generation (manifest shape, signature when the node has an
-   allowed-signers file, every file and nothing else), pick the class;
+   allowed-signers file, every file and nothing else, only paths hpcpolicy manages within
+   their size bounds, a new enough node), pick the class; refuse a generation older than the
+   one last installed from the same site and deploy root (unless --allow-older);
 3. read every file of the class into memory and check it again: from here on nothing is read
    from shared storage, so a generation that changes or vanishes fails HERE, with nothing
    installed;
@@ -12,11 +15,14 @@ Order, and why (SPEC §5):
    mode and owner, not only the state file: a locally edited file is put back), and refuse
    any symlinked directory on the way to any target, still before installing anything;
 5. take shadow's locks when /etc/subuid or /etc/subgid change (also before the first write, so
-   a lock timeout installs nothing), install, remove dropped files, record the state;
+   a lock timeout installs nothing); write every new file as a temp file beside its target,
+   and only when all were written rename them into place (a full disk installs nothing);
+   remove dropped files, record the state;
 6. apply a changed sysctl file with `sysctl -p FILE` (only when --root is /).
 
-A sync interrupted during step 5 leaves every file either old or new (each write is atomic)
-and the state of the previous sync; the next sync compares bytes and completes the job.
+A sync interrupted during the renames of step 5 leaves every file either old or new (each
+rename is atomic) and the state of the previous sync; the next sync compares bytes and
+completes the job.
 """
 
 from __future__ import annotations
@@ -29,23 +35,32 @@ import subprocess
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Dict, Iterator, List, Mapping, Optional
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Set
 
-from hpcpolicy.errors import HpcPolicyError, LockTimeout, UnsafePath, UsageError
+from hpcpolicy.errors import (
+    HpcPolicyError,
+    LockTimeout,
+    RuntimeFailure,
+    UnsafePath,
+    UsageError,
+    VerificationError,
+)
 from hpcpolicy.fsutil import poll_lock
 from hpcpolicy.generation import diff as diffs
 from hpcpolicy.generation.manifest import SYSCTL_FILE
-from hpcpolicy.generation.naming import STABLE
-from hpcpolicy.generation.verify import verify_generation
+from hpcpolicy.generation.naming import STABLE, parse_name
+from hpcpolicy.generation.verify import SIG_NAME, verify_generation
 from hpcpolicy.node import install, source
 from hpcpolicy.node.shadowlock import ShadowLocks
 from hpcpolicy.node.state import (
     FORMAT,
     SYNC_LOCK,
+    floor_of,
     installed_files,
     load_state,
     same_state,
     save_state,
+    with_floor,
 )
 
 log = logging.getLogger(__name__)
@@ -53,6 +68,8 @@ log = logging.getLogger(__name__)
 SUBID_FILES = ("etc/subuid", "etc/subgid")
 SYSCTL = "sysctl"
 SYSCTL_TIMEOUT = 60.0
+UNCHECKED_NOTE = ("the site signs its generations but this node does not check the signature: "
+                  "set allowed_signers in /etc/hpcpolicy/node.toml (or --allowed-signers)")
 MIGRATE_NOTE = ("sub-ID ranges changed: users with running rootless Podman must run "
                 "`podman system migrate` (or log in again) to use the new ranges")
 
@@ -71,6 +88,12 @@ class SyncOptions:
     reload: bool = True
     hostname: Optional[str] = None
     lock_timeout: float = 30.0
+    deploy_owner: int = 0  # the uid besides root that may own what the node reads
+    allow_older: bool = False
+
+    @property
+    def owners(self) -> Set[int]:
+        return {0, self.deploy_owner}
 
 
 @dataclass
@@ -147,8 +170,9 @@ def _plan_file(root: str, rel: str, data: bytes, previous: Mapping[str, str]) ->
         now = hashlib.sha256(before).hexdigest() if before is not None else None
         if now != previous[rel]:
             note = f"{rel}: locally modified since the last sync; restored"
-        else:
+        elif not install.mode_owner_ok(path):
             note = f"{rel}: mode or owner changed locally; restored"
+        # else: the file of the previous generation, untouched: a routine update, no note
     return _Planned(rel, "modified", data, before, note)
 
 
@@ -187,14 +211,32 @@ def _apply(root: str, items: List[_Planned], previous: Mapping[str, str], timeou
         install.make_parents(root, SUBID_FILES[0])
         locks.acquire()
     try:
+        staged = _stage(root, items)
+        install.commit(staged, {i.path for i in items if i.path not in previous})
         for item in items:
             if item.action == "removed":
                 install.remove_file(root, item.path)
-            else:
-                assert item.data is not None
-                install.install_file(root, item.path, item.data, keep=item.path not in previous)
     finally:
         locks.release()
+
+
+def _stage(root: str, items: List[_Planned]) -> List[install.Staged]:
+    """Every new file written beside its target; on any failure none is left, none installed."""
+    staged: List[install.Staged] = []
+    try:
+        for item in items:
+            if item.action != "removed":
+                assert item.data is not None
+                try:
+                    staged.append(install.stage_file(root, item.path, item.data))
+                except OSError as err:
+                    raise RuntimeFailure(
+                        f"{install.target_path(root, item.path)}: cannot write the new file "
+                        f"({err.strerror}); nothing installed, every file is as before") from None
+    except BaseException:
+        install.discard(staged)
+        raise
+    return staged
 
 
 def run_sysctl(path: str) -> Optional[str]:
@@ -245,7 +287,8 @@ def _after_install(opts: SyncOptions, root: str, items: List[_Planned], result: 
 
 
 def _new_state(opts: SyncOptions, deploy_root: str, manifest: Mapping[str, Any],
-               node_class: str, files: Mapping[str, bytes]) -> Dict[str, Any]:
+               node_class: str, files: Mapping[str, bytes], state: Optional[Dict[str, Any]],
+               site_signs: bool) -> Dict[str, Any]:
     return {
         "format": FORMAT,
         "generation": manifest["generation"],
@@ -256,6 +299,11 @@ def _new_state(opts: SyncOptions, deploy_root: str, manifest: Mapping[str, Any],
         "synced": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "files": {rel: hashlib.sha256(data).hexdigest() for rel, data in sorted(files.items())},
         "requirements": manifest.get("requirements", {}),
+        "floors": with_floor(state, str(manifest.get("site")), deploy_root,
+                             int(manifest["number"]), str(manifest["generation"])),
+        "site_deploy_owner": manifest.get("deploy_owner"),
+        "site_signs": site_signs,
+        "checks_signatures": opts.allowed_signers is not None,
     }
 
 
@@ -269,31 +317,74 @@ def _root(path: str) -> str:
 def sync(opts: SyncOptions) -> SyncResult:
     """Verify, then install the channel's generation under opts.root (see module docstring)."""
     root = _root(opts.root)
-    deploy_root = source.check_deploy_root(opts.deploy_root)
+    deploy_root = source.check_deploy_root(opts.deploy_root, opts.owners)
+    source.check_link(deploy_root, opts.channel, opts.owners)
     name, gen_dir = source.resolve(deploy_root, opts.channel)
     try:
         return _sync_generation(opts, root, deploy_root, gen_dir)
     except HpcPolicyError as err:
         err.details = {**err.details, "generation": name}  # for the json report of the failure
         raise
+    except OSError as err:  # e.g. a read-only or full node root: name the path, keep the name
+        failure = RuntimeFailure(f"{err.filename or root}: {err.strerror}")
+        failure.details = {"generation": name}
+        raise failure from None
+
+
+def site_signs(gen_dir: str, manifest: Mapping[str, Any]) -> bool:
+    """Does the site sign its generations? (a signature is published, or the manifest says so)"""
+    return bool(manifest.get("signed")) or os.path.lexists(os.path.join(gen_dir, SIG_NAME))
+
+
+def check_newer(opts: SyncOptions, state: Optional[Dict[str, Any]], deploy_root: str,
+                manifest: Mapping[str, Any], result: SyncResult) -> None:
+    """Never go back to a generation older than the one last installed from this site and root.
+
+    Whoever can repoint a channel could otherwise bring back an old signed generation (revoked
+    sub-ID ranges, lifted denials) without any key. `rollback` publishes a new, higher number.
+    """
+    name, number = str(manifest["generation"]), manifest["number"]
+    parsed = parse_name(name)
+    if not isinstance(number, int) or parsed is None or parsed[0] != number:
+        raise VerificationError(f"{name}: manifest number {number!r} does not match its name")
+    site = str(manifest.get("site"))
+    floor = floor_of(state, site, deploy_root)
+    if floor is None or number > floor[0] or name == floor[1]:
+        return
+    what = (f"generation {name} is not newer than {floor[1]}, which this node installed from "
+            f"{deploy_root} (site {site})")
+    if not opts.allow_older:
+        raise RuntimeFailure(
+            f"{what}: refusing to go back (an old generation brings back revoked sub-ID ranges "
+            "and lifted image denials; a rollback publishes a new, higher generation). If the "
+            "deploy root was re-initialised or this node now follows a channel that is behind, "
+            "run `hpcpolicy node sync --allow-older` once")
+    log.warning("%s: installing it anyway (--allow-older)", what)
+    result.notes.append(f"{what}: installed because of --allow-older")
 
 
 def _sync_generation(opts: SyncOptions, root: str, deploy_root: str, gen_dir: str) -> SyncResult:
     name = os.path.basename(gen_dir)
-    source.check_inner(deploy_root, opts.channel, gen_dir)
-    manifest = verify_generation(gen_dir, opts.allowed_signers)
+    source.check_inner(deploy_root, opts.channel, gen_dir, opts.owners)
+    manifest = verify_generation(gen_dir, opts.allowed_signers, opts.owners)
     node_class, reason = source.select_class(manifest, opts.node_class, opts.hostname)
     files = source.read_class(gen_dir, manifest, node_class)
     result = SyncResult(name, node_class, reason, opts.channel, opts.check)
+    signs = site_signs(gen_dir, manifest)
+    if signs and opts.allowed_signers is None:
+        result.notes.append(UNCHECKED_NOTE)
     if opts.check:
-        _compare(opts, root, files, installed_files(load_state(root)), result)
+        state = load_state(root)
+        check_newer(opts, state, deploy_root, manifest, result)
+        _compare(opts, root, files, installed_files(state), result)
         return result
     with sync_lock(root, opts.lock_timeout):
         state = load_state(root)
+        check_newer(opts, state, deploy_root, manifest, result)
         previous = installed_files(state)
         items = _compare(opts, root, files, previous, result)
         _apply(root, items, previous, opts.lock_timeout)
-        new = _new_state(opts, deploy_root, manifest, node_class, files)
+        new = _new_state(opts, deploy_root, manifest, node_class, files, state, signs)
         if not same_state(state, new):
             save_state(root, new)
         _after_install(opts, root, items, result)

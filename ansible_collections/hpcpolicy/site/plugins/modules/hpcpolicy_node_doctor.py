@@ -32,6 +32,12 @@ options:
       - Check the node tree under this directory. Sysctls are always read from the running kernel.
     type: path
     default: /
+  config:
+    description:
+      - The node's settings file (C(--config)); default C(/etc/hpcpolicy/node.toml) when it
+        exists. Its deploy owner and allowed-signers file are what the trust checks compare
+        with the site.
+    type: path
   deploy_root:
     description:
       - Compare with this deploy root's current generation too (C(--from)).
@@ -96,6 +102,7 @@ from ansible_collections.hpcpolicy.site.plugins.module_utils.hpcpolicy_common im
 
 ARGUMENT_SPEC: Dict[str, Any] = {
     "root": {"type": "path", "default": "/"},
+    "config": {"type": "path"},
     "deploy_root": {"type": "path", "aliases": ["from"]},
     "node_class": {"type": "str", "aliases": ["class"]},
     "executable": {"type": "path"},
@@ -104,17 +111,20 @@ ARGUMENT_SPEC: Dict[str, Any] = {
 
 def library_doctor(params: Dict[str, Any]) -> Dict[str, Any]:
     """What `hpcpolicy node doctor --format json` does, in-process."""
-    from hpcpolicy.node.doctor import FAIL, DoctorOptions, doctor, summary
+    from hpcpolicy.node import config
+    from hpcpolicy.node.doctor import FAIL, doctor, summary
 
-    checks = doctor(DoctorOptions(root=params["root"], deploy_root=params["deploy_root"],
-                                  node_class=params["node_class"]))
+    checks = doctor(config.doctor_options(config.load(params["config"]), root=params["root"],
+                                          deploy_root=params["deploy_root"],
+                                          node_class=params["node_class"]))
     return {"changed": False, "failed": any(c.status == FAIL for c in checks),
             "msg": summary(checks), "checks": [c.as_dict() for c in checks]}
 
 
 def cli_argv(exe: str, params: Dict[str, Any]) -> list:
     return [exe, "node", "doctor", "--format", "json"] + cli_flags([
-        ("--root", params["root"]), ("--from", params["deploy_root"]),
+        ("--root", params["root"]), ("--config", params["config"]),
+        ("--from", params["deploy_root"]),
         ("--class", params["node_class"]),
     ])
 

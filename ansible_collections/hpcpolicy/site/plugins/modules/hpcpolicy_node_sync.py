@@ -19,7 +19,13 @@ module: hpcpolicy_node_sync
 short_description: Install the current hpcpolicy generation on a node
 version_added: "0.1.0"
 description:
-  - Runs C(hpcpolicy node sync --from DEPLOY_ROOT) on the managed node.
+  - Runs C(hpcpolicy node sync) on the managed node.
+  - The node's own settings (deploy root, deploy owner, allowed-signers file, channel, class) come
+    from C(/etc/hpcpolicy/node.toml) (or I(config)); an option given to the task wins.
+  - The node reads only a deploy root whose every part is owned by root or I(deploy_owner) and
+    not writable by group or other, installs only the files hpcpolicy manages, and refuses a
+    generation older than the one it installed last from the same site and deploy root unless
+    I(allow_older).
   - Verifies the channel's generation (and its signature with I(allowed_signers)), picks the node's
     class, and installs each file of that class under I(root) atomically, root-owned, mode 0644.
     Files a previous sync installed that the generation dropped are removed (the distribution's
@@ -35,10 +41,28 @@ description:
 options:
   deploy_root:
     description:
-      - The deploy root on shared storage (C(--from)).
+      - The deploy root on shared storage (C(--from)). Default is C(deploy_root) in node.toml;
+        one of the two is required.
     type: path
-    required: true
     aliases: [from]
+  config:
+    description:
+      - The node's settings file (C(--config)). Default C(/etc/hpcpolicy/node.toml) when it
+        exists. It must be root-owned and not writable by group or other.
+    type: path
+  deploy_owner:
+    description:
+      - The account (name or uid) besides root that may own the deploy root and everything the
+        node reads in it (C(--deploy-owner)). Default is C(deploy_owner) in node.toml, else root
+        only.
+    type: str
+  allow_older:
+    description:
+      - Install a generation older than the one this node installed last from the same site and
+        deploy root (C(--allow-older)), after re-initialising the deploy root or to follow a
+        channel that is behind. Logged.
+    type: bool
+    default: false
   root:
     description:
       - Install under this directory instead of C(/) (an image being built, a test tree).
@@ -48,7 +72,8 @@ options:
   allowed_signers:
     description:
       - OpenSSH allowed-signers file; when given, the manifest must carry a valid signature by a
-        key in it.
+        key in it. Default is C(allowed_signers) in node.toml. The file must be root-owned and
+        not writable by group or other.
     type: path
   node_class:
     description:
@@ -58,9 +83,9 @@ options:
     aliases: [class]
   channel:
     description:
-      - Follow this channel instead of C(stable) (the C(current) link).
+      - Follow this channel instead of C(stable) (the C(current) link). Default is C(channel) in
+        node.toml, else C(stable).
     type: str
-    default: stable
   reload:
     description:
       - Run C(sysctl -p) on a changed sysctl file. C(false) is C(--no-reload).
@@ -89,9 +114,14 @@ author:
 """
 
 EXAMPLES = r"""
-- name: Install the site policy on every node
+- name: Install the site policy (deploy root, owner and allowed signers from node.toml)
+  hpcpolicy.site.hpcpolicy_node_sync:
+  become: true
+
+- name: The same with every setting given to the task
   hpcpolicy.site.hpcpolicy_node_sync:
     from: /shared/hpcpolicy
+    deploy_owner: hpcpolicy
     allowed_signers: /etc/hpcpolicy/allowed_signers
   become: true
 
@@ -169,11 +199,14 @@ from ansible_collections.hpcpolicy.site.plugins.module_utils.hpcpolicy_common im
 )
 
 ARGUMENT_SPEC: Dict[str, Any] = {
-    "deploy_root": {"type": "path", "required": True, "aliases": ["from"]},
+    "deploy_root": {"type": "path", "aliases": ["from"]},
+    "config": {"type": "path"},
+    "deploy_owner": {"type": "str"},
+    "allow_older": {"type": "bool", "default": False},
     "root": {"type": "path", "default": "/"},
     "allowed_signers": {"type": "path"},
     "node_class": {"type": "str", "aliases": ["class"]},
-    "channel": {"type": "str", "default": "stable"},
+    "channel": {"type": "str"},
     "reload": {"type": "bool", "default": True},
     "lock_timeout": {"type": "float", "default": 30},
     "executable": {"type": "path"},
@@ -182,20 +215,24 @@ ARGUMENT_SPEC: Dict[str, Any] = {
 
 def library_sync(params: Dict[str, Any], check: bool, diff: bool) -> Dict[str, Any]:
     """What `hpcpolicy node sync --format json` does, in-process."""
-    from hpcpolicy.node.sync import SyncOptions, describe, sync
+    from hpcpolicy.node import config
+    from hpcpolicy.node.sync import describe, sync
 
-    result = sync(SyncOptions(
-        deploy_root=params["deploy_root"], root=params["root"],
-        allowed_signers=params["allowed_signers"], node_class=params["node_class"],
-        channel=params["channel"], check=check, want_diff=diff, reload=params["reload"],
-        lock_timeout=params["lock_timeout"]))
+    result = sync(config.sync_options(
+        config.load(params["config"]), deploy_root=params["deploy_root"],
+        deploy_owner=params["deploy_owner"], allowed_signers=params["allowed_signers"],
+        node_class=params["node_class"], channel=params["channel"], root=params["root"],
+        check=check, want_diff=diff, reload=params["reload"],
+        lock_timeout=params["lock_timeout"], allow_older=params["allow_older"]))
     return dict(describe(result), changed=result.changed, msg=result.msg,
                 failed=bool(result.errors))
 
 
 def cli_argv(exe: str, params: Dict[str, Any], check: bool, diff: bool) -> list:
     """The same request as a CLI command line (argv list, never a shell string)."""
-    return [exe, "node", "sync", "--from", params["deploy_root"], "--format", "json"] + cli_flags([
+    return [exe, "node", "sync", "--format", "json"] + cli_flags([
+        ("--from", params["deploy_root"]), ("--config", params["config"]),
+        ("--deploy-owner", params["deploy_owner"]), ("--allow-older", params["allow_older"]),
         ("--root", params["root"]), ("--allowed-signers", params["allowed_signers"]),
         ("--class", params["node_class"]), ("--channel", params["channel"]),
         ("--lock-timeout", params["lock_timeout"]), ("--no-reload", not params["reload"]),

@@ -1,0 +1,167 @@
+"""`/etc/hpcpolicy/node.toml`: what a node was told to trust, and where to sync from.
+
+Read by `node sync`, `node doctor`, the systemd unit (through `node sync`) and the Ansible
+modules; a command-line option overrides the key of the same meaning. Every key is optional::
+
+    deploy_root = "/shared/hpcpolicy"              # --from
+    deploy_owner = "hpcpolicy"                     # --deploy-owner: a user name or a uid
+    allowed_signers = "/etc/hpcpolicy/allowed_signers"   # --allowed-signers
+    channel = "stable"                             # --channel
+    class = "gpu"                                  # --class
+
+Why it is always read from this host's `/etc` (or `--config FILE`), never from below `--root`:
+it says whom this machine trusts, and a tree being filled (a node image) is what is written,
+not what decides. The file must be root-owned and not writable by group or other, like the
+allowed-signers file it names: whoever could edit it could point the node at their own deploy
+root. A missing default file means "nothing configured"; a missing `--config FILE` is an error.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import sys
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Optional, Set, Union
+
+from hpcpolicy.errors import InvalidInput, ProblemCollector, UsageError
+from hpcpolicy.generation.naming import CHANNEL_RE, CLASS_RE, STABLE
+from hpcpolicy.generation.trust import anchor_problem
+
+if TYPE_CHECKING:
+    from hpcpolicy.node.doctor import DoctorOptions
+    from hpcpolicy.node.sync import SyncOptions
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+DEFAULT_PATH = "/etc/hpcpolicy/node.toml"
+KEYS = ("deploy_root", "deploy_owner", "allowed_signers", "channel", "class")
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """The node's settings after node.toml and the command line (None: not set anywhere)."""
+
+    path: Optional[str] = None  # the file read, None when there was none
+    deploy_root: Optional[str] = None
+    deploy_owner: Union[str, int, None] = None
+    allowed_signers: Optional[str] = None
+    channel: Optional[str] = None
+    node_class: Optional[str] = None
+    owner_where: str = "--deploy-owner"  # where deploy_owner came from, for messages
+
+    def override(self, **options: Any) -> NodeConfig:
+        """Command-line values win over the file's; None leaves the file's value."""
+        given = {k: v for k, v in options.items() if v is not None}
+        if "deploy_owner" in given:
+            given["owner_where"] = "--deploy-owner"
+        return replace(self, **given)
+
+    @property
+    def channel_name(self) -> str:
+        return self.channel or STABLE
+
+    def owner_uid(self) -> int:
+        """The deploy owner as a uid (root when neither the file nor the command line says)."""
+        return resolve_owner(self.deploy_owner, self.owner_where)
+
+    def trusted_uids(self) -> Set[int]:
+        """Who may own what a node reads from the deploy root: root and the deploy owner."""
+        return {0, self.owner_uid()}
+
+
+def resolve_owner(value: Union[str, int, None], where: str = "--deploy-owner") -> int:
+    """A user name or uid (as text or number) as a uid; None is root."""
+    if value is None:
+        return 0
+    if isinstance(value, int) or value.isdigit():
+        uid = int(value)
+        if uid >= 2**32 - 1:
+            raise UsageError(f"{where}: {value} is not a valid uid")
+        return uid
+    try:
+        return pwd.getpwnam(value).pw_uid
+    except KeyError:
+        raise UsageError(f"{where}: no user {value!r} on this node") from None
+
+
+def _check(doc: Any, problems: ProblemCollector) -> NodeConfig:
+    for key in sorted(set(doc) - set(KEYS)):
+        problems.add(key, f"unknown key (known: {', '.join(KEYS)})")
+    for key in ("deploy_root", "allowed_signers"):
+        value = doc.get(key)
+        if value is not None and (not isinstance(value, str) or not os.path.isabs(value)):
+            problems.add(key, "must be an absolute path")
+    owner = doc.get("deploy_owner")
+    if owner is not None:
+        good_int = isinstance(owner, int) and not isinstance(owner, bool) and 0 <= owner < 2**32 - 1
+        good_name = isinstance(owner, str) and owner != "" and owner.isprintable()
+        if not (good_int or good_name):
+            problems.add("deploy_owner", "must be a user name or a uid")
+    for key, pattern in (("channel", CHANNEL_RE), ("class", CLASS_RE)):
+        value = doc.get(key)
+        if value is not None and (not isinstance(value, str) or not pattern.match(value)):
+            problems.add(key, "must be a name of lower-case letters, digits and '-'")
+    return NodeConfig(deploy_root=doc.get("deploy_root"), deploy_owner=owner,
+                      allowed_signers=doc.get("allowed_signers"), channel=doc.get("channel"),
+                      node_class=doc.get("class"))
+
+
+def load(path: Optional[str] = None) -> NodeConfig:
+    """node.toml from `path` (`--config`), else the default path when it exists.
+
+    Raises InvalidInput (exit 2) naming the file, and every bad key at once.
+    """
+    explicit = path is not None
+    file = path if path is not None else DEFAULT_PATH
+    if not explicit and not os.path.lexists(file):
+        return NodeConfig()
+    problems = ProblemCollector(file)
+    why = anchor_problem(file, {0, os.geteuid()})
+    if why:
+        raise InvalidInput(why, file=file)
+    try:
+        with open(file, "rb") as handle:
+            doc = tomllib.load(handle)
+    except OSError as err:
+        raise InvalidInput(f"cannot read: {err.strerror}", file=file) from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise InvalidInput(f"not valid TOML: {err}", file=file) from None
+    config = _check(doc, problems)
+    problems.raise_if_any()
+    config = replace(config, path=file, owner_where=f"{file}: deploy_owner")
+    if config.deploy_owner is not None:
+        config.owner_uid()  # an unknown user name is this file's error, said now
+    return config
+
+
+def sync_options(config: NodeConfig, *, deploy_root: Optional[str] = None,
+                 deploy_owner: Union[str, int, None] = None,
+                 allowed_signers: Optional[str] = None, node_class: Optional[str] = None,
+                 channel: Optional[str] = None, **rest: Any) -> SyncOptions:
+    """`node sync`'s options: the command line's values over node.toml's (the CLI, Ansible)."""
+    from hpcpolicy.node.sync import SyncOptions
+
+    merged = config.override(deploy_root=deploy_root, deploy_owner=deploy_owner,
+                             allowed_signers=allowed_signers, node_class=node_class,
+                             channel=channel)
+    if merged.deploy_root is None:
+        where = config.path or DEFAULT_PATH
+        raise UsageError(f"no deploy root: give --from DEPLOY_ROOT or set deploy_root in {where}")
+    return SyncOptions(deploy_root=merged.deploy_root, allowed_signers=merged.allowed_signers,
+                       node_class=merged.node_class, channel=merged.channel_name,
+                       deploy_owner=merged.owner_uid(), **rest)
+
+
+def doctor_options(config: NodeConfig, *, node_class: Optional[str] = None,
+                   **rest: Any) -> DoctorOptions:
+    """`node doctor`'s options: whom the node trusts and its class, from node.toml."""
+    from hpcpolicy.node.doctor import DoctorOptions
+
+    return DoctorOptions(node_class=node_class or config.node_class,
+                         deploy_owner=config.owner_uid(),
+                         allowed_signers=config.allowed_signers,
+                         config_path=config.path or DEFAULT_PATH, **rest)
