@@ -16,6 +16,7 @@ import sys
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from hpcpolicy.errors import InvalidInput, Problem, ProblemCollector
+from hpcpolicy.policy import enforcement_inputs
 from hpcpolicy.policy.inputs import (
     KEYRING_MAX,
     SITE_MAX,
@@ -29,6 +30,7 @@ from hpcpolicy.policy.model import Bind, Directory, Images, NodeClass, Policy, R
 from hpcpolicy.policy.schema import INVALID, Field, integer, read_table, table_array
 from hpcpolicy.policy.sections import binds as binds_section
 from hpcpolicy.policy.sections import directory as directory_section
+from hpcpolicy.policy.sections import enforcement as enforcement_section
 from hpcpolicy.policy.sections import images as images_section
 from hpcpolicy.policy.sections import node_class as node_class_section
 from hpcpolicy.policy.sections import runtime as runtime_section
@@ -85,6 +87,8 @@ def _key_homes() -> Dict[str, str]:
         "[[images.rule]]": images_section.RULE_FIELDS,
         "[[images.collection]]": images_section.COLLECTION_FIELDS,
         "[runtime]": runtime_section.FIELDS,
+        "[runtime.storage]": enforcement_section.STORAGE_FIELDS,
+        "[runtime.apptainer_limits]": enforcement_section.LIMITS_FIELDS,
         "[[node_class]]": node_class_section.FIELDS,
     }
     homes: Dict[str, List[str]] = {}
@@ -156,15 +160,16 @@ class _Sections:
         self.directory: Optional[Directory] = directory_section.parse(
             raw["directory"], out, base_dir)
         self.subid: Optional[SubId] = subid_section.parse(raw["subid"], out)
-        self.runtime: Optional[Runtime] = runtime_section.parse(raw["runtime"], out)
+        self.runtime: Optional[Runtime] = runtime_section.parse(raw["runtime"], out, base_dir)
         self.images: Optional[Images] = images_section.parse(raw["images"], out, base_dir)
-        self.classes = _node_classes(raw["node_class"], out)
+        self.classes = _node_classes(raw["node_class"], out, base_dir)
         self.binds = _binds(raw["bind"], out, self.site_part, self.classes)
 
 
-def _node_classes(raw: Any, out: ProblemCollector) -> Optional[List[NodeClass]]:
+def _node_classes(raw: Any, out: ProblemCollector,
+                  base_dir: str = "/") -> Optional[List[NodeClass]]:
     parsed = table_array(raw, "node_class", out,
-                         lambda r, w, i: (i, node_class_section.parse_one(r, w, out)))
+                         lambda r, w, i: (i, node_class_section.parse_one(r, w, out, base_dir)))
     if not isinstance(raw, list):
         return None
     good = [(i, p) for i, p in parsed if p is not None]
@@ -193,7 +198,13 @@ def _cross(s: _Sections, out: ProblemCollector) -> None:
     if s.subid is not None and s.directory is not None:
         subid_section.check_with_directory(s.subid, s.directory, out)
     if s.runtime is not None and s.site_part is not None:
-        s.runtime = runtime_section.check_passthrough(s.runtime, s.site_part, out)
+        classes_ok = s.classes is None or enforcement_inputs.check_classes(
+            s.runtime, s.classes, s.site_part, out)
+        typed_limits = enforcement_inputs.any_limits(s.runtime, s.classes or [])
+        s.runtime = runtime_section.check_passthrough(s.runtime, s.site_part, out,
+                                                      typed_limits)
+        if not classes_ok:
+            s.runtime = None
     if s.runtime is None or s.subid is None:
         return
     if s.runtime.fakeroot and not s.subid.enabled:
@@ -217,13 +228,20 @@ def _same_file(st: os.stat_result, path: Optional[str]) -> bool:
     return (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino)
 
 
+def _secrets(site: Optional[Site], directory: Optional[Directory]
+             ) -> List[Tuple[str, Optional[str]]]:
+    """Files named as secrets: never to be published as a keyring."""
+    secrets = [("site.signing_key", site.signing_key if site else None)]
+    if directory is not None and directory.ldap is not None:
+        secrets.append(("directory.ldap.bind_password_file", directory.ldap.bind_password_file))
+    return secrets
+
+
 def _read_keyrings(images: Images, site: Optional[Site], directory: Optional[Directory],
                    out: ProblemCollector) -> Dict[str, bytes]:
     """Every `signed_by` keyring, checked: it is published world-readable to every node."""
     trust = trust_for(site.deploy_owner if site else None)
-    secrets = [("site.signing_key", site.signing_key if site else None)]
-    if directory is not None and directory.ldap is not None:
-        secrets.append(("directory.ldap.bind_password_file", directory.ldap.bind_password_file))
+    secrets = _secrets(site, directory)
     keyrings: Dict[str, bytes] = {}
     for rule in images.rules:
         if rule.signed_by_path is None or rule.signed_by_path in keyrings:
@@ -278,9 +296,16 @@ def _build(data: bytes, file: str, base_dir: str) -> Policy:
     _cross(sections, out)
     keyrings = (_read_keyrings(sections.images, sections.site, sections.directory, out)
                 if sections.images is not None else {})
+    inputs: Dict[str, bytes] = {}
+    if sections.runtime is not None and sections.site is not None:
+        trust = trust_for(sections.site.deploy_owner)
+        secrets = _secrets(sections.site, sections.directory)
+        inputs = enforcement_inputs.read(
+            sections.runtime, sections.classes or [], sections.site, out,
+            lambda path, where: read_keyring(path, out.file, where, trust, secrets, out))
     if out.problems:
         raise InvalidInput(_point_misplaced(out.problems))
-    return _policy(file, data, sections, keyrings)
+    return _policy(file, data, sections, keyrings, inputs)
 
 
 def _defaults(raw: Dict[str, Any]) -> Dict[str, Any]:
@@ -292,7 +317,8 @@ def _defaults(raw: Dict[str, Any]) -> Dict[str, Any]:
     return out
 
 
-def _policy(file: str, data: bytes, s: _Sections, keyrings: Dict[str, bytes]) -> Policy:
+def _policy(file: str, data: bytes, s: _Sections, keyrings: Dict[str, bytes],
+            inputs: Dict[str, bytes]) -> Policy:
     assert s.site and s.directory and s.subid and s.runtime and s.images
     assert s.binds is not None and s.classes is not None
     return Policy(
@@ -306,6 +332,7 @@ def _policy(file: str, data: bytes, s: _Sections, keyrings: Dict[str, bytes]) ->
         runtime=s.runtime,
         node_classes=tuple(s.classes),
         keyrings=keyrings,
+        inputs=inputs,
     )
 
 

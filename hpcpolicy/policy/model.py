@@ -5,8 +5,8 @@ Every other package consumes these types, so field names follow SPEC §2 key nam
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Dict, Optional, Tuple, Union
+from dataclasses import dataclass, field, replace
+from typing import Any, Dict, Optional, Tuple, Union
 
 RUNTIMES = ("apptainer", "singularity", "podman", "enroot")
 
@@ -129,6 +129,43 @@ class Images:
 
 
 @dataclass(frozen=True)
+class Storage:
+    """[runtime.storage]: containers/storage's storage.conf for Podman/Buildah/Skopeo."""
+
+    driver: str = "overlay"
+    graphroot: str = "/var/lib/containers/storage"
+    runroot: str = "/run/containers/storage"
+    rootless_storage_path: Optional[str] = None  # may hold $UID, $USER, $HOME
+    additional_image_stores: Tuple[str, ...] = ()  # read-only site image stores
+    mount_program: Optional[str] = None  # e.g. /usr/bin/fuse-overlayfs (overlay only)
+
+
+ALLOW_CONTAINER = ("sif", "encrypted", "squashfs", "extfs", "dir")
+
+
+@dataclass(frozen=True)
+class ApptainerLimits:
+    """[runtime.apptainer_limits]: image restrictions of Apptainer and SingularityCE.
+
+    None: the key is absent, so nothing is rendered and the packaged default stays.
+    """
+
+    container_paths: Optional[Tuple[str, ...]] = None
+    container_groups: Optional[Tuple[str, ...]] = None
+    container_owners: Optional[Tuple[str, ...]] = None
+    allow_container: Optional[Tuple[str, ...]] = None  # kinds of ALLOW_CONTAINER that are yes
+    ecl: Optional[str] = None  # as written (relative to the site file)
+    ecl_path: Optional[str] = None  # resolved
+    ecl_keyring: Optional[str] = None
+    ecl_keyring_path: Optional[str] = None
+
+    def restricts(self) -> bool:
+        """Whether any limit is set (an empty list limits nothing)."""
+        return bool(self.container_paths or self.container_groups or self.container_owners
+                    or self.allow_container is not None or self.ecl)
+
+
+@dataclass(frozen=True)
 class Runtime:
     setuid: bool = False
     user_namespaces: bool = True
@@ -142,12 +179,24 @@ class Runtime:
     apptainer: Tuple[Tuple[str, ConfValue], ...] = ()  # passthrough, in file order
     singularity: Tuple[Tuple[str, ConfValue], ...] = ()
     enroot: Tuple[Tuple[str, str], ...] = ()
+    storage: Optional[Storage] = None
+    apptainer_limits: Optional[ApptainerLimits] = None
+
+    def limits_hold(self) -> bool:
+        """Apptainer's image restrictions are a boundary only in setuid mode without
+        unprivileged user namespaces (elsewhere a user runs their own unprivileged copy)."""
+        return self.setuid and not self.user_namespaces
+
+
+# Keys of [runtime] a [[node_class]] runtime table may replace for its class.
+CLASS_RUNTIME_KEYS = ("setuid", "user_namespaces", "storage", "apptainer_limits")
 
 
 @dataclass(frozen=True)
 class NodeClass:
     name: str
     nodes: str  # ClusterShell node set
+    runtime: Tuple[Tuple[str, Any], ...] = ()  # (key of CLASS_RUNTIME_KEYS, value) given
 
 
 @dataclass(frozen=True)
@@ -165,6 +214,25 @@ class Policy:
     node_classes: Tuple[NodeClass, ...] = ()
     # keyring bytes by resolved path, read at load time so rendering stays pure
     keyrings: Dict[str, bytes] = field(default_factory=dict)
+    # ECL files and their keyrings (de-armoured) by resolved path, likewise
+    inputs: Dict[str, bytes] = field(default_factory=dict)
 
     def class_names(self) -> Tuple[str, ...]:
         return ("default",) + tuple(c.name for c in self.node_classes)
+
+    def runtime_for(self, node_class: str) -> Runtime:
+        """[runtime] as one node class gets it: the class's own keys replace the site's.
+
+        Without user namespaces there is no --fakeroot on that class."""
+        rt = self.runtime
+        for cls in self.node_classes:
+            if cls.name == node_class and cls.runtime:
+                rt = replace(rt, **dict(cls.runtime))
+        if not rt.user_namespaces and rt.fakeroot:
+            rt = replace(rt, fakeroot=False)
+        return rt
+
+    def for_class(self, node_class: str) -> Policy:
+        """This policy with [runtime] as `node_class` gets it (what its renderers read)."""
+        rt = self.runtime_for(node_class)
+        return self if rt == self.runtime else replace(self, runtime=rt)

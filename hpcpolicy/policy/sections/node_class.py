@@ -8,7 +8,7 @@ ranges, and `n[1-100000000]` would take minutes.
 from __future__ import annotations
 
 import re
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ClusterShell.NodeSet import RESOLVER_NOGROUP, NodeSet, NodeSetException
 
@@ -16,6 +16,7 @@ from hpcpolicy.errors import ProblemCollector
 from hpcpolicy.policy import paths
 from hpcpolicy.policy.model import NodeClass
 from hpcpolicy.policy.schema import Field, read_table, string
+from hpcpolicy.policy.sections import enforcement
 
 MAX_NODES = 65536
 _RANGE_RE = re.compile(r"(\d+)-(\d+)")
@@ -67,17 +68,24 @@ def _nodes_text(value: str) -> Optional[str]:
     return None
 
 
-FIELDS = {
-    "name": Field(string(lambda v: paths.check_name(v, paths.CLASS_NAME_RE, "node class name")
-                         or _class_name(v))),
-    "nodes": Field(string(_nodes_text)),
-}
+def fields(base_dir: str) -> Dict[str, Field]:
+    """The keys of one [[node_class]]; `base_dir` anchors ECL files in its runtime table."""
+    return {
+        "name": Field(string(lambda v: paths.check_name(v, paths.CLASS_NAME_RE,
+                                                        "node class name") or _class_name(v))),
+        "nodes": Field(string(_nodes_text)),
+        "runtime": Field(enforcement.class_runtime_checker(base_dir), ()),
+    }
+
+
+FIELDS = fields("/")
 
 Parsed = Tuple[NodeClass, NodeSet]
 
 
-def parse_one(raw: Any, where: str, out: ProblemCollector) -> Optional[Parsed]:
-    values = read_table(raw, where, FIELDS, out)
+def parse_one(raw: Any, where: str, out: ProblemCollector,
+              base_dir: str = "/") -> Optional[Parsed]:
+    values = read_table(raw, where, fields(base_dir), out)
     if values is None:
         return None
     try:

@@ -8,7 +8,7 @@ typed key already renders may not be repeated there: two sources for one line is
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from hpcpolicy.errors import ProblemCollector
 from hpcpolicy.policy import directives
@@ -22,6 +22,7 @@ from hpcpolicy.policy.schema import (
     read_table,
     type_name,
 )
+from hpcpolicy.policy.sections import enforcement
 
 INT_MAX = 2**31 - 1  # sysctl counts are C ints
 
@@ -44,7 +45,15 @@ def _passthrough(value: Any, where: str, out: ProblemCollector) -> Any:
 
 
 _R = Runtime()
-FIELDS = {
+
+
+def fields(base_dir: str) -> Dict[str, Field]:
+    """The keys of [runtime]; `base_dir` anchors the ECL files of apptainer_limits."""
+    return {**_FIELDS, "storage": Field(enforcement.storage_checker(), None),
+            "apptainer_limits": Field(enforcement.limits_checker(base_dir), None)}
+
+
+_FIELDS = {
     "setuid": Field(boolean(), _R.setuid),
     "user_namespaces": Field(boolean(), _R.user_namespaces),
     "max_user_namespaces": Field(integer(0, INT_MAX), _R.max_user_namespaces),
@@ -58,6 +67,7 @@ FIELDS = {
     "singularity": Field(_passthrough, ()),
     "enroot": Field(_passthrough, ()),
 }
+FIELDS = fields("/")
 
 
 def _check_typed(rt: Runtime, out: ProblemCollector) -> bool:
@@ -72,8 +82,8 @@ def _check_typed(rt: Runtime, out: ProblemCollector) -> bool:
     return True
 
 
-def parse(raw: Any, out: ProblemCollector) -> Optional[Runtime]:
-    values = read_table(raw, "runtime", FIELDS, out)
+def parse(raw: Any, out: ProblemCollector, base_dir: str = "/") -> Optional[Runtime]:
+    values = read_table(raw, "runtime", fields(base_dir), out)
     if values is None:
         return None
     runtime = Runtime(**values)
@@ -85,12 +95,17 @@ _OWNER = {directive: key for key, directive in directives.TYPED_KEYS.items()
 
 
 def _check_dialect(dialect: str, pairs: Tuple[Tuple[str, ConfValue], ...], version: str,
-                   out: ProblemCollector) -> bool:
+                   out: ProblemCollector, typed_limits: bool = False) -> bool:
     ok = True
     for name, value in pairs:
         where = key_path(f"runtime.{dialect}", name)
         if name in _OWNER:
             out.add(where, f"is set by the typed key runtime.{_OWNER[name]}: set it there only")
+            ok = False
+            continue
+        if typed_limits and name in enforcement.limit_directive_names():
+            out.add(where, "is set by runtime.apptainer_limits (here or in a node class): set "
+                    "it there only")
             ok = False
             continue
         problem = directives.check_passthrough(dialect, name, value, version)
@@ -111,10 +126,14 @@ def _check_enroot(pairs: Tuple[Tuple[str, Any], ...], out: ProblemCollector) -> 
     return tuple(checked) if len(checked) == len(pairs) else None
 
 
-def check_passthrough(rt: Runtime, site: Site, out: ProblemCollector) -> Optional[Runtime]:
-    """The runtime with passthroughs checked against the site's oldest releases, or None."""
-    ok = _check_dialect("apptainer", rt.apptainer, site.apptainer_version, out)
-    ok = _check_dialect("singularity", rt.singularity, site.singularity_version, out) and ok
+def check_passthrough(rt: Runtime, site: Site, out: ProblemCollector,
+                      typed_limits: bool = False) -> Optional[Runtime]:
+    """The runtime with passthroughs checked against the site's oldest releases, or None.
+
+    `typed_limits`: apptainer_limits is set somewhere, so its directives are typed keys."""
+    ok = _check_dialect("apptainer", rt.apptainer, site.apptainer_version, out, typed_limits)
+    ok = _check_dialect("singularity", rt.singularity, site.singularity_version, out,
+                        typed_limits) and ok
     enroot = _check_enroot(rt.enroot, out)
     if not ok or enroot is None:
         return None

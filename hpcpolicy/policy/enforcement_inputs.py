@@ -1,0 +1,119 @@
+"""Cross-checks and input files of the enforcement settings, site-wide and per node class.
+
+* Per class, the effective [runtime] (the class's `setuid`, `user_namespaces`, `storage` and
+  `apptainer_limits` replacing the site's) must keep the typed rules, and every Apptainer limit
+  it renders must be known to the declared oldest releases.
+* The ECL and its keyring are read here (so rendering stays pure) through the one checked input
+  reader: regular files, not writable by group or others, owned by root, the deploy owner or the
+  operator. The ECL must pass the upstream schema (`policy.ecl`); the keyring must be an OpenPGP
+  *public* keyring that is world-readable already (it is published to every node). The keyring
+  is kept de-armoured: Apptainer reads `global-pgp-public` as binary packets only.
+"""
+
+from __future__ import annotations
+
+import errno
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+from hpcpolicy.errors import InvalidInput, ProblemCollector
+from hpcpolicy.policy import ecl, inputs, keyring
+from hpcpolicy.policy.model import ApptainerLimits, NodeClass, Runtime, Site
+from hpcpolicy.policy.sections import enforcement
+
+ECL_MAX = 1024 * 1024  # what a node installs at most per file
+KeyringReader = Callable[[str, str], Optional[bytes]]  # (path, key path) -> bytes or None
+
+
+def _class_limits(classes: Sequence[NodeClass]) -> List[Tuple[str, ApptainerLimits]]:
+    out = []
+    for i, cls in enumerate(classes, 1):
+        limits = dict(cls.runtime).get("apptainer_limits")
+        if isinstance(limits, ApptainerLimits):
+            out.append((f"node_class[{i}].runtime.apptainer_limits", limits))
+    return out
+
+
+def all_limits(rt: Runtime, classes: Sequence[NodeClass]) -> List[Tuple[str, ApptainerLimits]]:
+    """(key path, limits) of the site and of every class that sets its own."""
+    site = [("runtime.apptainer_limits", rt.apptainer_limits)] if rt.apptainer_limits else []
+    return site + _class_limits(classes)
+
+
+def any_limits(rt: Runtime, classes: Sequence[NodeClass]) -> bool:
+    return bool(all_limits(rt, classes))
+
+
+def check_classes(rt: Runtime, classes: Sequence[NodeClass], site: Site,
+                  out: ProblemCollector) -> bool:
+    """Each class's effective runtime and every set of limits against the oldest releases."""
+    ok = True
+    for i, cls in enumerate(classes, 1):
+        given = dict(cls.runtime)
+        if not given:
+            continue
+        merged = Runtime(**{**rt.__dict__, **given})
+        ok = enforcement.check_class_runtime(merged, f"node_class[{i}].runtime", out) and ok
+    for where, limits in all_limits(rt, classes):
+        ok = enforcement.check_limit_releases(limits, site, where, out) and ok
+    return ok
+
+
+def _read(path: str, where: str, site: Site, out: ProblemCollector,
+          file: str) -> Optional[Tuple[bytes, int]]:
+    try:
+        data, st = inputs.read_checked(path, file=file, key=where, max_size=ECL_MAX,
+                                       trust=inputs.trust_for(site.deploy_owner))
+    except InvalidInput as err:
+        out.extend(err.problems)
+        return None
+    except OSError as err:
+        reason = "does not exist" if err.errno == errno.ENOENT else (err.strerror or str(err))
+        out.add(where, f"cannot read {path}: {reason}")
+        return None
+    return data, st.st_mode
+
+
+def _read_ecl(limits: ApptainerLimits, where: str, site: Site, out: ProblemCollector,
+              got: Dict[str, bytes]) -> None:
+    assert limits.ecl_path is not None
+    if limits.ecl_path not in got:
+        read = _read(limits.ecl_path, f"{where}.ecl", site, out, out.file)
+        if read is None:
+            return
+        problems, _dirs = ecl.check(read[0])
+        for key, message in problems:
+            inner = f"{key}: " if key else ""
+            out.add(f"{where}.ecl", f"{limits.ecl_path}: {inner}{message}")
+        if problems:
+            return
+        got[limits.ecl_path] = read[0]
+    if limits.ecl_keyring_path is None and ecl.activated(got[limits.ecl_path]):
+        out.add(f"{where}.ecl_keyring", "is required with an activated ECL: the ECL checks "
+                "signatures against this keyring only, and a node's own copy is not managed")
+
+
+def _read_keyring(path: str, where: str, reader: KeyringReader,
+                  got: Dict[str, bytes]) -> None:
+    if path in got:
+        return
+    data = reader(path, where)
+    if data is not None:
+        got[path] = keyring.dearmour(data) if data.lstrip().startswith(b"-----BEGIN ") else data
+
+
+def read(rt: Runtime, classes: Sequence[NodeClass], site: Site, out: ProblemCollector,
+         read_keyring: KeyringReader) -> Dict[str, bytes]:
+    """ECL files and keyrings by resolved path (keyrings de-armoured). `read_keyring` is the
+    loader's checked keyring reader (file rule, world-readable, public packets, no secret)."""
+    got: Dict[str, bytes] = {}
+    for where, limits in all_limits(rt, classes):
+        if limits.ecl_path is not None:
+            _read_ecl(limits, where, site, out, got)
+        if limits.ecl_keyring_path is not None:
+            _read_keyring(limits.ecl_keyring_path, f"{where}.ecl_keyring", read_keyring, got)
+    return got
+
+
+def ecl_dirs(data: bytes) -> List[str]:
+    """The directories a checked ECL names."""
+    return ecl.check(data)[1]
