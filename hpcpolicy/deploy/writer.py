@@ -41,6 +41,7 @@ from hpcpolicy.generation.naming import (
     trees_sha256,
 )
 from hpcpolicy.policy.model import Policy
+from hpcpolicy.render.needs import all_class_needs
 
 DIR_MODE = 0o755
 FILE_MODE = 0o644
@@ -148,4 +149,5 @@ def requirements_of(policy: Policy, trees: Trees) -> Dict[str, Any]:
         "setuid_allowed": policy.runtime.setuid,
         "runtimes": list(policy.site.runtimes),
         "subid_enabled": policy.subid.enabled,
+        "classes": all_class_needs(policy, trees),  # per class; the keys above: default's
     }

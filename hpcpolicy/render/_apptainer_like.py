@@ -35,6 +35,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from hpcpolicy.errors import InvalidInput
 from hpcpolicy.policy import directives as d
 from hpcpolicy.policy.model import Bind, ConfValue, Policy
+from hpcpolicy.policy.sections import enforcement
 from hpcpolicy.render.header import header
 
 DEFAULT_BINDS = ("/etc/localtime", "/etc/hosts")
@@ -66,6 +67,7 @@ def render_conf(
     ver = _version(policy, dialect, version)
     given = _passthrough_values(policy, dialect, version, passthrough)
     typed = _typed_values(policy, dialect)
+    limits = _limit_values(policy, dialect, ver)
     product = d.PRODUCT[dialect]
     lines: List[Tuple[str, str]] = []
     for name, span in d.directives_at(dialect, ver):
@@ -73,6 +75,8 @@ def render_conf(
             continue
         if name == "bind path":
             lines.extend(("bind path", v) for v in bind_values(policy, binds))
+        elif name in limits:
+            lines.extend((name, v) for v in limits[name])
         elif name in given:
             lines.extend((name, v) for v in given[name])
         elif name in typed:
@@ -124,6 +128,20 @@ def _typed_values(policy: Policy, dialect: str) -> Dict[str, str]:
     return out
 
 
+def _limit_values(policy: Policy, dialect: str, ver: d.Version) -> Dict[str, List[str]]:
+    """`limit container *` / `allow container *` lines of runtime.apptainer_limits (the
+    class's own where it sets them); validation proved the release knows each directive."""
+    limits = policy.runtime.apptainer_limits
+    if limits is None:
+        return {}
+    out = dict(enforcement.limit_directives(limits))
+    for name in out:
+        if d.span_at(dialect, name, ver) is None:
+            raise InvalidInput(f"{d.PRODUCT[dialect]} {d.vtext(ver)} does not know {name!r}",
+                               file=policy.path, path="runtime.apptainer_limits")
+    return out
+
+
 def bind_values(policy: Policy, binds: Sequence[Bind]) -> List[str]:
     """The `bind path` values, defaults first: `SRC` or `SRC:DST`."""
     targets = {b.target for b in binds}
@@ -159,3 +177,23 @@ def _line(policy: Policy, dialect: str, name: str, value: str) -> str:
             path=f"runtime.{dialect}",
         )
     return f"{name} = {value}\n"
+
+
+def ecl_files(policy: Policy, etc_dir: str) -> Dict[str, bytes]:
+    """`ecl.toml` and the global keyring of runtime.apptainer_limits, where given, under
+    `etc_dir` (`etc/apptainer` or `etc/singularity`); bytes as checked at load time (the
+    keyring de-armoured: the runtimes read `global-pgp-public` as binary packets)."""
+    limits = policy.runtime.apptainer_limits
+    out: Dict[str, bytes] = {}
+    if limits is None:
+        return out
+    for path, name in ((limits.ecl_path, "ecl.toml"),
+                       (limits.ecl_keyring_path, "global-pgp-public")):
+        if path is None:
+            continue
+        data = policy.inputs.get(path)
+        if data is None:
+            raise InvalidInput(f"{path} was not loaded", file=policy.path,
+                               path="runtime.apptainer_limits")
+        out[f"{etc_dir}/{name}"] = data
+    return out

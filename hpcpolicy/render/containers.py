@@ -44,6 +44,7 @@ POLICY_JSON = "etc/containers/policy.json"
 REGISTRIES_CONF = "etc/containers/registries.conf"
 REGISTRIES_D = "etc/containers/registries.d/hpcpolicy.yaml"
 CONTAINERS_CONF = "etc/containers/containers.conf"
+STORAGE_ENV = "CONTAINERS_STORAGE_CONF=/etc/containers/storage.conf"
 KEY_DIR = "etc/containers/hpcpolicy-keys"
 
 # Transports whose images come from local files or stores, not from a registry (policy.json
@@ -292,5 +293,8 @@ def _volume(policy: Policy, bind: Bind) -> str:
 
 
 def render_containers_conf(policy: Policy, binds: Sequence[Bind]) -> bytes:
-    doc = {"containers": {"volumes": [_volume(policy, b) for b in binds]}}
+    doc: Dict[str, object] = {"containers": {"volumes": [_volume(policy, b) for b in binds]}}
+    if policy.runtime.storage is not None:
+        # rootless Podman reads the site's image stores only from a file this variable names
+        doc["engine"] = {"env": [STORAGE_ENV]}
     return header(policy) + tomli_w.dumps(doc).encode()

@@ -9,14 +9,15 @@ from __future__ import annotations
 from typing import Dict, Sequence
 
 from hpcpolicy.policy.model import Bind, Policy
-from hpcpolicy.render._apptainer_like import render_conf
+from hpcpolicy.render._apptainer_like import ecl_files, render_conf
 
 PATH = "etc/singularity/singularity.conf"
 
 
 def render(policy: Policy, binds: Sequence[Bind]) -> Dict[str, bytes]:
-    """`{"etc/singularity/singularity.conf": bytes}` for the binds of one node class."""
+    """`{"etc/singularity/singularity.conf": bytes}` for the binds of one node class,
+    with the ECL and its keyring where runtime.apptainer_limits names them."""
     conf = render_conf(
         policy, binds, "singularity", policy.site.singularity_version, policy.runtime.singularity
     )
-    return {PATH: conf}
+    return {PATH: conf, **ecl_files(policy, "etc/singularity")}

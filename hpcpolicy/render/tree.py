@@ -12,6 +12,7 @@ import hpcpolicy.render.apptainer as apptainer
 import hpcpolicy.render.containers as containers
 import hpcpolicy.render.enroot as enroot
 import hpcpolicy.render.singularity as singularity
+import hpcpolicy.render.storage as storage
 import hpcpolicy.render.subid as subid
 import hpcpolicy.render.sysctl as sysctl
 from hpcpolicy.directory.model import Snapshot
@@ -39,26 +40,28 @@ def render_all(
 
 
 def common_files(policy: Policy, snapshot: Snapshot, allocations: Sequence[Allocation]) -> Tree:
-    """Files every node class shares: image sources, sub-IDs, sysctls."""
+    """Files every node class shares: image sources, sub-IDs."""
     tree: Tree = {}
     if "podman" in policy.site.runtimes:
         tree.update(containers.render_images(policy, snapshot))
     if policy.subid.enabled:
         tree.update(subid.render(policy, allocations))
-    tree.update(sysctl.render(policy))
     return tree
 
 
 def class_files(policy: Policy, node_class: str) -> Tree:
-    """Files that depend on a node class's binds."""
+    """Files that depend on a node class: its binds and its [runtime] (a class may replace
+    setuid, user_namespaces, storage and apptainer_limits)."""
+    policy = policy.for_class(node_class)
     runtimes = set(policy.site.runtimes)
-    tree: Tree = {}
+    tree: Tree = sysctl.render(policy)
     if "apptainer" in runtimes:
         tree.update(apptainer.render(policy, binds_for(policy, "apptainer", node_class)))
     if "singularity" in runtimes:
         tree.update(singularity.render(policy, binds_for(policy, "singularity", node_class)))
     if "podman" in runtimes:
         tree.update(containers.render_volumes(policy, binds_for(policy, "podman", node_class)))
+        tree.update(storage.render(policy))
     if "enroot" in runtimes:
         tree.update(enroot.render(policy, binds_for(policy, "enroot", node_class)))
     return tree
