@@ -28,7 +28,7 @@ from hpcpolicy.errors import HpcPolicyError, UnsafePath
 from hpcpolicy.generation.manifest import SYSCTL_FILE, class_files
 from hpcpolicy.generation.naming import DEFAULT_CLASS, STABLE
 from hpcpolicy.generation.verify import verify_generation
-from hpcpolicy.node import install, source
+from hpcpolicy.node import enforce_checks, install, source
 from hpcpolicy.node.config import DEFAULT_PATH
 from hpcpolicy.node.state import load_state
 from hpcpolicy.node.sync import site_signs
@@ -311,12 +311,26 @@ def read_proc(proc_sys: str, key: str) -> Optional[str]:
         return None
 
 
+def class_needs(basis: _Basis) -> Dict[str, Any]:
+    """The node class's own requirements (manifests before per-class needs: {})."""
+    classes = basis.requirements.get("classes")
+    if isinstance(classes, dict) and isinstance(classes.get(basis.node_class), dict):
+        return dict(classes[basis.node_class])
+    return {}
+
+
+def _need(basis: _Basis, key: str, default: Any = None) -> Any:
+    """A requirement of this node's class, else the generation-wide (default class) one."""
+    needs = class_needs(basis)
+    return needs[key] if key in needs else basis.requirements.get(key, default)
+
+
 def check_sysctls(opts: DoctorOptions, root: str, basis: _Basis) -> List[Check]:
-    wanted = basis.requirements.get("sysctls") or {}
+    wanted = _need(basis, "sysctls") or {}
     where = "" if root == "/" else " (live kernel: --root does not apply to /proc)"
     out: List[Check] = []
     remedy = f"sysctl -e -p /{SYSCTL_FILE} (and find what overrides it)"
-    optional = set(basis.requirements.get("sysctls_optional") or ())
+    optional = set(_need(basis, "sysctls_optional") or ())
     for key, value in sorted(wanted.items()):
         want = " ".join(str(value).split())
         have = read_proc(opts.proc_sys, key)
@@ -334,8 +348,11 @@ def check_sysctls(opts: DoctorOptions, root: str, basis: _Basis) -> List[Check]:
 
 
 def userns_forbidden(basis: _Basis) -> bool:
-    """The policy turns user namespaces off (`runtime.user_namespaces = false`: a count of 0)."""
-    wanted = (basis.requirements.get("sysctls") or {}).get("user.max_user_namespaces")
+    """The policy turns user namespaces off on this node's class (`runtime.user_namespaces =
+    false`, site-wide or for the class: a count of 0)."""
+    if _need(basis, "user_namespaces") is False:
+        return True
+    wanted = (_need(basis, "sysctls") or {}).get("user.max_user_namespaces")
     return wanted is not None and str(wanted).strip() == "0"
 
 
@@ -397,7 +414,12 @@ def check_idmap(root: str, name: str, basis: _Basis) -> Check:
 
 
 def check_starter(root: str, basis: _Basis) -> Check:
-    allowed = bool(basis.requirements.get("setuid_allowed", False))
+    allowed = bool(_need(basis, "setuid_allowed", False))
+    if allowed:
+        found_check = enforce_checks.check_setuid_starter(
+            root, {"setuid_allowed": True}, basis.requirements.get("runtimes") or ())
+        if found_check is not None:
+            return Check(*found_check)
     found = [p for p in SUID_STARTERS if os.path.lexists(_node(root, p))]
     setuid = [p for p in found if os.stat(_node(root, p)).st_mode & stat.S_ISUID]
     if allowed:
@@ -584,11 +606,21 @@ def _checks(opts: DoctorOptions, root: str, basis: _Basis) -> List[Check]:
         lambda: [check_nsswitch(root), check_login_defs(root, basis),
                  check_dropins(root, basis), check_user_policies(root, basis, opts.home_limit),
                  check_apparmor(opts, root, basis)],
+        lambda: enforcement(root, basis),
     ]
     out: List[Check] = []
     for step in steps:
         out.extend(step())
     return out
+
+
+def enforcement(root: str, basis: _Basis) -> List[Check]:
+    """Image stores, ECL and limit directories, read-only binds (node.enforce_checks)."""
+    needs = class_needs(basis)
+    results = (enforce_checks.check_image_stores(root, needs)
+               + enforce_checks.check_limit_dirs(root, needs)
+               + enforce_checks.check_readonly_binds(root, needs))
+    return [Check(*r) for r in results]
 
 
 def summary(checks: List[Check]) -> str:
