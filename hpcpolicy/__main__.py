@@ -1,5 +1,5 @@
 """`python -m hpcpolicy`."""
 
-from hpcpolicy.cli.main import run
+from hpcpolicy.cli.entry import run
 
 run()

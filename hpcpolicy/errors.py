@@ -1,13 +1,18 @@
-"""One error hierarchy. Every error carries its exit code; only `cli` turns them into output.
+"""One error hierarchy, and the one mapping of any exception to what a user is told.
 
-Exit codes follow SPEC §3: 1 runtime failure, 2 invalid input or usage.
+Exit codes: 1 runtime failure (an OS error, a signal included), 2 invalid input or usage.
+`failure_of` turns every exception into (exit code, message, JSON fields) for both faces: the
+CLI prints it, the Ansible modules hand it to `fail_json`.
 """
 
 from __future__ import annotations
 
+import errno
 import math
+import os
 import re
-from dataclasses import dataclass
+import signal
+from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 EXIT_OK = 0
@@ -155,3 +160,53 @@ def check_seconds(value: float, what: str) -> float:
     if not math.isfinite(value) or value < 0:
         raise UsageError(f"{what}: {value!r} is not a number of seconds (finite, >= 0)")
     return value
+
+
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM arrived. A BaseException, like KeyboardInterrupt, so that no
+    `except Exception` in the library swallows it; `finally` blocks still release locks."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        super().__init__(f"interrupted by {signal.Signals(signum).name}")
+
+
+@dataclass
+class Failure:
+    """What a face reports for one exception.
+
+    `internal`: not an error the tool raises on purpose (a bug, or a library's surprise): the
+    CLI suggests --debug, the Ansible module adds the traceback.
+    """
+
+    exit_code: int
+    msg: str
+    fields: Dict[str, Any] = field(default_factory=dict)
+    internal: bool = False
+
+
+def os_error_text(err: OSError) -> str:
+    """`PATH: reason` (both paths of a rename); says so when a non-root user was refused."""
+    reason = err.strerror or str(err)
+    paths = [str(p) for p in (err.filename, err.filename2) if p is not None]
+    text = f"{' -> '.join(paths)}: {reason}" if paths else reason
+    if err.errno in (errno.EACCES, errno.EPERM) and hasattr(os, "geteuid") and os.geteuid() != 0:
+        text += f" (running as uid {os.geteuid()}, not root)"
+    return text
+
+
+def failure_of(err: BaseException) -> Failure:
+    """The exit code, message and JSON fields of any exception: the funnel of both faces."""
+    if isinstance(err, InvalidInput):
+        return Failure(err.exit_code, str(err),
+                       {**err.details, "errors": [str(p) for p in err.problems]})
+    if isinstance(err, HpcPolicyError):
+        return Failure(err.exit_code, str(err), dict(err.details))
+    if isinstance(err, Interrupted):
+        return Failure(EXIT_FAILURE, str(err))
+    if isinstance(err, KeyboardInterrupt):
+        return Failure(EXIT_FAILURE, "interrupted by SIGINT")
+    if isinstance(err, OSError):
+        return Failure(EXIT_FAILURE, os_error_text(err))
+    return Failure(EXIT_FAILURE, f"internal error: {type(err).__name__}: {first_line(err)}",
+                   internal=True)

@@ -124,7 +124,7 @@ class DeployLock:
         except OSError as err:
             if err.errno == errno.ELOOP:
                 raise UnsafePath(f"{self.path}: is a symlink") from None
-            raise RuntimeFailure(f"{self.path}: cannot open lock file: {err.strerror}") from None
+            raise
 
     def acquire(self) -> None:
         refuse_local_locks(self.deploy_root)

@@ -4,7 +4,7 @@
 # (annotations are evaluated: typing generics only, valid on Python >= 3.9)
 """What every hpcpolicy module shares: pick a backend, run it, hand Ansible its result.
 
-Two backends give the same result dict (the CLI's `--format json` object, SPEC §3):
+Two backends give the same result dict (the CLI's `--format json` object):
 
 * the library, imported in-process, when the Python that runs the module can import
   `hpcpolicy` (the recommended set-up: `ansible_python_interpreter` is the venv that holds it);
@@ -37,7 +37,7 @@ else:
 
 CLI_NAME = "hpcpolicy"
 
-# The keys SPEC §3 promises on every path of apply / node sync, errors included.
+# The keys apply and node sync report on every path, errors included.
 ON_ERROR: Dict[str, Any] = {"generation": None, "changes": []}
 
 
@@ -121,23 +121,20 @@ def warnings_to(module: Any) -> Iterator[None]:
 
 def run_library(module: Any, call: Callable[[], Dict[str, Any]],
                 on_error: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
-    """Run `call` (a library call returning the JSON object) and map errors like the CLI does."""
-    from hpcpolicy.errors import HpcPolicyError, InvalidInput
+    """Run `call` (a library call returning the JSON object); a failure is what the CLI's
+    `--format json` prints for it (`hpcpolicy.errors.failure_of`, the funnel of both faces)."""
+    from hpcpolicy.errors import failure_of
 
     extra = dict(ON_ERROR if on_error is None else on_error)
     try:
         with warnings_to(module):
             return call()
-    except InvalidInput as err:
-        return dict(extra, **err.details, changed=False, failed=True, msg=str(err),
-                    errors=[str(p) for p in err.problems])
-    except HpcPolicyError as err:  # details: the fields the CLI's JSON error object carries
-        return dict(extra, **err.details, changed=False, failed=True, msg=str(err))
-    except Exception as err:  # the funnel, as in cli.main: one line, traceback for -vvv
-        first = (str(err).splitlines() or [""])[0]
-        return dict(extra, changed=False, failed=True,
-                    msg=f"internal error: {type(err).__name__}: {first}",
-                    exception=traceback.format_exc())
+    except Exception as err:
+        failure = failure_of(err)
+        result = dict(extra, **failure.fields, changed=False, failed=True, msg=failure.msg)
+        if failure.internal:  # a bug: the traceback, shown with -vvv
+            result["exception"] = traceback.format_exc()
+        return result
 
 
 def run_cli(module: Any, argv: List[str]) -> Dict[str, Any]:
