@@ -225,3 +225,28 @@ def test_signal_mid_apply(site: Path, fmt: str, sig: signal.Signals) -> None:
     after = {p: p.read_bytes() for p in shared.rglob("*") if p.is_file()}
     assert after == before  # nothing written: no ledger, no generation, no temp file
     assert {p: os.readlink(p) for p in shared.rglob("*") if p.is_symlink()} == links
+
+
+# ------------------------------------------------------------------------------ --format
+
+
+@pytest.mark.parametrize("argv, as_json", [
+    (["--form", "json"], True),            # an abbreviation argparse accepts
+    (["--format=json"], True),
+    (["--format", "json", "--format", "text"], False),  # the last one wins, as in argparse
+    (["--format", "text", "--format", "json"], True),
+])
+def test_json_is_what_argparse_parsed(cli: Any, tmp_path: Path, argv: List[str],
+                                      as_json: bool) -> None:
+    res = cli("validate", tmp_path / "nosuch.toml", *argv)
+    assert res.rc == 2 and "nosuch.toml" in res.err
+    if as_json:
+        assert json.loads(res.out)["failed"] is True
+    else:
+        assert res.out == ""
+
+
+def test_usage_error_abbreviated_json(cli: Any) -> None:
+    """argv that does not parse: --format json is still honoured, abbreviated too."""
+    res = cli("validate", "--form", "json", "--no-such-option")
+    assert res.rc == 2 and json.loads(res.out)["failed"] is True

@@ -20,8 +20,8 @@ import traceback
 from typing import Any, Callable, Dict, Iterable, List, NoReturn, Optional, Sequence, Tuple, Union
 
 from hpcpolicy import __version__
-from hpcpolicy.cli.entry import install_signals, quiet_signals, restore_signals
 from hpcpolicy.cli.outcome import Outcome
+from hpcpolicy.cli.signals import install_signals, quiet_signals, restore_signals
 from hpcpolicy.errors import EXIT_FAILURE, EXIT_INVALID, failure_of, printable
 
 DESCRIPTION = """\
@@ -273,9 +273,8 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 def run() -> NoReturn:
     """The console script of installs made before `cli.entry` existed."""
-    from hpcpolicy.cli.entry import run as entry_run
-
-    entry_run()
+    install_signals()
+    sys.exit(main())
 
 
 if __name__ == "__main__":
