@@ -103,7 +103,9 @@ def test_check_on_a_new_root_creates_nothing(site: tuple) -> None:
     assert result.changed and not root.exists()
 
 
-def test_ledger_only_change_is_saved_not_published(site: tuple, tmp_path: Path) -> None:
+def test_rename_changes_no_file_but_access(site: tuple, tmp_path: Path) -> None:
+    """A renamed user keeps their uid-keyed sub-ID lines (no node file changes), but one user
+    left the directory and another joined: an access change, published as a new generation."""
     root, files = site
     first = apply(make_policy(str(root), files), now=NOW)
     passwd = Path(files[0])
@@ -111,10 +113,19 @@ def test_ledger_only_change_is_saved_not_published(site: tuple, tmp_path: Path) 
     group = Path(files[1])
     group.write_text(group.read_text().replace("user00001", "renamed1"))
     result = apply(make_policy(str(root), files), now=NOW)
-    assert not result.changed and result.ledger_saved and gens(root) == [first.generation]
+    assert result.changed and result.ledger_saved and result.changes == []
+    assert gens(root) == [first.generation, result.generation]
+    moves = {(c["before"], c["after"], tuple(c["sample"])) for c in result.access_changes}
+    assert {b for b, _, s in moves if s == ("user00001",)} <= {"allowed", "denied"}
+    assert {a for _, a, s in moves if s == ("user00001",)} == {"absent"}
+    assert {b for b, _, s in moves if s == ("renamed1",)} == {"absent"}
     doc = json.loads((root / "state" / "subid-ledger.json").read_text())
     assert "renamed1" in {r["name"] for r in doc["records"]}
-    assert read_changes(str(root))[-1]["action"] == "ledger"
+    logged = read_changes(str(root))[-1]
+    assert logged["action"] == "apply" and logged["access_changes"]
+    assert all("sample" not in c for c in logged["access_changes"])  # no names in the log
+    again = apply(make_policy(str(root), files), now=NOW)
+    assert not again.changed and again.access_changes == []
 
 
 def test_revoke_guard_stops_and_writes_nothing(site: tuple, tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from dataclasses import replace
 from typing import Any, Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple
 
 from hpcpolicy.access.profiles import (
@@ -34,7 +35,7 @@ from hpcpolicy.access.profiles import (
 from hpcpolicy.access.targets import Target, collection_of, default_targets
 from hpcpolicy.directory.model import Snapshot
 from hpcpolicy.images.scope import Decision, decide_indexed, rules_by_scope
-from hpcpolicy.policy.model import Policy
+from hpcpolicy.policy.model import Collection, ImageRule, Images, NodeClass, Policy
 from hpcpolicy.policy.reference import Reference
 from hpcpolicy.policy.reference import parse as parse_ref
 
@@ -115,11 +116,38 @@ def build(policy: Policy, snapshot: Snapshot,
     return {
         "format": FORMAT,
         "site": policy.site.name,
+        "rules": rules_of(policy),
+        "named": sorted(named_groups(policy)),
         "images": images,
         "profiles": [{"id": p.id, "groups": list(p.groups), "eligible": p.eligible,
                       "members": list(p.members)} for p in profiles],
         "classes": classes,
     }
+
+
+def rules_of(policy: Policy) -> Dict[str, Any]:
+    """The image rules the verdicts come from, so access can be recomputed for another
+    directory (a rollback publishes old rules with today's users)."""
+    im = policy.images
+    return {
+        "default": im.default, "local_transports": im.local_transports,
+        "rules": [{"scope": r.scope, "action": r.action, "groups": list(r.groups),
+                   "signed_by": r.signed_by, "index": r.index} for r in im.rules],
+        "collections": [{"path": c.path, "group": c.group} for c in im.collections],
+        "classes": list(policy.class_names()),
+    }
+
+
+def with_rules(policy: Policy, doc: Mapping[str, Any]) -> Policy:
+    """`policy` (its directory settings, today's) with the image rules recorded in `doc`."""
+    r = doc["rules"]
+    images = Images(
+        default=r["default"], local_transports=r["local_transports"],
+        rules=tuple(ImageRule(x["scope"], x["action"], tuple(x["groups"]),
+                              signed_by=x["signed_by"], index=x["index"]) for x in r["rules"]),
+        collections=tuple(Collection(c["path"], c["group"]) for c in r["collections"]))
+    classes = tuple(NodeClass(c, "") for c in r["classes"] if c != "default")
+    return replace(policy, images=images, node_classes=classes)
 
 
 def dump(doc: Mapping[str, Any]) -> bytes:
@@ -135,7 +163,7 @@ def parse(data: bytes, where: str) -> Dict[str, Any]:
         raise ValueError(f"{where}: not valid JSON: {err}") from None
     ok = (isinstance(doc, dict) and doc.get("format") == FORMAT
           and isinstance(doc.get("images"), list) and isinstance(doc.get("profiles"), list)
-          and isinstance(doc.get("classes"), dict))
+          and isinstance(doc.get("classes"), dict) and isinstance(doc.get("rules"), dict))
     if not ok:
         raise ValueError(f"{where}: not an access document of format {FORMAT}")
     return doc
@@ -231,8 +259,9 @@ def describe(entries: Sequence[Mapping[str, Any]], limit: int = 50) -> List[str]
     lines = []
     for e in entries[:limit]:
         who = " + ".join(e["groups"]) if e["groups"] else "no named group"
-        lines.append(f"{e['image']}: {e['before']} -> {e['after']} for {e['users']} user(s) "
-                     f"[{who}] e.g. {', '.join(e['sample'])}")
+        where = f"[class {e['class']}] " if e.get("class", "default") != "default" else ""
+        lines.append(f"{where}{e['image']}: {e['before']} -> {e['after']} for {e['users']} "
+                     f"user(s) [{who}] e.g. {', '.join(e['sample'])}")
     if len(entries) > limit:
         lines.append(f"... and {len(entries) - limit} more access changes")
     return lines

@@ -40,6 +40,11 @@ def result_text(result: Any, with_diff: bool) -> str:
 
     lines: List[str] = [result.msg]
     lines += [f"  {c['action']:<8} {c['path']}" for c in result.changes]
+    if getattr(result, "access_changes", None):
+        from hpcpolicy.access.document import describe
+
+        lines.append("  who may run what:")
+        lines += [f"    {line}" for line in describe(result.access_changes)]
     if getattr(result, "removed", None):
         lines.append(f"  garbage-collected: {', '.join(result.removed)}")
     text = "\n".join(lines) + "\n"

@@ -1,7 +1,9 @@
 """`hpcpolicy rollback [GENERATION]`: publish a new generation with an older one's files.
 
-Sub-ID files (etc/subuid, etc/subgid) stay as they are now. Without GENERATION: the one the
-current generation replaced.
+Sub-ID files (etc/subuid, etc/subgid) stay as they are now. Without GENERATION: the newest
+generation before the current one whose node files differ from it. The new generation records
+who may run what under the chosen generation's image rules with the directory as it is now, so
+rolling back a generation that has such a record needs --site SITE (to read the directory).
 """
 
 from __future__ import annotations
@@ -41,5 +43,5 @@ def run(args: argparse.Namespace) -> Outcome:
 
     target, policy = target_of(args, "rollback")
     result = rollback(target, args.generation, operator=operator_for(policy),
-                      lock_timeout=args.lock_timeout, diff=args.diff)
+                      lock_timeout=args.lock_timeout, diff=args.diff, policy=policy)
     return outcome_of(result, args.diff)

@@ -51,6 +51,7 @@ COMMAND_MODULES = (
     "generations",
     "rollback",
     "promote",
+    "diff",
     "audit",
     "subid",
     "node",

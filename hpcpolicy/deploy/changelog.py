@@ -68,3 +68,9 @@ def read_changes(deploy_root: str) -> List[Dict[str, Any]]:
         if isinstance(item, dict):
             out.append(item)
     return out
+
+
+def log_access(entries: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """Access changes as the log records them: counts per image and group, no user names
+    (the log is read more widely than access.json, which lists members and is mode 0640)."""
+    return [{k: v for k, v in e.items() if k != "sample"} for e in entries]

@@ -25,16 +25,24 @@ lock file): it only reads immutable generations and the atomically replaced ledg
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Dict, Optional
 
+from hpcpolicy.access import document
 from hpcpolicy.deploy import gc
-from hpcpolicy.deploy.changelog import append_change, current_operator
+from hpcpolicy.deploy.changelog import append_change, current_operator, log_access
 from hpcpolicy.deploy.lock import DeployLock
-from hpcpolicy.deploy.published import compare, load_verified
+from hpcpolicy.deploy.published import (
+    access_changes,
+    access_sha256,
+    compare,
+    load_verified,
+    read_access,
+)
 from hpcpolicy.deploy.result import ApplyResult
 from hpcpolicy.deploy.store import Target, check_deploy_root, ensure_layout
 from hpcpolicy.deploy.writer import requirements_of, switch_channel, utc_now, write_generation
@@ -126,13 +134,19 @@ def _apply(run: _Run) -> ApplyResult:
     base = _base(root, run.channel)
     manifest = load_verified(root, base)
     changes, diff = compare(root, base, manifest, plan.trees, run.want_diff)
-    publish = bool(changes) or (base is not None and manifest is None)
+    # access.json from the same directory read: an access change alone is a change
+    access_doc = document.build(run.policy, plan.snapshot)
+    access = document.dump(access_doc)
+    access_changed = access_sha256(manifest) != hashlib.sha256(access).hexdigest()
+    publish = bool(changes) or access_changed or (base is not None and manifest is None)
     old = channel_generation(root, run.channel)
     repoint = not publish and old != base
     result = ApplyResult(publish or repoint, base, old, "", changes, diff, run.channel,
                          run.check, subid=_subid_summary(plan))
+    if access_changed:
+        result.access_changes = access_changes(read_access(root, base, manifest), access_doc)
     if run.check:
-        result.msg = (f"would publish a new generation ({len(changes)} files changed)"
+        result.msg = (f"would publish a new generation ({_counts(result)})"
                       if publish else f"no change: {base or 'nothing'} is current")
         return result
     result.ledger_saved = _save_ledger(run, plan)
@@ -145,15 +159,22 @@ def _apply(run: _Run) -> ApplyResult:
     if repoint and base is not None:
         name = base
     else:
-        name = write_generation(run.target, plan.trees, _fields(run, plan))
+        name = write_generation(run.target, plan.trees, _fields(run, plan), access)
     switch_channel(root, run.channel, name, run.now)
     result.generation = name
     _log(run, result, "apply")
     result.removed = gc.collect(root, run.target.keep, run.target.gc_grace, run.now)
     where = "" if run.channel == STABLE else f" on channel {run.channel}"
-    result.msg = (f"published generation {name}{where} ({len(changes)} files changed)"
+    result.msg = (f"published generation {name}{where} ({_counts(result)})"
                   if publish else f"channel {run.channel} now names {name}")
     return result
+
+
+def _counts(result: ApplyResult) -> str:
+    text = f"{len(result.changes)} files changed"
+    if result.access_changes:
+        text += "; " + document.summary(result.access_changes)
+    return text
 
 
 def _fields(run: _Run, plan: Plan) -> Dict[str, Any]:
@@ -180,6 +201,7 @@ def _log(run: _Run, result: ApplyResult, action: str) -> None:
         "generation": result.generation,
         "previous": result.previous,
         "changes": result.changes,
+        "access_changes": log_access(result.access_changes),
         "subid": result.subid,
         "ledger_saved": result.ledger_saved,
         "operator": run.operator,

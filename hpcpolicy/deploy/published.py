@@ -11,7 +11,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 from hpcpolicy.deploy import diff as diffs
 from hpcpolicy.errors import VerificationError
 from hpcpolicy.fsutil import read_bytes_nofollow
-from hpcpolicy.generation.manifest import class_files
+from hpcpolicy.generation.manifest import ACCESS, access_entry, class_files
 from hpcpolicy.generation.naming import generations_dir, tree_dir
 from hpcpolicy.generation.verify import verify_generation
 
@@ -78,3 +78,40 @@ def compare(
         before = diffs.flatten(read_trees(deploy_root, base, manifest))
     wanted = {c["path"] for c in changes}
     return changes, [diffs.diff_entry(p, before.get(p), after.get(p)) for p in sorted(wanted)]
+
+
+def read_access(deploy_root: str, name: Optional[str],
+                manifest: Optional[Mapping[str, Any]]) -> Optional[Dict[str, Any]]:
+    """A (verified) generation's access document; None when it has none (published before
+    access records existed) or there is no generation."""
+    from hpcpolicy.access.document import parse
+
+    if name is None or manifest is None or access_entry(manifest) is None:
+        return None
+    path = os.path.join(gen_dir(deploy_root, name), ACCESS)
+    try:
+        return parse(read_bytes_nofollow(path), path)
+    except (OSError, ValueError) as err:
+        raise VerificationError(f"{path}: {err}") from None
+
+
+def access_sha256(manifest: Optional[Mapping[str, Any]]) -> Optional[str]:
+    entry = access_entry(manifest) if manifest is not None else None
+    return entry.sha256 if entry is not None else None
+
+
+def access_changes(before: Optional[Mapping[str, Any]],
+                   after: Mapping[str, Any]) -> List[Dict[str, Any]]:
+    """Access changes of every class (a class whose verdicts equal the default class's is
+    reported once, as `default`), each entry carrying its `class`."""
+    from hpcpolicy.access.document import changes
+
+    out: List[Dict[str, Any]] = []
+    default = after["classes"].get("default")
+    for node_class in sorted(after["classes"], key=lambda c: (c != "default", c)):
+        if node_class != "default" and after["classes"][node_class] == default and (
+                before is None or before["classes"].get(node_class)
+                == before["classes"].get("default")):
+            continue
+        out += [dict(e, **{"class": node_class}) for e in changes(before, after, node_class)]
+    return out

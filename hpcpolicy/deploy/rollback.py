@@ -12,19 +12,29 @@ whatever was applied to stable since (sub-ID changes included).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 from datetime import datetime
 from typing import Any, Dict, List, Mapping, Optional
 
+from hpcpolicy.access import document
 from hpcpolicy.deploy import gc
-from hpcpolicy.deploy.changelog import append_change, current_operator
+from hpcpolicy.deploy.changelog import append_change, current_operator, log_access
 from hpcpolicy.deploy.lock import DeployLock
-from hpcpolicy.deploy.published import compare, gen_dir, read_trees
+from hpcpolicy.deploy.published import (
+    access_changes,
+    access_sha256,
+    compare,
+    gen_dir,
+    read_access,
+    read_trees,
+)
 from hpcpolicy.deploy.result import ApplyResult
 from hpcpolicy.deploy.store import Target, check_deploy_root
 from hpcpolicy.deploy.writer import publish_trees, switch_channel, utc_now
-from hpcpolicy.errors import RuntimeFailure
+from hpcpolicy.errors import RuntimeFailure, UsageError, VerificationError
+from hpcpolicy.generation.manifest import class_files, load_manifest
 from hpcpolicy.generation.naming import (
     DEFAULT_CLASS,
     STABLE,
@@ -34,6 +44,7 @@ from hpcpolicy.generation.naming import (
     resolve,
 )
 from hpcpolicy.generation.verify import SIG_NAME, verify_generation
+from hpcpolicy.policy.model import Policy
 
 SUBID_PATHS = ("etc/subuid", "etc/subgid")
 Trees = Dict[str, Dict[str, bytes]]
@@ -50,17 +61,35 @@ def keep_subids(chosen: Trees, current: Mapping[str, Mapping[str, bytes]]) -> Tr
     return out
 
 
+def _files(target: Target, name: str) -> Dict[str, str]:
+    """{class/path: sha256} of a generation's node files, sub-ID files left out (a rollback
+    keeps today's), from its manifest alone."""
+    manifest = load_manifest(gen_dir(target.root, name))
+    return {f"{c}/{e.path}": e.sha256 for c in manifest["classes"]
+            for e in class_files(manifest, c) if e.path not in SUBID_PATHS}
+
+
 def previous_generation(target: Target, current: str) -> str:
-    """The generation `current` replaced (history), else the highest-numbered one below it."""
+    """The newest generation before `current` whose node files differ from current's (an
+    access-only generation holds the same files: going back to it would change nothing):
+    the one current replaced (history) first, then the older ones, newest first."""
     doc = gc.load_history(target.root)
     replaced = gc.replaced_by_link(target.root, STABLE, doc)
     names = list_generations(target.root)
-    if replaced in names:
-        return replaced
-    older = [n for n in names if number_of(n) < number_of(current)]
+    older = [n for n in reversed(names) if number_of(n) < number_of(current)]
+    if replaced in names and replaced != current:
+        older = [replaced] + [n for n in older if n != replaced]
     if not older:
         raise RuntimeFailure(f"{target.root}: no generation before {current} to roll back to")
-    return older[-1]
+    now = _files(target, current)
+    for name in older:
+        try:
+            if _files(target, name) != now:
+                return name
+        except VerificationError:
+            continue  # an unreadable generation is no candidate; verified again if chosen
+    raise RuntimeFailure(f"{target.root}: every generation before {current} holds the same "
+                         "node files: nothing to roll back to")
 
 
 def _need_current(target: Target) -> str:
@@ -87,8 +116,11 @@ def rollback(
     lock_timeout: float = 60.0,
     now: Optional[datetime] = None,
     diff: bool = False,
+    policy: Optional[Policy] = None,
 ) -> ApplyResult:
-    """Publish a new generation with `generation`'s files (default: the one before current)."""
+    """Publish a new generation with `generation`'s files (default: the newest before current
+    whose files differ). Its access.json applies the chosen generation's image rules to the
+    directory as it is now, read with `policy`'s directory settings (`--site`)."""
     check_deploy_root(target.root, target.owner, write=True)
     operator = operator or current_operator()
     when = now or utc_now()
@@ -97,19 +129,42 @@ def rollback(
         current = _need_current(target)
         chosen = (resolve(target.root, generation) if generation
                   else previous_generation(target, current))
-        return _rollback(target, current, chosen, operator, when, diff)
+        return _rollback(target, current, chosen, operator, when, diff, policy)
+
+
+def _access(target: Target, chosen: str, chosen_manifest: Mapping[str, Any],
+            policy: Optional[Policy]) -> Optional[Dict[str, Any]]:
+    """The new generation's access document: the chosen rules over today's directory (None
+    when the chosen generation predates access records)."""
+    recorded = read_access(target.root, chosen, chosen_manifest)
+    if recorded is None:
+        return None
+    if policy is None:
+        raise UsageError(
+            "rollback needs --site SITE: the new generation records who may run what, "
+            "which needs the directory as it is now (a bare --deploy-root cannot read it)")
+    from hpcpolicy.directory.read import read_directory
+
+    return document.build(document.with_rules(policy, recorded), read_directory(policy))
 
 
 def _rollback(target: Target, current: str, chosen: str, operator: str,
-              now: datetime, want_diff: bool) -> ApplyResult:
+              now: datetime, want_diff: bool, policy: Optional[Policy]) -> ApplyResult:
     _refuse_unsigned(target, current)
     chosen_manifest = verify_generation(gen_dir(target.root, chosen))
     current_manifest = verify_generation(gen_dir(target.root, current))
     trees = keep_subids(read_trees(target.root, chosen, chosen_manifest),
                         read_trees(target.root, current, current_manifest))
     changes, diff = compare(target.root, current, current_manifest, trees, want_diff)
-    result = ApplyResult(bool(changes), current, current, "", changes, diff)
-    if not changes:
+    doc = _access(target, chosen, chosen_manifest, policy)
+    access = document.dump(doc) if doc is not None else None
+    access_changed = access is not None and (
+        access_sha256(current_manifest) != hashlib.sha256(access).hexdigest())
+    result = ApplyResult(bool(changes) or access_changed, current, current, "", changes, diff)
+    if doc is not None and access_changed:
+        result.access_changes = access_changes(
+            read_access(target.root, current, current_manifest), doc)
+    if not result.changed:
         result.msg = f"no change: {current} already holds the files of {chosen}"
         return result
     requirements = dict(chosen_manifest["requirements"])
@@ -121,15 +176,21 @@ def _rollback(target: Target, current: str, chosen: str, operator: str,
         "extra": {"action": "rollback", "rollback_to": chosen, "previous": current,
                   "channel": STABLE, "node_classes": chosen_manifest.get("node_classes", {})},
     }
-    name = publish_trees(target, trees, fields, STABLE, now)
+    name = publish_trees(target, trees, fields, STABLE, now, access)
     result.generation = name
     append_change(target.root, {
         "action": "rollback", "channel": STABLE, "generation": name, "previous": current,
         "rollback_to": chosen, "changes": changes, "operator": operator,
+        "access_changes": log_access(result.access_changes),
         "site": chosen_manifest["site"], "time": gc.stamp(now)})
     result.removed = gc.collect(target.root, target.keep, target.gc_grace, now)
+    counts = f"{len(changes)} files changed"
+    if result.access_changes:
+        counts += "; " + document.summary(result.access_changes)
+    elif doc is None:
+        counts += f"; {chosen} has no access record, so neither has {name}"
     result.msg = (f"published generation {name} with the files of {chosen} "
-                  f"(sub-ID files kept from {current}; {len(changes)} files changed)")
+                  f"(sub-ID files kept from {current}; {counts})")
     return result
 
 

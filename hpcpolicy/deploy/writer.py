@@ -19,6 +19,8 @@ from hpcpolicy.deploy.store import CHANNELS, Target
 from hpcpolicy.errors import RuntimeFailure
 from hpcpolicy.fsutil import atomic_symlink, atomic_write, fsync_dir, make_dirs, write_new
 from hpcpolicy.generation.manifest import (
+    ACCESS,
+    ACCESS_MODE,
     MANIFEST,
     SYSCTL_FILE,
     build_manifest,
@@ -72,10 +74,13 @@ def write_generation(
     target: Target,
     trees: Trees,
     manifest_fields: Mapping[str, Any],
+    access: Optional[bytes] = None,
 ) -> str:
     """Build a complete generation under `.tmp-*` and rename it into place; return its name.
 
     `manifest_fields`: created, operator, host, site, policy_sha256, requirements, extra.
+    `access`: the bytes of access.json (mode 0640, owned by whoever runs apply: the deploy
+    owner), beside the manifest and listed in it.
     """
     for node_class, tree in trees.items():  # nodes would refuse the generation: say so here
         for path, data in tree.items():
@@ -91,8 +96,11 @@ def write_generation(
     made: List[str] = []
     for node_class in sorted(trees):
         _write_tree(tmp, node_class, trees[node_class], made)
+    if access is not None:
+        write_new(os.path.join(tmp, ACCESS), access, ACCESS_MODE)
     manifest = build_manifest(name=name, trees=trees, deploy_owner=target.owner,
-                              signed=bool(target.signing_key), **manifest_fields)
+                              signed=bool(target.signing_key), access=access,
+                              **manifest_fields)
     manifest_path = os.path.join(tmp, MANIFEST)
     atomic_write(manifest_path, dump_manifest(manifest), mode=0o644)
     if target.signing_key:
@@ -123,12 +131,13 @@ def publish_trees(
     manifest_fields: Mapping[str, Any],
     channel: str = STABLE,
     now: Optional[datetime] = None,
+    access: Optional[bytes] = None,
 ) -> str:
     """Write `trees` as a new generation and point `channel` at it (caller holds the lock).
 
     Independent of planning: rollback and tests publish trees they did not render.
     """
-    name = write_generation(target, trees, manifest_fields)
+    name = write_generation(target, trees, manifest_fields, access)
     switch_channel(target.root, channel, name, now or utc_now())
     return name
 

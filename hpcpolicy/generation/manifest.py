@@ -74,6 +74,8 @@ MANAGED_DIRS: Dict[str, Tuple[str, int]] = {
     "etc/containers/registries.d": (".yaml", _MIB),
     "etc/containers/hpcpolicy-keys": ("", _MIB),
 }
+ACCESS = "access.json"  # beside the manifest: who may run what (never installed on a node)
+ACCESS_MODE = 0o640  # it lists group members
 SYSCTL_FILE = "etc/sysctl.d/90-hpcpolicy.conf"
 _TOP_KEYS = {"format", "generation", "number", "created", "operator", "host", "site",
              "policy_sha256", "classes", "files", "requirements"}
@@ -136,8 +138,10 @@ def build_manifest(
     extra: Optional[Mapping[str, Any]] = None,
     deploy_owner: str = "root",
     signed: bool = False,
+    access: Optional[bytes] = None,
 ) -> Dict[str, Any]:
-    """The manifest of generation `name` holding `trees` (node class -> {path: bytes})."""
+    """The manifest of generation `name` holding `trees` (node class -> {path: bytes}), and
+    `access.json` when given (listed apart from the trees: nodes never install it)."""
     parsed = parse_name(name)
     if parsed is None:
         raise ValueError(f"not a generation name: {name!r}")
@@ -160,7 +164,19 @@ def build_manifest(
         "deploy_owner": deploy_owner,
         "signed": signed,
     })
+    if access is not None:
+        doc["access"] = FileEntry(ACCESS, hashlib.sha256(access).hexdigest(), len(access),
+                                  ACCESS_MODE).as_dict()
     return doc
+
+
+def access_entry(manifest: Mapping[str, Any]) -> Optional[FileEntry]:
+    """The manifest's `access.json` entry (None: published before access records existed)."""
+    item = manifest.get("access")
+    if item is None:
+        return None
+    (entry,) = _check_files("", "access", [item])
+    return entry
 
 
 def dump_manifest(doc: Mapping[str, Any]) -> bytes:
@@ -278,6 +294,10 @@ def check_manifest(doc: Any, gen_dir: str) -> Dict[str, Any]:
         raise _fail(gen_dir, "files: differs from classes.default.files")
     if not isinstance(doc["requirements"], dict):
         raise _fail(gen_dir, "requirements: not an object")
+    if "access" in doc:
+        (entry,) = _check_files(gen_dir, "access", [doc["access"]])
+        if entry.path != ACCESS or entry.mode != ACCESS_MODE:
+            raise _fail(gen_dir, f"access: must name {ACCESS} with mode {ACCESS_MODE:04o}")
     return doc
 
 

@@ -19,7 +19,9 @@ from typing import Any, Dict, List, Optional, Set
 
 from hpcpolicy.errors import VerificationError
 from hpcpolicy.generation.manifest import (
+    ACCESS,
     FileEntry,
+    access_entry,
     check_managed,
     class_files,
     parse_manifest,
@@ -132,9 +134,12 @@ def _check_tree(gen_dir: str, node_class: str, entries: List[FileEntry],
         _check_file(tree, entry, owners)
 
 
-def _check_top(gen_dir: str, classes: List[str], owners: Optional[Set[int]]) -> None:
-    """Only manifest, signature, tree/ and class/NAME/tree/ may exist at the top."""
+def _check_top(gen_dir: str, classes: List[str], owners: Optional[Set[int]],
+               access: bool = False) -> None:
+    """Only manifest, signature, tree/, class/NAME/tree/ and a listed access.json may exist at
+    the top."""
     allowed = {MANIFEST, SIG_NAME, TREE} | ({CLASS_DIR} if len(classes) > 1 else set())
+    allowed |= {ACCESS} if access else set()
     for name in sorted(os.listdir(gen_dir)):
         if name not in allowed:
             raise VerificationError(f"{os.path.join(gen_dir, name)}: not in the manifest")
@@ -177,7 +182,10 @@ def verify_generation(gen_dir: str, allowed_signers: Optional[str] = None,
     classes = sorted(manifest["classes"])
     for node_class in classes:
         check_managed(gen_dir, node_class, class_files(manifest, node_class))
-    _check_top(gen_dir, classes, owners)
+    access = access_entry(manifest)
+    _check_top(gen_dir, classes, owners, access is not None)
     for node_class in classes:
         _check_tree(gen_dir, node_class, class_files(manifest, node_class), owners)
+    if access is not None:
+        _check_file(gen_dir, access, owners)
     return manifest
