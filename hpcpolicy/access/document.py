@@ -132,7 +132,8 @@ def rules_of(policy: Policy) -> Dict[str, Any]:
     return {
         "default": im.default, "local_transports": im.local_transports,
         "rules": [{"scope": r.scope, "action": r.action, "groups": list(r.groups),
-                   "signed_by": r.signed_by, "index": r.index} for r in im.rules],
+                   "signed_by": r.signed_by, "index": r.index, "alias_of": r.alias_of}
+                  for r in im.rules],
         "collections": [{"path": c.path, "group": c.group} for c in im.collections],
         "classes": list(policy.class_names()),
     }
@@ -144,7 +145,8 @@ def with_rules(policy: Policy, doc: Mapping[str, Any]) -> Policy:
     images = Images(
         default=r["default"], local_transports=r["local_transports"],
         rules=tuple(ImageRule(x["scope"], x["action"], tuple(x["groups"]),
-                              signed_by=x["signed_by"], index=x["index"]) for x in r["rules"]),
+                              signed_by=x["signed_by"], index=x["index"],
+                              alias_of=x.get("alias_of")) for x in r["rules"]),
         collections=tuple(Collection(c["path"], c["group"]) for c in r["collections"]))
     classes = tuple(NodeClass(c, "") for c in r["classes"] if c != "default")
     return replace(policy, images=images, node_classes=classes)
