@@ -47,6 +47,7 @@ class Deploy:
 
     root: Path
     signing_key: Optional[str] = None
+    owner: str = "root"  # the site's deploy_owner, as the manifest records it
     published: Dict[str, Dict[str, Dict[str, bytes]]] = field(default_factory=dict)
 
     def publish(
@@ -62,7 +63,8 @@ class Deploy:
         if "bind_sources" in reqs and isinstance(reqs["bind_sources"], dict):
             reqs["bind_sources"] = {c: reqs["bind_sources"].get(c, []) for c in full}
         extra = {"node_classes": dict(node_sets)} if node_sets else None
-        target = Target(str(self.root), signing_key=self.signing_key, site="test-site")
+        target = Target(str(self.root), owner=self.owner, signing_key=self.signing_key,
+                        site="test-site")
         name = write_generation(target, full, {
             "created": "2026-01-01T00:00:00Z", "operator": "tester", "host": "admin1",
             "site": "test-site", "policy_sha256": "0" * 64, "requirements": reqs,
