@@ -7,8 +7,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
+from hpcpolicy.deploy.site_record import save_record
 from hpcpolicy.deploy.store import Target, ensure_layout
 from hpcpolicy.deploy.writer import publish_trees
+from hpcpolicy.policy.model import Approval, Policy, Site
 
 Trees = Dict[str, Dict[str, bytes]]
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
@@ -39,6 +41,15 @@ FIELDS = {
     "requirements": {"bind_sources": {"default": ["/scratch"]}, "sysctls": {},
                      "setuid_allowed": False, "runtimes": ["podman"], "subid_enabled": True},
 }
+
+
+def write_site_record(root: Path, approval: Optional[Approval] = None, owner: str = "root",
+                      signing_key: Optional[str] = None, name: str = "t") -> None:
+    """state/site.json as apply writes it, for tests that publish without apply."""
+    ensure_layout(str(root))
+    site = Site(name=name, deploy_root=str(root), deploy_owner=owner, approval=approval,
+                signing_key=signing_key)
+    save_record(str(root), Policy(path="site.toml", sha256="0", site=site))
 
 
 def publish(root: Path, trees: Trees, channel: str = "stable", now: datetime = NOW,

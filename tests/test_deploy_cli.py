@@ -8,7 +8,7 @@ from typing import Any, Callable, Dict
 
 import pytest
 
-from tests.deploy_fixtures import publish, synthetic_trees
+from tests.deploy_fixtures import publish, synthetic_trees, write_site_record
 
 Cli = Callable[..., Any]
 
@@ -27,6 +27,7 @@ def root(tmp_path: Path) -> Path:
     deploy = tmp_path / "deploy"
     publish(deploy, synthetic_trees(0, policy="reject"))
     publish(deploy, synthetic_trees(1, policy="accept"))
+    write_site_record(deploy)
     return deploy
 
 
@@ -66,6 +67,9 @@ def test_rollback_cli(cli: Cli, root: Path) -> None:
 
 def test_rollback_json_error_shape(cli: Cli, tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
+    res = cli("rollback", "--deploy-root", tmp_path / "empty", "--format", "json")
+    assert res.rc == 2 and "give --site SITE" in as_json(res)["msg"]  # no state/site.json
+    write_site_record(tmp_path / "empty")
     res = cli("rollback", "--deploy-root", tmp_path / "empty", "--format", "json")
     doc = as_json(res)
     assert res.rc == 1 and doc["failed"] and "nothing published" in doc["msg"]

@@ -78,7 +78,7 @@ def test_rollback_of_signed_history_needs_the_key(tmp_path: Path) -> None:
     publish(tmp_path, synthetic_trees(0))
     g2 = publish(tmp_path, synthetic_trees(1, policy="x"))
     (tmp_path / "generations" / g2 / "manifest.json.sig").write_text("sig")
-    with pytest.raises(RuntimeFailure, match="signed but no signing key"):
+    with pytest.raises(RuntimeFailure, match="signed .*but no signing key"):
         rollback(Target(str(tmp_path)), now=NOW)
 
 

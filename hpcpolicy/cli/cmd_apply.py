@@ -31,6 +31,10 @@ def add_parser(subparsers: Any, common_parent: argparse.ArgumentParser) -> None:
     parser.add_argument("--channel", default="stable", metavar="NAME",
                         help="publish to this channel only (default: stable, i.e. current)")
     parser.add_argument("--format", choices=("text", "json"), default="text")
+    parser.add_argument("--non-interactive", action="store_true",
+                        help="a scheduled run: under [site.approval] nobody is asked for a "
+                             "password, the signature ([site] signing_key) is the accountable "
+                             "act; without it, no terminal means no approval")
     parser.set_defaults(run=run, json_on_error=JSON_ON_ERROR)
 
 
@@ -69,9 +73,10 @@ def run(args: argparse.Namespace) -> Outcome:
         logging.getLogger("hpcpolicy").warning("%s", warning.replace(": warning: ", ": ", 1))
     operator = None
     if not args.check:
-        from hpcpolicy.deploy.approval import authorize, interactive_session
+        from hpcpolicy.deploy.approval import approve
 
-        operator = authorize(policy, interactive_session())
+        operator = approve(policy.site.approval, policy.site.signing_key,
+                           batch=args.non_interactive)
     result = apply(
         policy,
         deploy_root=os.path.abspath(args.deploy_root) if args.deploy_root else None,

@@ -7,8 +7,12 @@ from typing import Any
 
 from hpcpolicy.cli.argtypes import seconds
 from hpcpolicy.cli.cmd_apply import JSON_ON_ERROR, outcome_of
-from hpcpolicy.cli.cmd_rollback import operator_for
-from hpcpolicy.cli.cmd_status import add_root_options, target_of
+from hpcpolicy.cli.cmd_status import (
+    add_root_options,
+    add_writer_options,
+    writer_operator,
+    writer_target,
+)
 from hpcpolicy.cli.outcome import Outcome
 
 
@@ -18,6 +22,7 @@ def add_parser(subparsers: Any, common_parent: argparse.ArgumentParser) -> None:
         description=__doc__)
     parser.add_argument("channel", metavar="CHANNEL", help="e.g. canary")
     add_root_options(parser)
+    add_writer_options(parser)
     parser.add_argument("--lock-timeout", type=seconds, default=60.0, metavar="S")
     parser.set_defaults(run=run, json_on_error=JSON_ON_ERROR)
 
@@ -25,7 +30,8 @@ def add_parser(subparsers: Any, common_parent: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> Outcome:
     from hpcpolicy.deploy.rollback import promote
 
-    target, policy = target_of(args, "promote")
-    result = promote(target, args.channel, operator=operator_for(policy),
+    target, _ = writer_target(args, "promote")
+    # promote makes no new manifest: nothing is signed, so a batch run is refused under approval
+    result = promote(target, args.channel, operator=writer_operator(target, args, False),
                      lock_timeout=args.lock_timeout)
     return outcome_of(result, False)

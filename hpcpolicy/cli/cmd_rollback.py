@@ -13,7 +13,12 @@ from typing import Any
 
 from hpcpolicy.cli.argtypes import seconds
 from hpcpolicy.cli.cmd_apply import JSON_ON_ERROR, outcome_of
-from hpcpolicy.cli.cmd_status import add_root_options, target_of
+from hpcpolicy.cli.cmd_status import (
+    add_root_options,
+    add_writer_options,
+    writer_operator,
+    writer_target,
+)
 from hpcpolicy.cli.outcome import Outcome
 
 
@@ -24,24 +29,16 @@ def add_parser(subparsers: Any, common_parent: argparse.ArgumentParser) -> None:
     parser.add_argument("generation", nargs="?", metavar="GENERATION",
                         help="a generation name (000042-3f2a9c1b) or number (42)")
     add_root_options(parser)
+    add_writer_options(parser)
     parser.add_argument("--diff", action="store_true", help="show what changes in each file")
     parser.add_argument("--lock-timeout", type=seconds, default=60.0, metavar="S")
     parser.set_defaults(run=run, json_on_error=JSON_ON_ERROR)
 
 
-def operator_for(policy: Any) -> str:
-    """Approval as for apply when a site is given; else the invoking account."""
-    from hpcpolicy.deploy.approval import authorize, interactive_session, operator_name
-
-    if policy is None:
-        return operator_name()
-    return authorize(policy, interactive_session())
-
-
 def run(args: argparse.Namespace) -> Outcome:
     from hpcpolicy.deploy.rollback import rollback
 
-    target, policy = target_of(args, "rollback")
-    result = rollback(target, args.generation, operator=operator_for(policy),
+    target, policy = writer_target(args, "rollback")
+    result = rollback(target, args.generation, operator=writer_operator(target, args, True),
                       lock_timeout=args.lock_timeout, diff=args.diff, policy=policy)
     return outcome_of(result, args.diff)

@@ -23,8 +23,42 @@ def add_root_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=("text", "json"), default="text")
 
 
+def add_writer_options(parser: argparse.ArgumentParser) -> None:
+    """What every command that writes to a deploy root adds to the root options."""
+    parser.add_argument("--non-interactive", action="store_true",
+                        help="a scheduled run: under [site.approval] nobody is asked for a "
+                             "password, the signature ([site] signing_key) is the accountable "
+                             "act; without it, no terminal means no approval")
+
+
+def writer_target(args: argparse.Namespace, command: str) -> Tuple[Target, Optional[Policy]]:
+    """The Target of a command that writes: from --site (and --deploy-root), or from what
+    apply recorded in the bare deploy root's state/site.json (exit 2 without one)."""
+    if not getattr(args, "site", None) and not args.deploy_root:
+        raise UsageError(f"{command}: give --site SITE or --deploy-root DIR")
+    root = os.path.abspath(args.deploy_root) if args.deploy_root else None
+    if args.site:
+        from hpcpolicy.policy.load import load
+
+        policy = load(args.site)
+        return Target.from_policy(policy, root), policy
+    from hpcpolicy.deploy.site_record import target_from_record
+
+    assert root is not None
+    return target_from_record(root, command), None
+
+
+def writer_operator(target: Target, args: argparse.Namespace, signs: bool) -> str:
+    """Operator approval for a writing command, by the target's [site.approval]."""
+    from hpcpolicy.deploy.approval import approve
+
+    return approve(target.approval, target.signing_key,
+                   batch=bool(getattr(args, "non_interactive", False)), signs=signs)
+
+
 def target_of(args: argparse.Namespace, command: str) -> Tuple[Target, Optional[Policy]]:
-    """The deploy Target from --site and/or --deploy-root (one is required: exit 2)."""
+    """The deploy Target from --site and/or --deploy-root (one is required: exit 2); for
+    commands that only READ (a bare root's owner is whoever owns it)."""
     if not args.site and not args.deploy_root:
         raise UsageError(f"{command}: give --site SITE or --deploy-root DIR")
     policy: Optional[Policy] = None

@@ -73,14 +73,9 @@ def add_parser(subparsers: Any, common_parent: argparse.ArgumentParser) -> None:
 class _Context:
     root: str
     policy: Optional[Policy]
-
-    @property
-    def site_name(self) -> Optional[str]:
-        return self.policy.site.name if self.policy is not None else None
-
-    @property
-    def owner(self) -> str:
-        return self.policy.site.deploy_owner if self.policy is not None else str(os.geteuid())
+    owner: str
+    site_name: Optional[str]
+    operator: Optional[str] = None  # writers: the approved operator
 
 
 def _load_policy(path: str) -> Policy:
@@ -90,14 +85,28 @@ def _load_policy(path: str) -> Policy:
 
 
 def _context(args: argparse.Namespace, write: bool) -> _Context:
+    """Readers: --site or a bare --deploy-root. Writers: the checks and approval of apply,
+    from --site or from what apply recorded in the bare root (`deploy.site_record`)."""
     from hpcpolicy.deploy.store import check_deploy_root
 
+    command = f"subid {args.subid_action}"
     if not args.site and not args.deploy_root:
-        raise UsageError(f"subid {args.subid_action}: give --site SITE or --deploy-root DIR")
+        raise UsageError(f"{command}: give --site SITE or --deploy-root DIR")
     policy = _load_policy(args.site) if args.site else None
-    root = args.deploy_root or (policy.site.deploy_root if policy else "")
-    root = os.path.abspath(root)
-    ctx = _Context(root, policy)
+    if write:
+        from hpcpolicy.cli.cmd_status import writer_operator
+        from hpcpolicy.deploy.site_record import target_from_record
+        from hpcpolicy.deploy.store import Target
+
+        root = os.path.abspath(args.deploy_root) if args.deploy_root else None
+        target = (Target.from_policy(policy, root) if policy is not None
+                  else target_from_record(str(root), command))
+        check_deploy_root(target.root, target.owner, True)
+        operator = writer_operator(target, args, signs=False)  # the ledger is never signed
+        return _Context(target.root, policy, target.owner, target.site or None, operator)
+    root = os.path.abspath(args.deploy_root or (policy.site.deploy_root if policy else ""))
+    owner = policy.site.deploy_owner if policy is not None else str(os.geteuid())
+    ctx = _Context(root, policy, owner, policy.site.name if policy is not None else None)
     check_deploy_root(root, ctx.owner, write)
     return ctx
 
@@ -193,6 +202,7 @@ def run_change(args: argparse.Namespace) -> Outcome:
         assert rec is not None
         save_ledger(ctx.root, new)
         append_change(ctx.root, {
+            "operator": ctx.operator,
             "action": f"subid {action}", "user": rec.name, "uid": rec.uid,
             "range": _span(rec), "state": rec.state, "ledger_revision": new.revision})
     msg = (f"{_WHAT[action]} {rec.name} (uid {rec.uid}) {_span(rec)}: now {rec.state}; "
@@ -257,7 +267,8 @@ def run_import(args: argparse.Namespace) -> Outcome:
         adopted = sorted(uid for uid, rec in new.records.items() if old.get(uid) != rec)
         if adopted or before is None:
             save_ledger(ctx.root, new)
-            append_change(ctx.root, {"action": "subid import", "adopted": len(adopted),
+            append_change(ctx.root, {"operator": ctx.operator,
+                                     "action": "subid import", "adopted": len(adopted),
                                      "skipped": len(problems), "files": [args.subuid,
                                                                          args.subgid],
                                      "ledger_revision": new.revision})

@@ -28,7 +28,7 @@ import logging
 import os
 import pwd
 import sys
-from typing import Callable
+from typing import Callable, Optional
 
 from ..errors import RuntimeFailure
 from ..policy.model import Approval, Policy
@@ -57,14 +57,48 @@ def authorize(
 ) -> str:
     """Return the operator's name once they are allowed to change the deployment.
 
-    Raises RuntimeFailure (exit 1) naming the operator and the reason when they are not.
+    `interactive` False: a declared batch run (Ansible, `--non-interactive`), accountable
+    through the signature. Raises RuntimeFailure (exit 1) naming the operator and the reason
+    when they are not allowed.
+    """
+    return approve(policy.site.approval, policy.site.signing_key, batch=not interactive,
+                   interactive=interactive, password_prompt=password_prompt,
+                   service_dir=service_dir)
+
+
+def approve(
+    approval: Optional[Approval],
+    signing_key: Optional[str],
+    *,
+    batch: bool,
+    signs: bool = True,
+    interactive: Optional[bool] = None,
+    password_prompt: Callable[[str], str] = getpass.getpass,
+    service_dir: str = "/etc/pam.d",
+) -> str:
+    """Approval for any writing command, however its deploy root was named.
+
+    `batch`: the run was declared non-interactive; only a command that signs what it publishes
+    (`signs`: apply, rollback) may then go ahead, with a signing key. Without the declaration a
+    missing terminal is refused: redirecting stdin must not turn approval off. `interactive`
+    None: whether stdin is a terminal.
     """
     user = operator_name()
-    approval = policy.site.approval
     if approval is None:
         return user
-    if not interactive:
-        return _signed_operator(policy, user)
+    if batch:
+        if not signs:
+            raise RuntimeFailure(
+                f"operator {user}: [site.approval] is set and this command signs nothing, so a "
+                "non-interactive run has nothing to be accountable through; run it from a "
+                "terminal")
+        return _signed_operator(signing_key, user)
+    if not (interactive_session() if interactive is None else interactive):
+        hint = (" (a scheduled run declares itself with --non-interactive and signs with "
+                "[site] signing_key)") if signs else ""
+        raise RuntimeFailure(
+            f"operator {user}: [site.approval] is set and there is no terminal to ask for the "
+            f"password{hint}")
     _require_service_file(service_dir, approval.pam_service)
     _require_admin(user, approval.admin_group)
     _authenticate(user, approval, password_prompt)
@@ -77,7 +111,10 @@ def authorize(
 def operator_name() -> str:
     """SUDO_USER when root runs us through sudo, else the login user, else our uid's name.
 
-    SUDO_USER is trusted only when we are root: only then did sudo (or root itself) set it.
+    Never $LOGNAME or $USER, which anybody sets. SUDO_USER is trusted only when we are root:
+    only then did sudo (or root itself) set it. `os.getlogin` is the kernel's login uid (set at
+    login by pam_loginuid) or the terminal's utmp entry. Under approval this name is then
+    proved by its password.
     """
     sudo_user = os.environ.get("SUDO_USER", "")
     if sudo_user and os.geteuid() == 0:
@@ -93,8 +130,8 @@ def interactive_session() -> bool:
     return sys.stdin is not None and sys.stdin.isatty()
 
 
-def _signed_operator(policy: Policy, user: str) -> str:
-    if policy.site.signing_key is None:
+def _signed_operator(signing_key: Optional[str], user: str) -> str:
+    if signing_key is None:
         raise RuntimeFailure(
             "non-interactive apply needs [site] signing_key when [site.approval] is set"
         )

@@ -10,7 +10,6 @@ O(history) per apply and risk the whole history on a full disk.
 
 from __future__ import annotations
 
-import getpass
 import json
 import os
 import socket
@@ -28,10 +27,13 @@ def changes_path(deploy_root: str) -> str:
 
 
 def current_operator() -> str:
-    """The account running the command (used when no approval step named one)."""
+    """The account running the command (used when no approval step named one); never taken
+    from $LOGNAME/$USER, which anybody sets (`approval.operator_name`)."""
+    from hpcpolicy.deploy.approval import operator_name
+
     try:
-        return getpass.getuser()
-    except (KeyError, OSError):
+        return operator_name()
+    except KeyError:
         return str(os.getuid())
 
 

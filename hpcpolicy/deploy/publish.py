@@ -44,6 +44,7 @@ from hpcpolicy.deploy.published import (
     read_access,
 )
 from hpcpolicy.deploy.result import ApplyResult
+from hpcpolicy.deploy.site_record import save_record
 from hpcpolicy.deploy.store import Target, check_deploy_root, ensure_layout
 from hpcpolicy.deploy.writer import requirements_of, switch_channel, utc_now, write_generation
 from hpcpolicy.generation.naming import STABLE, channel_generation, channel_link
@@ -91,7 +92,10 @@ def apply(
     purpose = f"apply {policy.site.name} by {run.operator}"
     with DeployLock(target.root, lock_timeout, purpose=purpose):
         gc.clean_stale(target.root)
-        return _apply(run)
+        result = _apply(run)
+        # what writers given a bare --deploy-root must enforce (owner, approval, gc, signing)
+        save_record(target.root, policy)
+        return result
 
 
 def _subid_summary(plan: Plan) -> Dict[str, Any]:

@@ -101,10 +101,11 @@ def _need_current(target: Target) -> str:
 
 def _refuse_unsigned(target: Target, current: str) -> None:
     """A signed history must stay signed: nodes with allowed-signers would refuse the rest."""
-    if not target.signing_key and os.path.exists(os.path.join(gen_dir(target.root, current),
-                                                              SIG_NAME)):
+    signed_now = os.path.exists(os.path.join(gen_dir(target.root, current), SIG_NAME))
+    if not target.signing_key and (target.signed or signed_now):
         raise RuntimeFailure(
-            f"{current} is signed but no signing key is known: run with --site SITE so "
+            f"{current} is signed (or the site signs) but no signing key is known: run with "
+            "--site SITE so "
             "that site.signing_key signs the new generation")
 
 

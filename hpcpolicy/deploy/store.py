@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import os
 import pwd
+import stat
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Set
 
 from hpcpolicy.errors import RuntimeFailure, UnsafePath
 from hpcpolicy.generation import trust
 from hpcpolicy.generation.naming import CHANNELS, CURRENT, GENERATIONS
 from hpcpolicy.generation.trust import check_dirs
-from hpcpolicy.policy.model import Policy
+from hpcpolicy.policy.model import Approval, Policy
 
 STATE = "state"
 LOG = "log"
@@ -64,6 +65,44 @@ def check_deploy_root(path: str, owner: str, write: bool) -> None:
     start = _existing(path)
     targets = {path, os.path.realpath(path)} if start == path else set()
     check_dirs(f"deploy root {path}", trust.chain(start), allowed, targets)
+    if write and start == path:
+        check_layout(path, allowed)
+
+
+# What a writer writes below the deploy root: none of it may be a symlink, or root would write
+# wherever its owner points it (the deploy root's own owner check does not see inside).
+LAYOUT_FILES = (os.path.join(STATE, "subid-ledger.json"), os.path.join(STATE, "site.json"),
+                os.path.join(STATE, "current-history.json"), os.path.join(LOG, "changes.jsonl"),
+                LOCK)
+
+
+def check_layout(root: str, allowed: Set[int]) -> None:
+    """generations/ state/ log/ channels/: real directories, safe as the root itself; the
+    files writers replace or append: never symlinks (`current` and the channel links are
+    links by design, replaced by rename and never written through)."""
+    for name in LAYOUT_DIRS + (CHANNELS,):
+        sub = os.path.join(root, name)
+        try:
+            st = os.lstat(sub)
+        except FileNotFoundError:
+            continue
+        if stat.S_ISLNK(st.st_mode):
+            raise UnsafePath(f"deploy root {root}: {sub} is a symlink; refusing to write "
+                             "through it")
+        if not stat.S_ISDIR(st.st_mode):
+            raise UnsafePath(f"deploy root {root}: {sub} is not a directory")
+        reason = trust.why_unsafe(st, allowed, True)
+        if reason:
+            raise UnsafePath(f"deploy root {root}: {sub} is {reason}")
+    for rel in LAYOUT_FILES:
+        path = os.path.join(root, rel)
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            continue
+        if not stat.S_ISREG(st.st_mode):
+            raise UnsafePath(f"deploy root {root}: {path} is not a regular file (a symlink?);"
+                             " refusing to write through it")
 
 
 def ensure_layout(root: str) -> None:
@@ -82,9 +121,8 @@ def ensure_layout(root: str) -> None:
 class Target:
     """Where and how to publish: from a validated site, or from a bare deploy root.
 
-    `rollback`, `promote`, `status` may be run with `--deploy-root` alone; then the owner is
-    whoever owns the deploy root (it was checked when it was created) and keep/grace are the
-    schema defaults.
+    Writers given `--deploy-root` alone take owner, keep, grace, approval and `signed` from
+    what apply recorded (`deploy.site_record`); readers (`status`) may use `from_root`.
     """
 
     root: str
@@ -93,15 +131,19 @@ class Target:
     gc_grace: int = 3600
     signing_key: Optional[str] = None
     site: str = ""
+    approval: Optional[Approval] = None
+    signed: bool = False  # generations are signed (the site has a signing key)
 
     @classmethod
     def from_policy(cls, policy: Policy, deploy_root: Optional[str] = None) -> Target:
         site = policy.site
         return cls(os.path.normpath(deploy_root or site.deploy_root), site.deploy_owner,
-                   site.keep, site.gc_grace, site.signing_key, site.name)
+                   site.keep, site.gc_grace, site.signing_key, site.name, site.approval,
+                   site.signing_key is not None)
 
     @classmethod
     def from_root(cls, deploy_root: str) -> Target:
+        """For READING only (status, generations): the owner is whoever owns the root."""
         root = os.path.normpath(os.path.abspath(deploy_root))
         try:
             owner = str(os.stat(root).st_uid)

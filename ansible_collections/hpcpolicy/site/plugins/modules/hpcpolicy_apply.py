@@ -186,7 +186,8 @@ def library_apply(params: Dict[str, Any], check: bool, diff: bool) -> Dict[str, 
 
 def cli_argv(exe: str, params: Dict[str, Any], check: bool, diff: bool) -> list:
     """The same request as a CLI command line (argv list, never a shell string)."""
-    return [exe, "apply", params["site"], "--format", "json"] + cli_flags([
+    # --non-interactive: Ansible has no terminal; under approval the signature is what counts
+    return [exe, "apply", params["site"], "--format", "json", "--non-interactive"] + cli_flags([
         ("--deploy-root", params["deploy_root"]), ("--channel", params["channel"]),
         ("--lock-timeout", params["lock_timeout"]), ("--allow-revoke", params["allow_revoke"]),
         ("--check", check), ("--diff", diff),
