@@ -49,6 +49,26 @@ def _writable_by_others(st: os.stat_result) -> bool:
     return st.st_uid != 0 or bool(st.st_mode & (stat.S_IWGRP | stat.S_IWOTH))
 
 
+def _metadata(driver: str) -> List[str]:
+    """What every user's containers/storage reads in a store (beside the layers' contents)."""
+    return [f"{driver}-images", f"{driver}-images/images.json", f"{driver}-layers",
+            f"{driver}-layers/layers.json", driver]
+
+
+def _readable_by_all(path: str) -> bool:
+    mode = os.stat(path).st_mode
+    want = stat.S_IROTH | (stat.S_IXOTH if stat.S_ISDIR(mode) else 0)
+    return mode & want == want
+
+
+def readable_command(store: str, driver: str) -> str:
+    """Opens a store's own directories and metadata to users (root fills it with 0700 dirs),
+    leaving the layers' contents (diff) with the image's permissions."""
+    return (f"cd {store} && find {driver}-images {driver}-layers {driver} \\( -name diff "
+            "-o -name work -o -name merged \\) -prune -o -type d -exec chmod go+rx {} + "
+            "-o -type f -exec chmod go+r {} +")
+
+
 def _store_problems(root: str, store: str, driver: str) -> List[str]:
     path = _node(root, store)
     try:
@@ -76,6 +96,11 @@ def _store_problems(root: str, store: str, driver: str) -> List[str]:
         sub_path = os.path.join(path, sub)
         if os.path.isdir(sub_path) and _writable_by_others(os.lstat(sub_path)):
             problems.append(f"{store}/{sub} is writable by someone other than root")
+    unreadable = [f"{store}/{rel}" for rel in _metadata(driver)
+                  if os.path.exists(os.path.join(path, rel))
+                  and not _readable_by_all(os.path.join(path, rel))]
+    if unreadable:
+        problems.append("users cannot read " + ", ".join(unreadable[:SHOWN]))
     for lock in lock_files(path, driver):
         shown = lock[len(root.rstrip("/")):]
         try:
@@ -98,8 +123,9 @@ def check_image_stores(root: str, needs: Mapping[str, Any]) -> List[Result]:
         if problems:
             out.append((f"image-store {store}", FAIL, "; ".join(problems[:SHOWN]),
                         f"fill it as root (podman --root {store} pull ...), keep it and its "
-                        "parents root-owned and not group/other-writable, and create the lock "
-                        f"files: touch {' '.join(lock_files(store, driver))}"))
+                        "parents root-owned and not group/other-writable, make it readable "
+                        f"({readable_command(store, driver)}), and create the lock files "
+                        f"(touch {' '.join(lock_files(store, driver))})"))
         else:
             out.append((f"image-store {store}", OK, "present, writable by root only, lock "
                         "files present", ""))
