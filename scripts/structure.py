@@ -4,8 +4,8 @@
     python3 scripts/structure.py [REPO]      # REPO defaults to this checkout
 
 Figures: lines in `cli/`; the `hpcpolicy` packages `cli/` imports; import circles (strongly
-connected groups of modules, imports inside functions included); functions over 60 lines;
-modules over 400 lines. Each list is printed after its count, so a change can be traced.
+connected groups of modules, imports inside functions included, `if TYPE_CHECKING:` ones not);
+functions over 60 lines; modules over 400 lines. Each list is printed after its count, so a change can be traced.
 """
 
 from __future__ import annotations
@@ -35,13 +35,29 @@ def modules(root: str) -> Dict[str, str]:
     return out
 
 
-def imports(name: str, path: str, known: Dict[str, str]) -> Set[str]:
-    """The hpcpolicy modules `name` imports anywhere in its file (a submodule when one exists)."""
+def _typing_only(tree: ast.AST) -> Set[int]:
+    """ids of the nodes under `if TYPE_CHECKING:` (read by type checkers, never run)."""
+    out: Set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If):
+            test = node.test
+            name = test.attr if isinstance(test, ast.Attribute) else getattr(test, "id", "")
+            if name == "TYPE_CHECKING":
+                out.update(id(inner) for stmt in node.body for inner in ast.walk(stmt))
+    return out
+
+
+def imports(name: str, path: str, known: Dict[str, str], runtime: bool = False) -> Set[str]:
+    """The hpcpolicy modules `name` imports anywhere in its file (a submodule when one exists);
+    with `runtime`, leaving out the imports only type checkers read (`if TYPE_CHECKING:`)."""
     with open(path, encoding="utf-8") as handle:
         tree = ast.parse(handle.read(), path)
     package = name if path.endswith("__init__.py") else name.rpartition(".")[0]
+    skip = _typing_only(tree) if runtime else set()
     found: Set[str] = set()
     for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -61,9 +77,9 @@ def imports(name: str, path: str, known: Dict[str, str]) -> Set[str]:
     return {m for m in found if m in known and m != name}
 
 
-def graph(root: str) -> Dict[str, Set[str]]:
+def graph(root: str, runtime: bool = False) -> Dict[str, Set[str]]:
     known = modules(root)
-    return {name: imports(name, path, known) for name, path in known.items()}
+    return {name: imports(name, path, known, runtime) for name, path in known.items()}
 
 
 def circles(edges: Dict[str, Set[str]]) -> List[List[str]]:
@@ -143,7 +159,7 @@ def main() -> int:
         ".".join(target.split(".")[:2]) for m in cli for target in edges[m]
         if not target.startswith("hpcpolicy.cli")
     })
-    found = circles(edges)
+    found = circles(graph(root, runtime=True))
     long_fns = long_functions(root)
     big = sorted(f"{m} ({line_count(p)})" for m, p in known.items()
                  if line_count(p) > MODULE_LIMIT)
