@@ -85,11 +85,10 @@ def run_sync(args: argparse.Namespace) -> Outcome:
 
 
 def run_doctor(args: argparse.Namespace) -> Outcome:
-    from hpcpolicy.node.doctor import FAIL, examine, summary
+    from hpcpolicy.node.doctor import FAIL, doctor_options, examine, summary
 
-    report = examine(config.doctor_options(config.load(args.config), root=args.root,
-                                           deploy_root=args.deploy_root,
-                                           node_class=args.node_class))
+    report = examine(doctor_options(config.load(args.config), root=args.root,
+                                    deploy_root=args.deploy_root, node_class=args.node_class))
     checks = report.checks
     failed = any(c.status == FAIL for c in checks)
     text = "\n".join(c.line() for c in checks) + "\n" + summary(checks) + "\n"

@@ -29,7 +29,6 @@ from hpcpolicy.generation.naming import CHANNEL_RE, CLASS_RE, STABLE
 from hpcpolicy.generation.trust import anchor_problem
 
 if TYPE_CHECKING:
-    from hpcpolicy.node.doctor import DoctorOptions
     from hpcpolicy.node.sync import SyncOptions
 
 if sys.version_info >= (3, 11):
@@ -154,14 +153,3 @@ def sync_options(config: NodeConfig, *, deploy_root: Optional[str] = None,
     return SyncOptions(deploy_root=merged.deploy_root, allowed_signers=merged.allowed_signers,
                        node_class=merged.node_class, channel=merged.channel_name,
                        deploy_owner=merged.owner_uid(), **rest)
-
-
-def doctor_options(config: NodeConfig, *, node_class: Optional[str] = None,
-                   **rest: Any) -> DoctorOptions:
-    """`node doctor`'s options: whom the node trusts and its class, from node.toml."""
-    from hpcpolicy.node.doctor import DoctorOptions
-
-    return DoctorOptions(node_class=node_class or config.node_class,
-                         deploy_owner=config.owner_uid(),
-                         allowed_signers=config.allowed_signers,
-                         config_path=config.path or DEFAULT_PATH, **rest)

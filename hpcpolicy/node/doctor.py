@@ -29,7 +29,7 @@ from hpcpolicy.generation.manifest import SYSCTL_FILE, class_files
 from hpcpolicy.generation.naming import DEFAULT_CLASS, STABLE
 from hpcpolicy.generation.verify import verify_generation
 from hpcpolicy.node import enforce_checks, install, source
-from hpcpolicy.node.config import DEFAULT_PATH
+from hpcpolicy.node.config import DEFAULT_PATH, NodeConfig
 from hpcpolicy.node.state import load_state
 from hpcpolicy.node.sync import site_signs
 
@@ -82,6 +82,15 @@ class DoctorOptions:
     hostname: Optional[str] = None
     proc_sys: str = "/proc/sys"
     home_limit: int = 2000  # home directories looked into, at most (shared /home can be huge)
+
+
+def doctor_options(config: NodeConfig, *, node_class: Optional[str] = None,
+                   **rest: Any) -> DoctorOptions:
+    """`node doctor`'s options: whom the node trusts and its class, from node.toml."""
+    return DoctorOptions(node_class=node_class or config.node_class,
+                         deploy_owner=config.owner_uid(),
+                         allowed_signers=config.allowed_signers,
+                         config_path=config.path or DEFAULT_PATH, **rest)
 
 
 @dataclass

@@ -112,11 +112,11 @@ ARGUMENT_SPEC: Dict[str, Any] = {
 def library_doctor(params: Dict[str, Any]) -> Dict[str, Any]:
     """What `hpcpolicy node doctor --format json` does, in-process."""
     from hpcpolicy.node import config
-    from hpcpolicy.node.doctor import FAIL, doctor, summary
+    from hpcpolicy.node.doctor import FAIL, doctor, doctor_options, summary
 
-    checks = doctor(config.doctor_options(config.load(params["config"]), root=params["root"],
-                                          deploy_root=params["deploy_root"],
-                                          node_class=params["node_class"]))
+    checks = doctor(doctor_options(config.load(params["config"]), root=params["root"],
+                                   deploy_root=params["deploy_root"],
+                                   node_class=params["node_class"]))
     return {"changed": False, "failed": any(c.status == FAIL for c in checks),
             "msg": summary(checks), "checks": [c.as_dict() for c in checks]}
 
