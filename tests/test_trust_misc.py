@@ -21,6 +21,7 @@ from hpcpolicy.subid.allocate import allocate
 from hpcpolicy.subid.ledger import LEDGER_RELPATH, load_ledger, save_ledger
 from tests.apply_fixtures import write_directory, write_site
 from tests.conftest import REPO, CliResult
+from tests.deploy_fixtures import write_site_record
 from tests.subid_fixtures import policy, snap, users
 
 Cli = Callable[..., CliResult]
@@ -36,6 +37,7 @@ def root(tmp_path: Path) -> Path:
         (r / sub).mkdir(mode=0o755)
     led = allocate(policy(), snap(users([1000, 1001])), None, now="2026-01-01T00:00:00Z")
     save_ledger(str(r), led.ledger)
+    write_site_record(r, name=led.ledger.site)  # what apply records for bare --deploy-root
     return r
 
 
