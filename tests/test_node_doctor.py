@@ -64,7 +64,7 @@ def test_healthy_node_all_ok(node: Node) -> None:
         "generation", "installed-files", "bind-sources", "sysctl user.max_user_namespaces",
         "user-namespaces", "newuidmap", "newgidmap", "setuid-starter", "nsswitch-subid",
         "login-defs", "registries-drop-ins", "user-policy-json", "apparmor-userns",
-        "deploy-owner", "signatures"}
+        "deploy-owner", "signatures", "pending-steps"}
 
 
 def _nsswitch_sss(n: Node) -> None:

@@ -435,8 +435,8 @@ def _sysctl_item() -> List[Any]:
 def test_sysctl_applied_on_real_root(fp: FakeProcess) -> None:
     fp.register(["sysctl", "-e", "-p", "/etc/sysctl.d/90-hpcpolicy.conf"], stdout="x = 1\n")
     result = node_sync.SyncResult("000001-00000000", "default", "", "stable", False)
-    node_sync._after_install(SyncOptions("/d"), "/", _sysctl_item(), result)
-    assert result.errors == [] and any("applied sysctl -p" in n for n in result.notes)
+    node_sync._after_install(SyncOptions("/d"), "/", _sysctl_item(), None, result)
+    assert result.errors == [] and any("applied sysctl -e -p" in n for n in result.notes)
     assert fp.call_count(["sysctl", "-e", "-p", "/etc/sysctl.d/90-hpcpolicy.conf"]) == 1
 
 
@@ -444,7 +444,7 @@ def test_sysctl_failure_reported(fp: FakeProcess) -> None:
     fp.register(["sysctl", "-e", "-p", fp.any()], returncode=255,
                 stderr="sysctl: permission denied on key \"user.max_user_namespaces\"\n")
     result = node_sync.SyncResult("000001-00000000", "default", "", "stable", False)
-    node_sync._after_install(SyncOptions("/d"), "/", _sysctl_item(), result)
+    node_sync._after_install(SyncOptions("/d"), "/", _sysctl_item(), None, result)
     assert result.errors and "exit 255" in result.errors[0]
     assert "permission denied" in result.errors[0]
 
@@ -463,15 +463,29 @@ def test_sysctl_failure_exit_code(cli: Any, deploy: Deploy, node_root: Path, fp:
     deploy.publish()
     monkeypatch.setattr(node_sync, "live_root", lambda root: True)  # as if --root were /
     sysctl_file = str(node_root / "etc/sysctl.d/90-hpcpolicy.conf")
-    fp.register(["sysctl", "-e", "-p", sysctl_file], returncode=1, stderr="sysctl: cannot stat\n")
+    fp.register(["sysctl", "-e", "-p", sysctl_file], returncode=1, stderr="sysctl: cannot stat\n",
+                occurrences=2)
     res = run_sync(cli, deploy, node_root)
     assert res.rc == 1 and res.doc["changed"] is True and res.doc["errors"]
     assert "sysctl: cannot stat" in res.doc["msg"] and "sysctl: cannot stat" in res.err
     assert len(res.doc["changes"]) == 5
     assert (node_root / "etc/subuid").read_bytes() == SUBUID
     assert fp.call_count(["sysctl", "-e", "-p", sysctl_file]) == 1
-    again = run_sync(cli, deploy, node_root)  # installed; nothing left to apply
-    assert again.rc == 0 and again.doc["changed"] is False
+    assert res.doc["pending"] == [{"step": "sysctl", "error": res.doc["errors"][0]}]
+    again = run_sync(cli, deploy, node_root)  # nothing to install, but the step is still owed
+    assert again.rc == 1 and again.doc["changed"] is False, again.doc
+    assert "sysctl: cannot stat" in again.doc["msg"] and "up to date" not in again.doc["msg"]
+    assert [p["step"] for p in again.doc["pending"]] == ["sysctl"]
+    assert fp.call_count(["sysctl", "-e", "-p", sysctl_file]) == 2
+    doctor = cli("node", "doctor", "--root", node_root, "--format", "json")
+    check = {c["name"]: c for c in json.loads(doctor.out)["checks"]}["pending-steps"]
+    assert check["status"] == "FAIL" and "sysctl: cannot stat" in check["detail"]
+    fp.register(["sysctl", "-e", "-p", sysctl_file], returncode=0)  # the kernel takes it now
+    fixed = run_sync(cli, deploy, node_root)
+    assert fixed.rc == 0 and fixed.doc["pending"] == [], fixed.doc
+    assert any("had failed before" in n for n in fixed.doc["notes"])
+    quiet = run_sync(cli, deploy, node_root)  # nothing owed any more: sysctl is not run again
+    assert quiet.rc == 0 and fp.call_count(["sysctl", "-e", "-p", sysctl_file]) == 3
 
 
 def test_unsafe_node_path_in_plan(node_root: Path) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 from hpcpolicy.cli.argtypes import seconds
 from hpcpolicy.cli.outcome import Outcome
-from hpcpolicy.errors import EXIT_FAILURE
+from hpcpolicy.errors import EXIT_FAILURE, UsageError
 from hpcpolicy.node import config
 from hpcpolicy.node.config import DEFAULT_PATH
 
@@ -49,6 +49,10 @@ def add_parser(subparsers: Any, common_parent: argparse.ArgumentParser) -> None:
                       "from the same site and deploy root (a re-initialised deploy root; logged)")
     sync.add_argument("--check", action="store_true", help="report what would change only")
     sync.add_argument("--diff", action="store_true", help="show the changes of each file")
+    sync.add_argument("--migrate-users", action="store_true",
+                      help="end the pause process of users whose rootless Podman user namespace "
+                      "still maps old sub-ID ranges and who run no container (interactive only; "
+                      "users with running containers are named, never touched)")
     sync.add_argument("--no-reload", action="store_true",
                       help="do not run `sysctl -p` on a changed sysctl file")
     sync.add_argument("--lock-timeout", type=seconds, default=30.0, metavar="S",
@@ -71,17 +75,30 @@ def add_parser(subparsers: Any, common_parent: argparse.ArgumentParser) -> None:
 def run_sync(args: argparse.Namespace) -> Outcome:
     from hpcpolicy.node.sync import as_text, describe, sync
 
+    if args.migrate_users:
+        _interactive_only("--migrate-users")
     opts = config.sync_options(
         config.load(args.config), deploy_root=args.deploy_root, deploy_owner=args.deploy_owner,
         allowed_signers=args.allowed_signers, node_class=args.node_class, channel=args.channel,
         root=args.root, check=args.check, want_diff=args.diff, reload=not args.no_reload,
-        lock_timeout=args.lock_timeout, allow_older=args.allow_older)
+        lock_timeout=args.lock_timeout, allow_older=args.allow_older,
+        migrate_users=args.migrate_users)
     result = sync(opts)
     for error in result.errors:
         sys.stderr.write(f"hpcpolicy: {error}\n")
     return Outcome(msg=result.msg, data=describe(result), text=as_text(result),
                    changed=result.changed,
                    exit_code=EXIT_FAILURE if result.errors else 0)
+
+
+def _interactive_only(flag: str) -> None:
+    """Ending users' processes is a decision a person takes at a terminal, never a timer's."""
+    import os
+
+    if os.environ.get("INVOCATION_ID"):
+        raise UsageError(f"{flag}: refused under a systemd unit; run it by hand on the node")
+    if not sys.stdin.isatty():
+        raise UsageError(f"{flag}: interactive use only (stdin is not a terminal)")
 
 
 def run_doctor(args: argparse.Namespace) -> Outcome:

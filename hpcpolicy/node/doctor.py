@@ -132,6 +132,7 @@ def _basis(opts: DoctorOptions, root: str) -> _Basis:
     if state is not None:
         basis.held, basis.held_class = state.get("generation"), state.get("class")
         basis.channel = str(state.get("channel") or STABLE)
+        basis.checks.extend(_pending_checks(state))
     if opts.deploy_root is not None:
         _from_deploy_root(opts, state, basis)
     elif state is not None:
@@ -149,6 +150,25 @@ def _basis(opts: DoctorOptions, root: str) -> _Basis:
             "generation", FAIL, "this node never ran `node sync` (no state file); only the "
             "host checks below ran", "hpcpolicy node sync --from DEPLOY_ROOT"))
     return basis
+
+
+def _pending_checks(state: Mapping[str, Any]) -> List[Check]:
+    """What the last sync owes: failed steps (retried every run) and stale user namespaces."""
+    out: List[Check] = []
+    pending = state.get("pending") or {}
+    if isinstance(pending, dict) and pending:
+        out.append(Check("pending-steps", FAIL, "; ".join(f"{k}: {v}" for k, v in
+                                                           sorted(pending.items())),
+                         "fix the cause; every node sync retries the step until it works"))
+    else:
+        out.append(Check("pending-steps", OK, "no failed step pending"))
+    stale = state.get("stale_userns") or []
+    if stale:
+        out.append(Check("stale-userns", WARN,
+                         f"{len(stale)} user(s) (uid {', '.join(map(str, stale[:SHOWN]))}) still "
+                         "run user namespaces with old sub-ID ranges",
+                         "hpcpolicy node sync --migrate-users (interactive)"))
+    return out
 
 
 def _from_deploy_root(opts: DoctorOptions, state: Optional[Mapping[str, Any]],

@@ -90,6 +90,9 @@ class SyncOptions:
     lock_timeout: float = 30.0
     deploy_owner: int = 0  # the uid besides root that may own what the node reads
     allow_older: bool = False
+    migrate_users: bool = False  # end stale pause processes (interactive use only: the CLI checks)
+    userns: Optional[bool] = None  # look for stale user namespaces; None: only when root is /
+    proc: str = "/proc"
 
     @property
     def owners(self) -> Set[int]:
@@ -109,10 +112,13 @@ class SyncResult:
     diff: Optional[List[Dict[str, Any]]] = None
     notes: List[str] = field(default_factory=list)
     errors: List[str] = field(default_factory=list)
+    pending: Dict[str, str] = field(default_factory=dict)  # step -> why it failed (still due)
+    stale_userns: List[Dict[str, Any]] = field(default_factory=list)
+    migrated: List[Dict[str, Any]] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:
-        return bool(self.changes)
+        return bool(self.changes) or bool(self.migrated)
 
     @property
     def msg(self) -> str:
@@ -264,26 +270,73 @@ def live_root(root: str) -> bool:
     return root == "/"
 
 
-def _after_install(opts: SyncOptions, root: str, items: List[_Planned], result: SyncResult) -> None:
-    paths = {i.path: i.action for i in items}
-    if any(p in paths for p in SUBID_FILES):
-        result.notes.append(MIGRATE_NOTE)
-    action = paths.get(SYSCTL_FILE)
-    if action is None:
-        return
+def _sysctl_step(opts: SyncOptions, root: str, action: Optional[str], due: Optional[str],
+                 result: SyncResult) -> None:
+    """Apply the sysctl file when it changed or an earlier run failed to (`due`).
+
+    A failure is recorded as pending in the node's state, so every later run tries again and
+    fails again (exit 1) until the kernel takes the settings: a timer unit stays failed.
+    """
     sysctl_path = install.target_path(root, SYSCTL_FILE)
     if action == "removed":
         result.notes.append(f"/{SYSCTL_FILE} removed: its settings stay in force until reboot")
-    elif not opts.reload:
-        result.notes.append(f"sysctl not applied (--no-reload): run sysctl -p {sysctl_path}")
-    elif not live_root(root):
-        result.notes.append(f"sysctl not applied: --root is {root}, not /")
+        return
+    if action is None and due is None:
+        return
+    if not opts.reload or not live_root(root):
+        why = "--no-reload" if not opts.reload else f"--root is {root}, not /"
+        result.notes.append(f"sysctl not applied ({why}): run sysctl -e -p {sysctl_path}")
+        if due is not None:
+            result.pending[SYSCTL] = due  # still owed by a run that may apply it
     else:
         error = run_sysctl(sysctl_path)
         if error:
-            result.errors.append(error)
+            result.errors.append(error + ("" if action else " (retrying a step that failed "
+                                          "before; it is retried at every run until it works)"))
+            result.pending[SYSCTL] = error
         else:
-            result.notes.append(f"applied sysctl -p {sysctl_path}")
+            result.notes.append(f"applied sysctl -e -p {sysctl_path}" +
+                                ("" if action else " (a step that had failed before)"))
+
+
+def _userns_step(opts: SyncOptions, root: str, subid_changed: bool,
+                 previous: Optional[Mapping[str, Any]], result: SyncResult) -> None:
+    """Name users whose running user namespaces still map old sub-ID ranges; with
+    --migrate-users, end the stale pause process of those who run no container."""
+    enabled = live_root(root) if opts.userns is None else opts.userns
+    if not enabled:
+        if subid_changed:
+            result.notes.append(MIGRATE_NOTE)
+        return
+    earlier = bool(previous and previous.get("stale_userns"))
+    if not (subid_changed or earlier or opts.migrate_users):
+        return
+    from hpcpolicy.node import userns
+
+    def installed(rel: str) -> bytes:
+        return install.read_installed(install.target_path(root, rel)) or b""
+
+    stale = userns.stale_users(userns.scan(opts.proc), installed(SUBID_FILES[0]),
+                               installed(SUBID_FILES[1]))
+    if opts.migrate_users:
+        ended, stale = userns.migrate(stale)
+        result.migrated = [u.as_dict() for u in ended]
+        for user in ended:
+            result.notes.append(f"ended the stale pause process of {user.user} (pids "
+                                f"{', '.join(map(str, sorted(user.pause)))}): its next podman "
+                                "uses the new ranges")
+    result.stale_userns = [u.as_dict() for u in stale]
+    for user in stale:
+        if user.containers:
+            result.notes.append(
+                f"{user.user} runs containers that still map old sub-ID ranges "
+                f"({', '.join(sorted(user.containers)[:5])}): left running; the old ranges "
+                "stay in use until they end")
+        else:
+            result.notes.append(
+                f"{user.user}: user namespace still maps old sub-ID ranges (pids "
+                f"{', '.join(map(str, sorted(user.pids)[:5]))}); end it with "
+                "`hpcpolicy node sync --migrate-users` (interactive)")
 
 
 def _new_state(opts: SyncOptions, deploy_root: str, manifest: Mapping[str, Any],
@@ -304,6 +357,8 @@ def _new_state(opts: SyncOptions, deploy_root: str, manifest: Mapping[str, Any],
         "site_deploy_owner": manifest.get("deploy_owner"),
         "site_signs": site_signs,
         "checks_signatures": opts.allowed_signers is not None,
+        "pending": {},
+        "stale_userns": [],
     }
 
 
@@ -377,6 +432,7 @@ def _sync_generation(opts: SyncOptions, root: str, deploy_root: str, gen_dir: st
         state = load_state(root)
         check_newer(opts, state, deploy_root, manifest, result)
         _compare(opts, root, files, installed_files(state), result)
+        result.pending = dict((state or {}).get("pending") or {})
         return result
     with sync_lock(root, opts.lock_timeout):
         state = load_state(root)
@@ -384,11 +440,22 @@ def _sync_generation(opts: SyncOptions, root: str, deploy_root: str, gen_dir: st
         previous = installed_files(state)
         items = _compare(opts, root, files, previous, result)
         _apply(root, items, previous, opts.lock_timeout)
+        _after_install(opts, root, items, state, result)
         new = _new_state(opts, deploy_root, manifest, node_class, files, state, signs)
+        new["pending"] = dict(result.pending)
+        new["stale_userns"] = sorted(u["uid"] for u in result.stale_userns)
         if not same_state(state, new):
             save_state(root, new)
-        _after_install(opts, root, items, result)
     return result
+
+
+def _after_install(opts: SyncOptions, root: str, items: List[_Planned],
+                   state: Optional[Mapping[str, Any]], result: SyncResult) -> None:
+    """The steps after the files: sysctl, stale user namespaces (each may be pending)."""
+    paths = {i.path: i.action for i in items}
+    due = dict((state or {}).get("pending") or {})
+    _sysctl_step(opts, root, paths.get(SYSCTL_FILE), due.get(SYSCTL), result)
+    _userns_step(opts, root, any(p in paths for p in SUBID_FILES), state, result)
 
 
 def _compare(opts: SyncOptions, root: str, files: Mapping[str, bytes],
@@ -411,7 +478,11 @@ def describe(result: SyncResult) -> Dict[str, Any]:
         "check": result.check,
         "changes": result.changes,
         "notes": result.notes,
+        "pending": [{"step": k, "error": v} for k, v in sorted(result.pending.items())],
+        "stale_userns": result.stale_userns,
     }
+    if result.migrated:
+        out["migrated"] = result.migrated
     if result.diff is not None:
         out["diff"] = result.diff
     if result.errors:
