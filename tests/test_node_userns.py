@@ -123,6 +123,12 @@ def podman_users() -> Iterator[Path]:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def _ours(entries: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """Only the throwaway users: other namespaces on this host are stale against our files too
+    (their owners have no line in them), and a real node sync names them as it should."""
+    return [e for e in entries if e["uid"] in (A, B)]
+
+
 def _processes(uid: int) -> Dict[str, List[int]]:
     found: Dict[str, List[int]] = {}
     for proc in userns.scan():
@@ -139,14 +145,19 @@ def test_stale_pause_and_container_named_then_migrated(podman_users: Path, deplo
     assert "pause" in b_procs and "conmon" in b_procs and "sleep" in b_procs, b_procs
     root = tmp_path / "node"
     root.mkdir()
-    opts = dict(deploy_root=str(deploy.root), root=str(root), userns=True)
+    view = tmp_path / "proc"  # /proc as seen by this test: only the throwaway users' processes,
+    view.mkdir()  # so --migrate-users can never end a pause process of anybody else on this host
+    for pid in os.listdir("/proc"):
+        if pid.isdigit() and _uid_of(pid) in (A, B):
+            (view / pid).symlink_to(f"/proc/{pid}")
+    opts = dict(deploy_root=str(deploy.root), root=str(root), userns=True, proc=str(view))
     deploy.publish({"default": {**BASE_TREE, "etc/subuid": OLD, "etc/subgid": OLD}})
     first = sync(SyncOptions(**opts))  # type: ignore[arg-type]
-    assert first.stale_userns == [], first.stale_userns  # the ranges they run with are current
+    assert _ours(first.stale_userns) == [], first.stale_userns  # they run with current ranges
 
     deploy.publish({"default": {**BASE_TREE, "etc/subuid": NEW, "etc/subgid": NEW}})
     second = sync(SyncOptions(**opts))  # type: ignore[arg-type]
-    stale = {s["uid"]: s for s in second.stale_userns}
+    stale = {s["uid"]: s for s in _ours(second.stale_userns)}
     assert set(stale) == {A, B}, second.stale_userns
     assert stale[A]["containers"] == [] and set(a_procs["pause"]) <= set(stale[A]["pids"])
     assert stale[B]["containers"] == ["job-b"]
@@ -154,15 +165,15 @@ def test_stale_pause_and_container_named_then_migrated(podman_users: Path, deplo
     assert any("--migrate-users" in n for n in second.notes)
 
     again = sync(SyncOptions(**opts))  # nothing new, but still stale: named again
-    assert {s["uid"] for s in again.stale_userns} == {A, B} and again.changes == []
+    assert {s["uid"] for s in _ours(again.stale_userns)} == {A, B} and again.changes == []
 
     migrated = sync(SyncOptions(**opts, migrate_users=True))  # type: ignore[arg-type]
-    assert [m["uid"] for m in migrated.migrated] == [A]
-    assert [s["uid"] for s in migrated.stale_userns] == [B]
+    assert [m["uid"] for m in _ours(migrated.migrated)] == [A]
+    assert [s["uid"] for s in _ours(migrated.stale_userns)] == [B]
     assert not any(_alive(p) for p in a_procs["pause"]), "A's pause process still runs"
     assert all(_alive(p) for p in b_procs["sleep"] + b_procs["pause"]), "B's job was touched"
     state = json.loads((root / "var/lib/hpcpolicy/installed.json").read_text())
-    assert state["stale_userns"] == [B]
+    assert B in state["stale_userns"] and A not in state["stale_userns"]
 
     refused = cli("node", "sync", "--from", deploy.root, "--root", root, "--migrate-users",
                   "--format", "json")
