@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import List, Optional, Set
 
 from hpcpolicy.errors import RuntimeFailure, UnsafePath
-from hpcpolicy.fsutil import fsync_dir, make_dirs, refuse_symlinked_parents
+from hpcpolicy.fsutil import atomic_write, fsync_dir, make_dirs, refuse_symlinked_parents
 from hpcpolicy.fsutil import stage_file as stage_write
 
 ORIG_SUFFIX = ".hpcpolicy-orig"
@@ -187,14 +187,25 @@ def install_file(root: str, rel: str, data: bytes, keep: bool) -> None:
     commit([stage_file(root, rel, data)], {rel} if keep else set())
 
 
+# Files whose pre-hpcpolicy original is never put back: its sub-ID ranges were never checked
+# against real IDs or revocations. When they leave the manifest (sub-IDs turned off, a
+# re-initialised deploy root) they are emptied and the original stays aside for review.
+NEVER_RESTORED = ("etc/subuid", "etc/subgid")
+
+
 def remove_file(root: str, rel: str) -> str:
     """Drop a file a former generation installed: restore its original, else delete it.
 
-    Returns "restored" or "removed" (or "absent" when nothing was there).
+    Returns "restored", "removed", "emptied" (`NEVER_RESTORED`) or "absent".
     """
     path = target_path(root, rel)
     check_parents(root, rel)
     orig = path + ORIG_SUFFIX
+    if rel in NEVER_RESTORED:
+        if not os.path.lexists(path) and not os.path.lexists(orig):
+            return "absent"
+        atomic_write(path, b"", mode=0o644)
+        return "emptied"
     if os.path.lexists(orig):
         os.rename(orig, path)
         fsync_dir(os.path.dirname(path))

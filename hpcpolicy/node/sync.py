@@ -188,6 +188,10 @@ def _plan_removal(root: str, rel: str) -> Optional[_Planned]:
     if not os.path.lexists(path) and not os.path.lexists(orig):
         return None
     install.check_parents(root, rel)
+    if rel in install.NEVER_RESTORED:
+        return _Planned(rel, "removed", b"", install.read_installed(path),
+                        f"{rel}: emptied (sub-IDs are no longer published); the file from "
+                        f"before hpcpolicy stays in {rel}{install.ORIG_SUFFIX}, unchecked")
     after = install.read_installed(orig) if os.path.lexists(orig) else None
     return _Planned(rel, "removed", after, install.read_installed(path),
                     f"{rel}: original restored" if os.path.lexists(orig) else "")
