@@ -73,11 +73,11 @@ def add_parser(subparsers: Any, common_parent: argparse.ArgumentParser) -> None:
 
 
 def run_sync(args: argparse.Namespace) -> Outcome:
-    from hpcpolicy.node.sync import as_text, describe, sync
+    from hpcpolicy.node.sync import as_text, describe, sync, sync_options
 
     if args.migrate_users:
         _interactive_only("--migrate-users")
-    opts = config.sync_options(
+    opts = sync_options(
         config.load(args.config), deploy_root=args.deploy_root, deploy_owner=args.deploy_owner,
         allowed_signers=args.allowed_signers, node_class=args.node_class, channel=args.channel,
         root=args.root, check=args.check, want_diff=args.diff, reload=not args.no_reload,

@@ -22,14 +22,11 @@ import os
 import pwd
 import sys
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Optional, Set, Union
+from typing import Any, Optional, Set, Union
 
 from hpcpolicy.errors import InvalidInput, ProblemCollector, UsageError
 from hpcpolicy.generation.naming import CHANNEL_RE, CLASS_RE, STABLE
 from hpcpolicy.generation.trust import anchor_problem
-
-if TYPE_CHECKING:
-    from hpcpolicy.node.sync import SyncOptions
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -136,20 +133,3 @@ def load(path: Optional[str] = None) -> NodeConfig:
         config.owner_uid()  # an unknown user name is this file's error, said now
     return config
 
-
-def sync_options(config: NodeConfig, *, deploy_root: Optional[str] = None,
-                 deploy_owner: Union[str, int, None] = None,
-                 allowed_signers: Optional[str] = None, node_class: Optional[str] = None,
-                 channel: Optional[str] = None, **rest: Any) -> SyncOptions:
-    """`node sync`'s options: the command line's values over node.toml's (the CLI, Ansible)."""
-    from hpcpolicy.node.sync import SyncOptions
-
-    merged = config.override(deploy_root=deploy_root, deploy_owner=deploy_owner,
-                             allowed_signers=allowed_signers, node_class=node_class,
-                             channel=channel)
-    if merged.deploy_root is None:
-        where = config.path or DEFAULT_PATH
-        raise UsageError(f"no deploy root: give --from DEPLOY_ROOT or set deploy_root in {where}")
-    return SyncOptions(deploy_root=merged.deploy_root, allowed_signers=merged.allowed_signers,
-                       node_class=merged.node_class, channel=merged.channel_name,
-                       deploy_owner=merged.owner_uid(), **rest)

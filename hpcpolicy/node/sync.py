@@ -35,7 +35,7 @@ import subprocess
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Set
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Set, Union
 
 from hpcpolicy.errors import (
     HpcPolicyError,
@@ -51,6 +51,7 @@ from hpcpolicy.generation.manifest import SYSCTL_FILE
 from hpcpolicy.generation.naming import STABLE, parse_name
 from hpcpolicy.generation.verify import SIG_NAME, verify_generation
 from hpcpolicy.node import install, source
+from hpcpolicy.node.config import DEFAULT_PATH, NodeConfig
 from hpcpolicy.node.shadowlock import ShadowLocks
 from hpcpolicy.node.state import (
     FORMAT,
@@ -504,3 +505,19 @@ def as_text(result: SyncResult) -> str:
         text += diffs.unified(result.diff)
     return text
 
+
+
+def sync_options(config: NodeConfig, *, deploy_root: Optional[str] = None,
+                 deploy_owner: Union[str, int, None] = None,
+                 allowed_signers: Optional[str] = None, node_class: Optional[str] = None,
+                 channel: Optional[str] = None, **rest: Any) -> SyncOptions:
+    """The options of a sync: the command line's values over node.toml's (the CLI, Ansible)."""
+    merged = config.override(deploy_root=deploy_root, deploy_owner=deploy_owner,
+                             allowed_signers=allowed_signers, node_class=node_class,
+                             channel=channel)
+    if merged.deploy_root is None:
+        where = config.path or DEFAULT_PATH
+        raise UsageError(f"no deploy root: give --from DEPLOY_ROOT or set deploy_root in {where}")
+    return SyncOptions(deploy_root=merged.deploy_root, allowed_signers=merged.allowed_signers,
+                       node_class=merged.node_class, channel=merged.channel_name,
+                       deploy_owner=merged.owner_uid(), **rest)

@@ -216,9 +216,9 @@ ARGUMENT_SPEC: Dict[str, Any] = {
 def library_sync(params: Dict[str, Any], check: bool, diff: bool) -> Dict[str, Any]:
     """What `hpcpolicy node sync --format json` does, in-process."""
     from hpcpolicy.node import config
-    from hpcpolicy.node.sync import describe, sync
+    from hpcpolicy.node.sync import describe, sync, sync_options
 
-    result = sync(config.sync_options(
+    result = sync(sync_options(
         config.load(params["config"]), deploy_root=params["deploy_root"],
         deploy_owner=params["deploy_owner"], allowed_signers=params["allowed_signers"],
         node_class=params["node_class"], channel=params["channel"], root=params["root"],
