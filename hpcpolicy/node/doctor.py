@@ -659,4 +659,3 @@ def summary(checks: List[Check]) -> str:
         return f"{fails} check(s) failed, {warns} warning(s)"
     return f"all {len(checks)} checks passed" + (f", {warns} warning(s)" if warns else "")
 
-
