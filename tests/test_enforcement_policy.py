@@ -389,3 +389,32 @@ def test_restated_schema_refuses_what_upstream_refuses(tmp_path: Path) -> None:
         with pytest.raises(ValueError):
             upstream_ecl(text, tmp_path)
     upstream_ecl('[[execgroup]]\nmode = "blacklist"\ndirpath = "/d"\n', tmp_path)
+
+
+# ------------------------------------------------------------------ what validate can see
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None,
+                    reason="needs root and unshare for a private mount namespace")
+@pytest.mark.parametrize("mode,rc", [("0777", 2), ("0755", 0)])
+def test_validate_judges_a_visible_store_and_names_submounts(tmp_path: Path, mode: str,
+                                                             rc: int) -> None:
+    import subprocess
+
+    site = _write(tmp_path, _site({
+        "site.runtimes": ["podman", "enroot"],
+        "runtime.storage": {"additional_image_stores": ["/srv/store"]},
+        "bind": [{"source": "/srv/data", "readonly": True}],
+    }))
+    script = ("set -e; mount -t tmpfs -o mode=0755 tmpfs /srv; mkdir -p /srv/store "
+              f"/srv/data/sub; chmod {mode} /srv/store; mount -t tmpfs tmpfs /srv/data/sub; "
+              "exec \"$@\"")
+    argv = [sys.executable, "-m", "hpcpolicy", "validate", str(site), "--offline"]
+    res = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script,
+                          "sh", *argv], capture_output=True, text=True, timeout=60, check=False)
+    assert res.returncode == rc, res.stdout + res.stderr
+    if rc == 2:
+        assert (f"{site}: runtime.storage.additional_image_stores[1]: users can write there "
+                "(/srv/store has mode 0777 on this host)") in res.stderr
+    else:
+        assert (f"{site}: bind[1].readonly: warning: /srv/data has mounts below it on this host "
+                "(/srv/data/sub): they stay writable in enroot, podman containers") in res.stdout

@@ -32,6 +32,7 @@ from hpcpolicy.audit.decide import (
     paths_to_observe,
     select_users,
 )
+from hpcpolicy.audit.enforce import store_paths
 from hpcpolicy.audit.matrix import Report, audited_users, build_report, decisions_stream
 from hpcpolicy.errors import InvalidInput, UsageError
 
@@ -81,6 +82,7 @@ def run(
     ctx = make_context(policy, snapshot, node_class)
     chosen = targets or default_targets(policy)
     walk, single = paths_to_observe(policy, chosen)
+    single += store_paths(policy, node_class)  # site image stores: audited like collections
     obs = observe(walk, single)
     if user is not None:
         users = select_users(ctx, user, group)

@@ -38,6 +38,7 @@ from hpcpolicy.access.targets import (  # noqa: F401 - re-exported for callers o
     parse_target,
     paths_to_observe,
 )
+from hpcpolicy.audit import enforce
 from hpcpolicy.directory.model import Snapshot, User
 from hpcpolicy.errors import UsageError
 from hpcpolicy.images.scope import (
@@ -336,6 +337,30 @@ def _no_registry_control(runtime: str, allowed: bool, apptainer_version: str) ->
     return Enforcement(runtime, False, False, f"{what}; {tail}")
 
 
+def _with_limits(ctx: Context, e: Enforcement) -> Enforcement:
+    """Apptainer's limits on this class, said where a registry reference is judged."""
+    note = enforce.reference_note(ctx.policy, ctx.node_class)
+    if not note or e.mechanism not in enforce.LIMIT_RUNTIMES:
+        return e
+    return replace(e, note=f"{e.note}; {note}")
+
+
+def _file_limits(ctx: Context, runtime: str, path: str, allowed: bool,
+                 state: Optional[PathState]) -> Optional[Enforcement]:
+    """Apptainer's limits for one image file on this class (None: no limits set)."""
+    if runtime not in enforce.LIMIT_RUNTIMES:
+        return None
+    uid_names = ctx.cache.get("uid_names")
+    if uid_names is None:
+        uid_names = ctx.cache["uid_names"] = {u.uid: u.name for u in
+                                              ctx.snapshot.users.values()}
+    got = enforce.file_entry(ctx.policy, ctx.node_class, runtime, path, allowed, state,
+                             uid_names, ctx.gid_names)
+    if got is None:
+        return None
+    return Enforcement(runtime, got["enforces"], False, got["note"], got["gap"])
+
+
 def _passed_over(policy: Policy, d: Decision, groups: FrozenSet[str]) -> str:
     """Name the more specific group rules that match the reference but not this user."""
     chain_ = parse(d.image).scopes()
@@ -369,8 +394,8 @@ def _reference_body(ctx: Context, target: Target, groups: FrozenSet[str]) -> Aud
         if prefix is not None:
             enforced.append(_registries_conf(d.allowed, prefix))
     version = policy.site.apptainer_version
-    enforced += [_no_registry_control(r, d.allowed, version) for r in NO_CONTROL
-                 if r in runtimes]
+    enforced += [_with_limits(ctx, _no_registry_control(r, d.allowed, version))
+                 for r in NO_CONTROL if r in runtimes]
     return AuditDecision(
         user="", image=d.image, allowed=d.allowed, rule=d.scope,
         reason=_reason(d, _passed_over(policy, d, groups)),
@@ -575,10 +600,12 @@ def _decide_collection(ctx: Context, user: User, c: Collection, target: Target,
     if "podman" in ctx.policy.site.runtimes and ctx.policy.images.local_transports == "deny":
         notes += ("podman, buildah and skopeo reject local image files for everybody "
                   "(images.local_transports = deny), members included",)
+    limited = [_file_limits(ctx, r, target.value, member, obs.states.get(target.value))
+               for r in enforce.LIMIT_RUNTIMES if r in ctx.policy.site.runtimes]
     return AuditDecision(
         user=user.name, image=target.value, allowed=member, rule=c.path, reason=reason,
-        enforced_by=(perm,), kind="collection", node_class=ctx.node_class, notes=notes,
-        drift=drift,
+        enforced_by=(perm,) + tuple(e for e in limited if e is not None), kind="collection",
+        node_class=ctx.node_class, notes=notes, drift=drift,
     )
 
 
@@ -597,13 +624,17 @@ def _local_body(ctx: Context, target: Target, obs: Observation) -> AuditDecision
         enforced.append(Enforcement(POLICY_JSON, True, True, (
             f"{verb} local transports (oci:, oci-archive:, docker-archive:, sif:, dir:, "
             f"containers-storage:, ...) for everybody; {_OVERRIDE}")))
+    state = obs.states.get(target.value) if target.kind == "path" else None
     for runtime in NO_CONTROL:
-        if runtime in runtimes:
+        limited = (_file_limits(ctx, runtime, target.value, allowed, state)
+                   if runtime in runtimes and target.kind == "path" else None)
+        if limited is not None:
+            enforced.append(limited)
+        elif runtime in runtimes:
             enforced.append(Enforcement(runtime, False, False, (
                 f"{runtime} runs any image file the user can read; {LOCAL_RULE} does not "
                 "reach it" + ("" if allowed else ": this denial is NOT enforced by it"))))
     notes = target.notes
-    state = obs.states.get(target.value) if target.kind == "path" else None
     if state is not None:
         notes += ((f"{target.value}: not present on this host" if state.kind == "missing" else
                    f"{target.value}: {state.kind}, mode {state.mode:04o}, owner uid {state.uid}, "

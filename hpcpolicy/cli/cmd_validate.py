@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 from typing import Any, Dict, List, Optional
 
+from hpcpolicy.cli import local_view
 from hpcpolicy.cli.outcome import Outcome
 from hpcpolicy.directory.model import Snapshot
 from hpcpolicy.errors import InvalidInput, Problem
@@ -82,10 +83,13 @@ def run(args: argparse.Namespace) -> Outcome:
     from hpcpolicy.policy.load import load
 
     policy = load(args.site)
+    local = local_view.store_problems(policy)  # what this host shows of the site's stores
+    if local:
+        raise InvalidInput(local)
     snapshot = None if args.offline else check_directory(policy)
     info = summary(policy)
     line = summary_line(info, snapshot)
-    warnings = [str(w) for w in cautions(policy)]
+    warnings = [str(w) for w in cautions(policy)] + local_view.bind_warnings(policy)
     if snapshot is not None:
         warnings += [f"{w.file}: {w.path}: warning: {w.message}" for w in snapshot.warnings]
     data: Dict[str, Any] = {"valid": True, "offline": bool(args.offline), "summary": info,

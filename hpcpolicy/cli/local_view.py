@@ -1,0 +1,81 @@
+"""What `validate` can see of the enforcement settings on the host it runs on.
+
+* A site image store that exists here and is writable by anyone but its root owner (or sits
+  below a directory that is) is an error: a user could put any image there for everybody.
+* A read-only bind whose source has mounts below it here is a warning: those mounts stay
+  writable in Podman and Enroot containers (a bind is read-only on its top mount only).
+
+The host may not be a node (an admin host without the shared storage): what is not here is
+not judged; `node doctor` checks both on every node.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from hpcpolicy.errors import Problem
+from hpcpolicy.node import mountinfo
+from hpcpolicy.node.enforce_checks import weak_readonly_binds
+from hpcpolicy.policy.model import Policy, Storage
+from hpcpolicy.render.needs import readonly_binds
+
+
+def _stores(policy: Policy) -> List[Tuple[str, Storage]]:
+    out = [("runtime.storage", policy.runtime.storage)] if policy.runtime.storage else []
+    for i, cls in enumerate(policy.node_classes, 1):
+        storage = dict(cls.runtime).get("storage")
+        if isinstance(storage, Storage):
+            out.append((f"node_class[{i}].runtime.storage", storage))
+    return out
+
+
+def _writable(path: str, min_uid: int) -> Optional[str]:
+    """Why `path` or an existing parent lets someone but root change it (None: it does not)."""
+    current = path
+    while True:
+        try:
+            st = os.lstat(current)
+        except OSError:
+            st = None
+        if st is not None:
+            mode = stat.S_IMODE(st.st_mode)
+            sticky_root = st.st_mode & stat.S_ISVTX and st.st_uid == 0 and current != path
+            if mode & (stat.S_IWGRP | stat.S_IWOTH) and not sticky_root:
+                return f"{current} has mode {mode:04o} on this host"
+            if st.st_uid >= min_uid:
+                return f"{current} is owned by uid {st.st_uid} on this host"
+        if current == "/":
+            return None
+        current = os.path.dirname(current)
+
+
+def store_problems(policy: Policy) -> List[Problem]:
+    out = []
+    for where, storage in _stores(policy):
+        for i, store in enumerate(storage.additional_image_stores, 1):
+            if not os.path.lexists(store):
+                continue
+            why = _writable(store, policy.directory.min_uid)
+            if why:
+                out.append(Problem(policy.path, f"{where}.additional_image_stores[{i}]",
+                                   f"users can write there ({why}): a read-only image store "
+                                   "must be writable by nobody but root"))
+    return out
+
+
+def bind_warnings(policy: Policy, points: Optional[Sequence[str]] = None) -> List[str]:
+    points = mountinfo.read_mount_points() if points is None else points
+    if points is None:
+        return []
+    index = {b.source: i for i, b in enumerate(policy.binds, 1) if b.readonly}
+    found: Dict[str, Tuple[List[str], List[str]]] = {}
+    for node_class in policy.class_names():
+        for weak in weak_readonly_binds(readonly_binds(policy, node_class), points):
+            found.setdefault(weak["source"], (weak["submounts"], []))[1].append(weak["runtime"])
+    return [f"{policy.path}: bind[{index[src]}].readonly: warning: {src} has mounts below it on "
+            f"this host ({', '.join(subs[:5])}): they stay writable in "
+            f"{', '.join(sorted(set(rts)))} containers (a bind is read-only on its top mount "
+            "only); add a readonly [[bind]] for each, or unmount them"
+            for src, (subs, rts) in found.items()]
