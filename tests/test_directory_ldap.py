@@ -547,8 +547,10 @@ class ScriptedServer:
                 end = message_end(buf, 0)
                 msg, buf = buf[:end], buf[end:]
                 head = 2 if msg[1] < 0x80 else 2 + (msg[1] & 0x7F)
-                assert msg[head:head + 2] == b"\x02\x01"  # message IDs below 128 here
-                msgid, op = msg[head + 2], msg[head + 3]
+                assert msg[head] == 0x02  # ldap3 numbers messages process-wide: any width
+                width = msg[head + 1]
+                msgid = int.from_bytes(msg[head + 2:head + 2 + width], "big")
+                op = msg[head + 2 + width]
                 if op == 0x60:  # bind: success
                     ok = tlv(0x61, integer(0, 0x0A) + octets(b"") + octets(b""))
                     conn.sendall(message(msgid, ok))

@@ -90,11 +90,11 @@ def run(args: argparse.Namespace) -> Outcome:
     info = summary(policy)
     line = summary_line(info, snapshot)
     warnings = [str(w) for w in cautions(policy)] + local_view.bind_warnings(policy)
+    text = "".join(f"{w}\n" for w in warnings)  # the directory's own are logged as read
     if snapshot is not None:
         warnings += [f"{w.file}: {w.path}: warning: {w.message}" for w in snapshot.warnings]
     data: Dict[str, Any] = {"valid": True, "offline": bool(args.offline), "summary": info,
                             "warnings": warnings}
     if snapshot is not None:
         data["directory"] = {"users": len(snapshot.users), "groups": len(snapshot.groups)}
-    text = "".join(f"{w}\n" for w in warnings)
     return Outcome(f"{args.site}: valid", data, f"{args.site}: valid\n{line}\n{text}")

@@ -27,7 +27,7 @@ from hpcpolicy.directory.ldap_interpret import (
     user_attributes,
 )
 from hpcpolicy.directory.ldap_ldap3 import session_ldap3
-from hpcpolicy.directory.ldap_session import Session, Unreachable
+from hpcpolicy.directory.ldap_session import ReadState, Session, Unreachable
 from hpcpolicy.directory.model import Group, User
 from hpcpolicy.errors import DirectoryError
 from hpcpolicy.gcpause import paused
@@ -51,13 +51,24 @@ def read_ldap(
     "python-ldap" (default: python-ldap when importable, it decodes in C; else ldap3).
     Entries are interpreted as they arrive, page by page: no raw copy of the directory is held.
     """
+    return read_ldap_state(src, now, backend)[:2]
+
+
+def read_ldap_state(
+    src: LdapSource, now: Optional[float] = None, backend: Optional[str] = None
+) -> Tuple[List[User], List[Group], ReadState]:
+    """`read_ldap`, with the read's state: the referrals the server returned and did not
+    follow (entries behind them are not read; the caller says so)."""
     password = read_password(src)
     session = _backend(backend)
     today = int((time.time() if now is None else now) // DAY)
     reasons: List[str] = []
+    state = ReadState(src)
     for uri in src.uri:
+        state.remaining()  # a failover after a slow server does not restart the clock
+        state.referrals.clear()
         try:
-            with paused(), session(uri, src, password) as search:
+            with paused(), session(uri, src, password, state) as search:
                 users, dn_to_user = interpret_users(
                     src, uri, search(src.user_base, src.user_filter, user_attributes(src)), today
                 )
@@ -68,7 +79,7 @@ def read_ldap(
         except Unreachable as err:
             reasons.append(f"{uri}: {err}")
             continue
-        return users, groups
+        return users, groups, state
     raise DirectoryError("no LDAP server could be read: " + "; ".join(reasons))
 
 

@@ -23,6 +23,7 @@ from ldap.controls import SimplePagedResultsControl
 from hpcpolicy.directory.ldap_ldap3 import connect_ldap3
 from hpcpolicy.directory.ldap_session import (
     RESULT_NAMES,
+    ReadState,
     SearchFn,
     Unreachable,
     check_result,
@@ -38,11 +39,12 @@ _TRANSPORT = (ldap.SERVER_DOWN, ldap.TIMEOUT, ldap.CONNECT_ERROR)
 
 
 @contextlib.contextmanager
-def session(uri: str, src: LdapSource, password: Optional[str]) -> Iterator[SearchFn]:
+def session(uri: str, src: LdapSource, password: Optional[str],
+            state: ReadState) -> Iterator[SearchFn]:
     """One bound libldap connection; searches stream entries page by page."""
-    conn = _connect(uri, src, password)
+    conn = _connect(uri, src, password, state.bound(src.timeout))
     try:
-        yield lambda base, filt, attrs: _search(conn, uri, src, base, filt, attrs)
+        yield lambda base, filt, attrs: _search(conn, uri, src, base, filt, attrs, state)
     finally:
         _unbind(conn)
 
@@ -69,7 +71,7 @@ def _unbind(conn: Any) -> None:
         conn.unbind_s()
 
 
-def _connect(uri: str, src: LdapSource, password: Optional[str]) -> Any:
+def _connect(uri: str, src: LdapSource, password: Optional[str], wait: float) -> Any:
     end = parse_uri(uri)
     use_tls = end.scheme == "ldaps" or (src.start_tls and end.scheme == "ldap")
     if use_tls and src.ca_file and not os.path.isfile(src.ca_file):
@@ -77,9 +79,9 @@ def _connect(uri: str, src: LdapSource, password: Optional[str]) -> Any:
     conn = ldap.initialize(uri)
     conn.set_option(ldap.OPT_PROTOCOL_VERSION, 3)
     conn.set_option(ldap.OPT_REFERRALS, 0)
-    conn.set_option(ldap.OPT_NETWORK_TIMEOUT, float(src.timeout))
-    conn.set_option(ldap.OPT_TIMEOUT, float(src.timeout))
-    conn.timeout = src.timeout  # synchronous *_s calls
+    conn.set_option(ldap.OPT_NETWORK_TIMEOUT, wait)
+    conn.set_option(ldap.OPT_TIMEOUT, wait)
+    conn.timeout = wait  # synchronous *_s calls
     if use_tls:
         conn.set_option(ldap.OPT_X_TLS_REQUIRE_CERT, ldap.OPT_X_TLS_DEMAND)
         if src.ca_file:
@@ -93,7 +95,7 @@ def _connect(uri: str, src: LdapSource, password: Optional[str]) -> Any:
         _unbind(conn)
         reason = _text(err)
         if use_tls:
-            reason = _tls_diagnosis(uri, src, password) or reason
+            reason = _tls_diagnosis(uri, src, password, wait) or reason
         raise Unreachable(reason) from None
     except ldap.LDAPError as err:
         _unbind(conn)
@@ -102,14 +104,15 @@ def _connect(uri: str, src: LdapSource, password: Optional[str]) -> Any:
     return conn
 
 
-def _tls_diagnosis(uri: str, src: LdapSource, password: Optional[str]) -> Optional[str]:
+def _tls_diagnosis(uri: str, src: LdapSource, password: Optional[str],
+                   wait: float) -> Optional[str]:
     """Why TLS failed, in words: Debian's GnuTLS libldap says only "Can't contact LDAP server".
 
     Repeats the connection with the ldap3 backend (Python's ssl module), whose error names the
     verification failure. None when that connection works (then libldap's text stands).
     """
     try:
-        conn = connect_ldap3(uri, src, password)
+        conn = connect_ldap3(uri, src, password, wait)
     except Unreachable as err:
         return str(err)
     except DirectoryError:
@@ -128,7 +131,8 @@ def _bind(conn: Any, uri: str, src: LdapSource, password: Optional[str], scheme:
 
 
 def _search(
-    conn: Any, uri: str, src: LdapSource, base: str, filt: str, attrs: List[str]
+    conn: Any, uri: str, src: LdapSource, base: str, filt: str, attrs: List[str],
+    state: ReadState,
 ) -> Iterator[RawEntry]:
     """Paged search; each page collected in C (`result3(all=1)`), result code checked.
 
@@ -140,14 +144,16 @@ def _search(
     lower: Dict[str, str] = {}
     msgid: Optional[int] = _send(conn, uri, base, filt, attrs, control)
     while msgid is not None:
-        data, controls = _page(conn, uri, src, base, filt, msgid, count)
+        data, controls = _page(conn, uri, src, base, filt, msgid, count, state)
         msgid = None
         cookie = _cookie(controls)
         if cookie:
             control.cookie = cookie
             msgid = _send(conn, uri, base, filt, attrs, control)
         for dn, values in data:
-            if dn is not None:  # search references come back with dn None
+            if dn is None:  # a search reference: (None, [URI, ...]), not chased
+                state.referrals += [(base, _ref_text(r)) for r in values or ()]
+            else:
                 count += 1
                 yield dn, {lower.get(k) or lower.setdefault(k, k.lower()): v
                            for k, v in values.items()}
@@ -162,12 +168,22 @@ def _send(conn: Any, uri: str, base: str, filt: str, attrs: List[str], control: 
         raise DirectoryError(f"{uri}: invalid search filter {filt!r}: {_text(err)}") from None
 
 
+def _ref_text(ref: Any) -> str:
+    return ref.decode("utf-8", "replace") if isinstance(ref, bytes) else str(ref)
+
+
 def _page(
-    conn: Any, uri: str, src: LdapSource, base: str, filt: str, msgid: int, count: int
+    conn: Any, uri: str, src: LdapSource, base: str, filt: str, msgid: int, count: int,
+    state: ReadState,
 ) -> Tuple[List[Any], List[Any]]:
-    """(entries, response controls) of one page; its result code checked."""
+    """(entries, response controls) of one page; its result code checked. The wait for the
+    whole page is `timeout`, cut at the read's deadline."""
+    wait = state.bound(src.timeout)
     try:
-        _rtype, data, _msgid, controls = conn.result3(msgid, all=1, timeout=src.timeout)
+        _rtype, data, _msgid, controls = conn.result3(msgid, all=1, timeout=wait)
+    except ldap.TIMEOUT:
+        state.timed_out(wait, src.timeout)  # the deadline: DirectoryError, no failover
+        raise Unreachable(f"no complete answer within {src.timeout} s") from None
     except _TRANSPORT as err:
         raise Unreachable(f"connection lost while reading: {_text(err)}") from None
     except ldap.LDAPError as err:

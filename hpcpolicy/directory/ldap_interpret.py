@@ -88,10 +88,11 @@ def interpret_users(
     seen = _Seen()
     by_name, by_id = seen.by_name, seen.by_id
     shells: Dict[bytes, bool] = {}
+    aliases: Dict[str, str] = {}  # the other values of multi-valued names -> their DN
     for dn, attrs in entries:
         user = _plain_user(attrs, keys, shells, today)
         if user is None:
-            user = _checked_user(src, where, dn, attrs, today, problems)
+            user = _checked_user(src, where, dn, attrs, today, problems, aliases)
             if user is None:
                 continue
         name, uid = user.name, user.uid
@@ -103,9 +104,24 @@ def interpret_users(
         users.append(user)
         if by_dn:
             dn_to_user[normalize_dn(dn)] = name
+    if aliases:
+        problems += _alias_problems(where, src.attributes.name, aliases, by_name)
     if problems:
         raise InvalidInput(problems)
     return users, dn_to_user
+
+
+def _alias_problems(where: str, attr: str, aliases: Dict[str, str],
+                    by_name: Dict[str, Tuple[int, str]]) -> List[Problem]:
+    """An entry whose extra name values include another account's name: `getpwnam` of that
+    name would have two answers on a node, so the name cannot be trusted for sub-IDs."""
+    out = []
+    for alias, dn in aliases.items():
+        owner = by_name.get(alias)
+        if owner is not None and owner[1] != dn:
+            out.append(Problem(where, dn, f"attribute {attr} also holds {alias!r}, the name of "
+                               f"the user at {owner[1]}: two entries answer for {alias!r}"))
+    return out
 
 
 def _plain_user(
@@ -149,9 +165,10 @@ def _plain_user(
 
 def _checked_user(
     src: LdapSource, where: str, dn: str, attrs: Dict[str, List[bytes]], today: int,
-    problems: List[Problem],
+    problems: List[Problem], aliases: Optional[Dict[str, str]] = None,
 ) -> Optional[User]:
-    """The user of any entry, with every problem it has appended; None when it has one."""
+    """The user of any entry, with every problem it has appended; None when it has one.
+    The names of a multi-valued name attribute other than the one picked go to `aliases`."""
     a = src.attributes
     name_v = attrs.get(a.name.lower())
     uid = _id(where, dn, a.uid, attrs.get(a.uid.lower()), problems)
@@ -164,6 +181,14 @@ def _checked_user(
     if bad:
         problems.append(Problem(where, dn, f"attribute {a.name}: {bad}"))
         return None
+    seen_names = {} if aliases is None else aliases
+    for value in name_v:
+        other = value.decode("utf-8", errors="replace")
+        if other != name:
+            if other in seen_names and seen_names[other] != dn:
+                problems.append(Problem(where, dn, f"attribute {a.name} holds {other!r}, "
+                                        f"which {seen_names[other]} holds too"))
+            seen_names.setdefault(other, dn)
     if uid is None or gid is None:
         return None
     disabled = _disabled(where, dn, attrs, today, problems)
@@ -176,6 +201,11 @@ def _id(
     text = _first(values)
     if text is None:
         problems.append(Problem(where, dn, f"missing attribute {attr}"))
+        return None
+    if values is not None and len(values) > 1:  # NSS would take one of them: which?
+        shown = ", ".join(printable(repr(v.decode("utf-8", "replace")), 40) for v in values[:5])
+        problems.append(Problem(where, dn, f"attribute {attr} has {len(values)} values "
+                                           f"({shown}): an account has exactly one"))
         return None
     value = parse_id(text)
     if value is None:

@@ -12,11 +12,14 @@ anonymous without `bind_dn`.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
+import socket
 import warnings
 from typing import Dict, Iterator, List, Optional
 
 from hpcpolicy.directory.ldap_session import (
+    ReadState,
     SearchFn,
     Unreachable,
     check_result,
@@ -39,11 +42,12 @@ RECV_SIZE = 256 * 1024
 
 
 @contextlib.contextmanager
-def session_ldap3(uri: str, src: LdapSource, password: Optional[str]) -> Iterator[SearchFn]:
+def session_ldap3(uri: str, src: LdapSource, password: Optional[str],
+                  state: ReadState) -> Iterator[SearchFn]:
     """One bound ldap3 connection; its searches decode responses with `ldap_wire`."""
-    conn = connect_ldap3(uri, src, password)
+    conn = connect_ldap3(uri, src, password, state.bound(src.timeout))
     try:
-        yield lambda base, filt, attrs: _search_ldap3(conn, uri, src, base, filt, attrs)
+        yield lambda base, filt, attrs: _search_ldap3(conn, uri, src, base, filt, attrs, state)
     finally:
         unbind_quietly(conn)
 
@@ -69,8 +73,12 @@ def _import_ldap3_quietly() -> None:
         import ldap3  # noqa: F401
 
 
-def connect_ldap3(uri: str, src: LdapSource, password: Optional[str]):  # type: ignore[no-untyped-def]
-    """An open, bound ldap3 connection; Unreachable on transport failure."""
+def connect_ldap3(uri: str, src: LdapSource, password: Optional[str],  # type: ignore[no-untyped-def]
+                  timeout: Optional[float] = None):
+    """An open, bound ldap3 connection; Unreachable on transport failure. `timeout` (default
+    `src.timeout`) bounds the connection and each answer."""
+    # whole seconds: ldap3 packs them into SO_RCVTIMEO as an integer
+    wait = src.timeout if timeout is None else max(1, math.ceil(timeout))
     _import_ldap3_quietly()
     from ldap3 import ANONYMOUS, EXTERNAL, NONE, SASL, SIMPLE, SYNC, Connection, Server
     from ldap3.core.exceptions import LDAPException
@@ -79,17 +87,17 @@ def connect_ldap3(uri: str, src: LdapSource, password: Optional[str]):  # type: 
     use_tls = end.scheme == "ldaps" or (src.start_tls and end.scheme == "ldap")
     tls = _tls_ldap3(src) if use_tls else None
     if end.scheme == "ldapi":
-        server = Server(f"ldapi://{end.host}", get_info=NONE, connect_timeout=src.timeout)
+        server = Server(f"ldapi://{end.host}", get_info=NONE, connect_timeout=wait)
     else:
         server = Server(end.host, port=end.port, use_ssl=end.scheme == "ldaps", tls=tls,
-                        get_info=NONE, connect_timeout=src.timeout)
+                        get_info=NONE, connect_timeout=wait)
     if src.bind_dn is not None:
         auth = {"user": src.bind_dn, "password": password, "authentication": SIMPLE}
     elif end.scheme == "ldapi":
         auth = {"authentication": SASL, "sasl_mechanism": EXTERNAL, "sasl_credentials": ""}
     else:
         auth = {"authentication": ANONYMOUS}
-    conn = Connection(server, client_strategy=SYNC, receive_timeout=src.timeout,
+    conn = Connection(server, client_strategy=SYNC, receive_timeout=wait,
                       read_only=True, auto_referrals=False, check_names=False,
                       raise_exceptions=False, return_empty_attributes=False, **auth)
     try:
@@ -132,7 +140,7 @@ def _socket_reason(err: Exception) -> str:
 
 
 def _search_ldap3(  # type: ignore[no-untyped-def]
-    conn, uri: str, src: LdapSource, base: str, filt: str, attrs: List[str]
+    conn, uri: str, src: LdapSource, base: str, filt: str, attrs: List[str], state: ReadState
 ) -> Iterator[RawEntry]:
     """Paged search: ldap3 encodes and sends each request, `ldap_wire` decodes the answer.
 
@@ -148,7 +156,7 @@ def _search_ldap3(  # type: ignore[no-untyped-def]
     try:
         msgid: Optional[int] = _send_search(conn, uri, src, base, filt, attrs, None)
         while msgid is not None:
-            page = _receive_page(conn, reader, msgid)
+            page = _receive_page(conn, reader, msgid, src, state)
             count += page.entries
             done = page.done
             text = result_text({"result": done.code, "message": done.message})
@@ -157,7 +165,9 @@ def _search_ldap3(  # type: ignore[no-untyped-def]
             if done.cookie:
                 msgid = _send_search(conn, uri, src, base, filt, attrs, done.cookie)
             entries: List[RawEntry] = []
-            decode_page(page.data, 0, page.msgid, names, entries)
+            refs: List[str] = []
+            decode_page(page.data, 0, page.msgid, names, entries, refs)
+            state.referrals += [(base, ref) for ref in refs]
             yield from entries
     except (LDAPCommunicationError, OSError, Disconnected) as err:
         raise Unreachable(f"connection lost while reading: {err}") from None
@@ -186,10 +196,21 @@ def _send_search(  # type: ignore[no-untyped-def]
     return msgid
 
 
-def _receive_page(conn, reader: PageReader, msgid: int) -> Page:  # type: ignore[no-untyped-def]
-    """Receive until the page answering `msgid` is whole (its SearchResultDone included)."""
+def _receive_page(  # type: ignore[no-untyped-def]
+    conn, reader: PageReader, msgid: int, src: LdapSource, state: ReadState
+) -> Page:
+    """Receive until the page answering `msgid` is whole (its SearchResultDone included).
+
+    Each receive waits at most `timeout`, and never past the read's deadline: a server that
+    sends a few bytes just inside every timeout is stopped there."""
     while True:
-        data = conn.socket.recv(RECV_SIZE)
+        wait = state.bound(src.timeout)
+        conn.socket.settimeout(wait)
+        try:
+            data = conn.socket.recv(RECV_SIZE)
+        except socket.timeout:
+            state.timed_out(wait, src.timeout)  # the deadline: DirectoryError, no failover
+            raise
         if not data:
             raise Disconnected("the server closed the connection")
         page = reader.feed(data, msgid)

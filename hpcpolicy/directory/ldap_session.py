@@ -14,8 +14,9 @@ them and simply ends the result early, e.g. at OpenLDAP's default of 500 entries
 from __future__ import annotations
 
 import contextlib
+import time
 from dataclasses import dataclass
-from typing import Callable, ContextManager, Iterator, List, Optional
+from typing import Callable, ContextManager, Iterator, List, NoReturn, Optional, Tuple
 from urllib.parse import unquote, urlsplit
 
 from hpcpolicy.directory.ldap_wire import RawEntry
@@ -23,7 +24,6 @@ from hpcpolicy.errors import DirectoryError
 from hpcpolicy.policy.model import LdapSource
 
 SearchFn = Callable[[str, str, List[str]], Iterator[RawEntry]]
-Session = Callable[[str, LdapSource, Optional[str]], ContextManager[SearchFn]]
 
 RESULT_NAMES = {
     3: "timeLimitExceeded",
@@ -45,6 +45,42 @@ _LIMITS_ADVICE = (
 
 class Unreachable(Exception):
     """This URI failed at the transport level: try the next one."""
+
+
+class ReadState:
+    """One directory read, shared with the backend: its overall deadline (a server that drips
+    its answer, each piece inside the per-operation `timeout`, must not hold apply and its
+    lock for ever) and the continuation references the searches returned (not chased)."""
+
+    def __init__(self, src: LdapSource) -> None:
+        self.seconds = src.deadline
+        self.at = time.monotonic() + src.deadline
+        self.referrals: List[Tuple[str, str]] = []  # (search base, referral URI)
+
+    def remaining(self) -> float:
+        """Seconds left; DirectoryError (exit 1) once the deadline has passed."""
+        left = self.at - time.monotonic()
+        if left <= 0:
+            self.exceeded()
+        return left
+
+    def exceeded(self) -> NoReturn:
+        raise DirectoryError(
+            f"the directory read took longer than directory.ldap.deadline "
+            f"({self.seconds} s): the server answers too slowly; nothing was used")
+
+    def timed_out(self, wait: float, timeout: float) -> None:
+        """After a wait of `wait` s ran out: past the deadline when it was the deadline that
+        cut the wait short (DirectoryError, no failover); else the operation's own timeout."""
+        if wait < timeout:
+            self.exceeded()
+
+    def bound(self, timeout: float) -> float:
+        """The wait for one operation: its own timeout, cut at the deadline."""
+        return min(float(timeout), self.remaining())
+
+
+Session = Callable[[str, LdapSource, Optional[str], ReadState], ContextManager[SearchFn]]
 
 
 def unbind_quietly(conn: object) -> None:

@@ -177,22 +177,24 @@ def message_end(buf: Buffer, i: int) -> int:
 
 
 def decode_page(
-    buf: bytes, pos: int, msgid: int, names: Dict[bytes, str], out: List[RawEntry]
+    buf: bytes, pos: int, msgid: int, names: Dict[bytes, str], out: List[RawEntry],
+    refs: Optional[List[str]] = None,
 ) -> Tuple[int, Optional[Done]]:
     """Decode the whole messages in buf from pos: entries appended to `out`.
 
     Returns (index of the first incomplete message, the Done when it came). `names` caches
-    attribute descriptions (bytes -> lower-cased str) across pages. References are skipped:
-    referral chasing is off, as for NSS clients.
+    attribute descriptions (bytes -> lower-cased str) across pages. References are not
+    chased; their URIs are appended to `refs` (when given) so the caller can say so.
     """
     try:
-        return _decode_page(buf, pos, msgid, names, out)
+        return _decode_page(buf, pos, msgid, names, out, refs)
     except IndexError:  # a header cut short inside its message; bounds are checked elsewhere
         raise WireError("truncated BER element") from None
 
 
 def _decode_page(
-    buf: bytes, pos: int, msgid: int, names: Dict[bytes, str], out: List[RawEntry]
+    buf: bytes, pos: int, msgid: int, names: Dict[bytes, str], out: List[RawEntry],
+    refs: Optional[List[str]] = None,
 ) -> Tuple[int, Optional[Done]]:
     size = len(buf)
     expect = _integer(msgid)  # the messageID element as the server normally encodes it
@@ -237,8 +239,22 @@ def _decode_page(
             return end, done
         elif tag != SEARCH_REF:
             raise WireError(f"unexpected protocolOp 0x{tag:02x} in a search response")
+        elif refs is not None:
+            refs.extend(reference_uris(buf, i, end))
         pos = end
     return pos, None
+
+
+def reference_uris(buf: Buffer, i: int, end: int) -> List[str]:
+    """The URIs of a SearchResultReference ([APPLICATION 19] SEQUENCE OF LDAPURL)."""
+    j, k = _tlv(buf, i, end, SEARCH_REF, "SearchResultReference")
+    uris = []
+    while j < k:
+        a, j = _tlv(buf, j, k, OCTETS, "referral URI")
+        uris.append(_text(bytes(buf[a:j]), "referral URI"))
+    if not uris:
+        raise WireError("SearchResultReference without a URI")
+    return uris
 
 
 def _integer(value: int) -> bytes:

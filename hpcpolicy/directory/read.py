@@ -13,6 +13,7 @@ Merge rules (SPEC §2 `[directory].sources`):
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
 from dataclasses import dataclass, field
@@ -20,11 +21,12 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from hpcpolicy.directory.files import read_files
 from hpcpolicy.directory.model import Group, Snapshot, User
-from hpcpolicy.errors import InvalidInput, Problem
+from hpcpolicy.errors import InvalidInput, Problem, printable
 from hpcpolicy.policy.inputs import check_anchor, trust_for, trust_problem
 from hpcpolicy.policy.model import LdapSource, Policy
 
 SOURCE_ORDER = ("files", "ldap")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -36,11 +38,32 @@ class SourceData:
     groups_at: str
     users: List[User] = field(default_factory=list)
     groups: List[Group] = field(default_factory=list)
+    warnings: List[Problem] = field(default_factory=list)
 
 
 def read_directory(policy: Policy) -> Snapshot:
-    """Users and groups of every source in `policy.directory.sources`, merged and checked."""
-    return merge([_read_source(policy, name) for name in policy.directory.sources])
+    """Users and groups of every source in `policy.directory.sources`, merged and checked.
+    What a source noticed but did not refuse is logged and kept in `Snapshot.warnings`."""
+    snapshot = merge([_read_source(policy, name) for name in policy.directory.sources])
+    for warning in snapshot.warnings:
+        log.warning("%s", warning)
+    return snapshot
+
+
+def referral_warnings(at: str, referrals: Sequence[Tuple[str, str]]) -> List[Problem]:
+    """One warning per search base naming the referrals the server returned there."""
+    by_base: Dict[str, List[str]] = {}
+    for base, uri in referrals:
+        by_base.setdefault(base, []).append(printable(uri, 200))
+    out = []
+    for base, uris in by_base.items():
+        shown = ", ".join(uris[:10]) + (f" and {len(uris) - 10} more" if len(uris) > 10 else "")
+        out.append(Problem(at, printable(base, 200), (
+            f"the server referred {len(uris)} part(s) of this search elsewhere ({shown}): "
+            "referrals are not followed, so entries there are not read; sssd and nslcd follow "
+            "them, so nodes may know users who get no sub-ID range here. Point user_base / "
+            "group_base or uri at the server that holds them")))
+    return out
 
 
 def _read_source(policy: Policy, name: str) -> SourceData:
@@ -57,10 +80,10 @@ def _read_source(policy: Policy, name: str) -> SourceData:
                 path="directory.sources",
             )
         # Imported here: ldap3 is slow to import and only needed when LDAP is configured.
-        from hpcpolicy.directory.ldap import describe, read_ldap
+        from hpcpolicy.directory.ldap import describe, read_ldap_state
 
         check_ldap_files(policy, directory.ldap)
-        users, groups = read_ldap(directory.ldap)
+        users, groups, state = read_ldap_state(directory.ldap)
         at = describe(directory.ldap)
         return SourceData(
             name,
@@ -68,6 +91,7 @@ def _read_source(policy: Policy, name: str) -> SourceData:
             f"{at} {directory.ldap.group_base}".strip(),
             users,
             groups,
+            referral_warnings(at, state.referrals),
         )
     raise InvalidInput(f"unknown source {name!r}", file=policy.path, path="directory.sources")
 
@@ -102,7 +126,7 @@ def merge(sources: Sequence[SourceData]) -> Snapshot:
     groups = _merge_groups(sources, problems)
     if problems:
         raise InvalidInput(problems)
-    return Snapshot(users, groups)
+    return Snapshot(users, groups, [w for src in sources for w in src.warnings])
 
 
 def _label(src: SourceData, at: str) -> str:

@@ -62,7 +62,8 @@ class LdapSource:
     member_attribute: str = "memberUid"  # or "member" / "uniqueMember"
     attributes: LdapAttributes = field(default_factory=LdapAttributes)
     page_size: int = 1000
-    timeout: int = 30
+    timeout: int = 30  # seconds for one operation
+    deadline: int = 300  # seconds for the whole directory read (a dripping server)
 
 
 @dataclass(frozen=True)

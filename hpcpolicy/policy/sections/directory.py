@@ -82,6 +82,7 @@ LDAP_FIELDS = {
     "attributes": Field(sub_table(ATTRIBUTE_FIELDS, LdapAttributes), LdapAttributes()),
     "page_size": Field(integer(1, 10000), _L.page_size),
     "timeout": Field(integer(1, 3600), _L.timeout),
+    "deadline": Field(integer(1, 86400), _L.deadline),
 }
 
 

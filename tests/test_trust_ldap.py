@@ -1,0 +1,233 @@
+"""LDAP attacks against a real slapd (tests/ldap_fixtures.py): a server that drips its answer,
+referrals that would hide a subtree, a multi-valued ID and a second entry answering for a name.
+Every test runs on both backends where python-ldap is installed."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterator, List
+
+import ldap_fixtures
+import pytest
+import tomli_w
+from ldap_fixtures import GROUPS, PEOPLE, READER_DN, READER_PW, SUFFIX, Slapd
+
+from hpcpolicy.directory.ldap import read_ldap, read_ldap_state
+from hpcpolicy.directory.read import read_directory
+from hpcpolicy.errors import DirectoryError, InvalidInput
+from hpcpolicy.policy.load import load
+from hpcpolicy.policy.model import LdapAttributes, LdapSource
+
+REMOTE = f"ou=remote,{PEOPLE}"
+REF = f"ldap://ldap.elsewhere.example.org/{REMOTE}"
+ALIASES = f"ou=aliases,{SUFFIX}"
+MULTI = f"ou=multi,{SUFFIX}"
+N_USERS = 60
+
+
+def _have_python_ldap() -> bool:
+    try:
+        import ldap  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+BACKENDS = ["ldap3", pytest.param("python-ldap", marks=pytest.mark.skipif(
+    not _have_python_ldap(), reason="python-ldap not installed"))]
+
+
+def _ldif() -> str:
+    out = "".join(ldap_fixtures._header("rfc2307"))
+    for ou in ("aliases", "multi"):
+        out += f"dn: ou={ou},{SUFFIX}\nobjectClass: organizationalUnit\nou: {ou}\n\n"
+
+    def user(dn: str, names: List[str], uid: int, extra: str = "") -> str:
+        lines = [f"dn: {dn}", "objectClass: inetOrgPerson", "objectClass: posixAccount",
+                 f"cn: {dn.split(',')[0].split('=')[1]}", "sn: x"]
+        lines += [f"uid: {n}" for n in names]
+        lines += [f"uidNumber: {uid}", "gidNumber: 100", "homeDirectory: /home/x"]
+        return "\n".join(lines) + ("\n" + extra if extra else "") + "\n\n"
+
+    for i in range(N_USERS):
+        out += user(f"uid=u{i:03d},{PEOPLE}", [f"u{i:03d}"], 20000 + i,
+                    "description: padding so that the answer takes a while to drip")
+    out += (f"dn: {REMOTE}\nobjectClass: referral\nobjectClass: extensibleObject\n"
+            f"ou: remote\nref: {REF}\n\n")
+    out += f"dn: cn=users,{GROUPS}\nobjectClass: posixGroup\ncn: users\ngidNumber: 100\n\n"
+    # a second entry that also answers for bob: getpwnam("bob") would have two candidates
+    out += user(f"uid=bob,{ALIASES}", ["bob"], 5001)
+    out += user(f"cn=s4,{ALIASES}", ["zed", "bob"], 5002)
+    out += user(f"cn=jdoe,{ALIASES}", ["jdoe", "john.doe"], 5003)  # harmless second name
+    # uid mapped to a multi-valued attribute (description): which value would NSS take?
+    out += user(f"uid=multi,{MULTI}", ["multi"], 5004, "description: 20015\ndescription: 0")
+    return out
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Slapd]:
+    reason = ldap_fixtures.tools_missing()
+    if reason:
+        pytest.skip(reason)
+    slapd = Slapd(tmp_path_factory.mktemp("slapd-trust")).prepare()
+    slapd.slapadd(_ldif())
+    slapd.start()
+    try:
+        yield slapd
+    finally:
+        slapd.stop()
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def secret(tmp_path: Path) -> str:
+    path = tmp_path / "ldap.secret"
+    path.write_text(READER_PW + "\n")
+    os.chmod(path, 0o600)
+    return str(path)
+
+
+def source(uri: str, secret: str, **kw: Any) -> LdapSource:
+    values: dict = dict(uri=(uri,), bind_dn=READER_DN, bind_password_file=secret,
+                        user_base=PEOPLE, group_base=GROUPS, timeout=2)
+    values.update(kw)
+    return LdapSource(**values)
+
+
+class DripProxy:
+    """A TCP proxy in front of slapd that passes requests at once and sends each answer back
+    `chunk` bytes every `pause` seconds: every receive is well inside any per-operation timeout,
+    the whole answer is not."""
+
+    def __init__(self, port: int, chunk: int = 64, pause: float = 0.05) -> None:
+        self.target, self.chunk, self.pause = port, chunk, pause
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self.closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self.closed:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target))
+            threading.Thread(target=self._pipe, args=(client, upstream, False), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, client, True), daemon=True).start()
+
+    def _pipe(self, src: socket.socket, dst: socket.socket, drip: bool) -> None:
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                if not drip:
+                    dst.sendall(data)
+                    continue
+                for i in range(0, len(data), self.chunk):
+                    dst.sendall(data[i:i + self.chunk])
+                    time.sleep(self.pause)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                with contextlib.suppress(OSError):
+                    s.close()
+
+    def close(self) -> None:
+        self.closed = True
+        self.sock.close()
+
+
+def test_slow_drip_server_stops_at_the_deadline(server: Slapd, secret: str,
+                                                backend: str) -> None:
+    """Answers drip in 64-byte pieces, 0.05 s apart (about 10 s for the users): each receive
+    is far inside `timeout = 2`, so only the overall deadline (1 s) can end the read."""
+    proxy = DripProxy(server.port)
+    try:
+        fast = source(server.uri, secret)
+        users, _groups = read_ldap(fast, backend=backend)  # the same read, not dripped
+        assert len(users) == N_USERS
+        src = source(f"ldap://127.0.0.1:{proxy.port}", secret, deadline=1)
+        start = time.monotonic()
+        with pytest.raises(DirectoryError, match="directory.ldap.deadline"):
+            read_ldap(src, backend=backend)
+        took = time.monotonic() - start
+    finally:
+        proxy.close()
+    # the whole drip takes ~10 s; ending within deadline + one timeout shows it was cut
+    assert took < 1 + 2 + 1.5, took
+
+
+def test_slow_drip_is_exit_1_for_validate(server: Slapd, secret: str, tmp_path: Path,
+                                          cli: Any) -> None:
+    proxy = DripProxy(server.port)
+    site = tmp_path / "site.toml"
+    site.write_text(tomli_w.dumps({
+        "schema": 1, "site": {"name": "t", "deploy_root": str(tmp_path / "d")},
+        "directory": {"sources": ["ldap"], "ldap": {
+            "uri": [f"ldap://127.0.0.1:{proxy.port}"], "bind_dn": READER_DN,
+            "bind_password_file": secret, "user_base": PEOPLE, "group_base": GROUPS,
+            "timeout": 2, "deadline": 1}},
+        "subid": {"enabled": False}, "runtime": {"fakeroot": False}}))
+    try:
+        res = cli("validate", site, "--format", "json")
+    finally:
+        proxy.close()
+    assert res.rc == 1, res.out
+    assert "directory.ldap.deadline" in json.loads(res.out)["msg"]
+
+
+def test_referrals_are_reported_not_dropped(server: Slapd, secret: str, tmp_path: Path,
+                                            backend: str, cli: Any,
+                                            caplog: pytest.LogCaptureFixture) -> None:
+    """A subtree behind `objectClass: referral` used to vanish without a word."""
+    users, _groups, state = read_ldap_state(source(server.uri, secret), backend=backend)
+    assert len(users) == N_USERS
+    assert state.referrals == [(PEOPLE, REF + "??sub")]  # slapd adds the search scope
+    site = tmp_path / "site.toml"
+    site.write_text(tomli_w.dumps({
+        "schema": 1, "site": {"name": "t", "deploy_root": str(tmp_path / "d")},
+        "directory": {"sources": ["ldap"], "ldap": {
+            "uri": [server.uri], "bind_dn": READER_DN, "bind_password_file": secret,
+            "user_base": PEOPLE, "group_base": GROUPS}},
+        "subid": {"enabled": False}, "runtime": {"fakeroot": False}}))
+    res = cli("validate", site, "--format", "json")
+    assert res.rc == 0, res.out + res.err
+    warnings = json.loads(res.out)["warnings"]
+    assert len(warnings) == 1 and REF in warnings[0] and PEOPLE in warnings[0], warnings
+    assert "referrals are not followed" in caplog.text  # also logged as read (apply, render)
+    snapshot = read_directory(load(str(site)))
+    assert [w.path for w in snapshot.warnings] == [PEOPLE]
+
+
+def test_multi_valued_id_refused(server: Slapd, secret: str, backend: str) -> None:
+    src = source(server.uri, secret, user_base=MULTI,
+                 attributes=LdapAttributes(uid="description"))
+    with pytest.raises(InvalidInput) as info:
+        read_ldap(src, backend=backend)
+    (problem,) = info.value.problems
+    assert problem.path == f"uid=multi,{MULTI}"
+    assert "attribute description has 2 values" in problem.message
+
+
+def test_second_entry_answering_for_a_name_refused(server: Slapd, secret: str,
+                                                   backend: str) -> None:
+    with pytest.raises(InvalidInput) as info:
+        read_ldap(source(server.uri, secret, user_base=ALIASES), backend=backend)
+    (problem,) = info.value.problems
+    assert problem.path == f"cn=s4,{ALIASES}"
+    assert "also holds 'bob', the name of the user at uid=bob," in problem.message
