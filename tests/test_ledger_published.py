@@ -92,3 +92,27 @@ def test_a_channel_generation_counts_too(tmp_path: Path, cli: CliRun) -> None:
     shutil.copy(backup, root / "state" / "subid-ledger.json")
     res = cli("apply", site)
     assert res.rc == 1 and "3002" in res.err
+
+
+def test_unheld_by_uid_by_name_renames_and_tombstones() -> None:
+    from hpcpolicy.deploy.ledger_guard import unheld
+    from hpcpolicy.subid.ledger import Event, Ledger, Record
+
+    t = "2026-01-01T00:00:00Z"
+    records = {
+        1001: Record(1001, "alice", 524288, 65536, "live", t, t),
+        1002: Record(1002, "robert", 589824, 65536, "left", t, t,
+                     history=(Event(t, "renamed", "bob -> robert"),)),
+        1003: Record(1003, "carol", 655360, 65536, "reclaimed", t, t),
+    }
+    ledger = Ledger("s", records)
+    by_uid = b"1001:524288:65536\n1002:589824:65536\n1003:655360:65536\n"
+    by_name = b"alice:524288:65536\nbob:589824:65536\ncarol:655360:65536\n"
+    assert unheld(ledger, {by_uid: ["g: etc/subuid"], by_name: ["g: etc/subgid"]}) == {}
+    lost = b"1001:524288:65536\n1004:720896:65536\n"            # uid 1004 not in the ledger
+    moved = b"alice:589824:65536\n"                             # alice holds another range
+    assert unheld(ledger, {lost: ["g1: etc/subuid"], moved: ["g2: etc/subuid"]}) == {
+        ("1004", 720896, 65536): "g1: etc/subuid", ("alice", 589824, 65536): "g2: etc/subuid"}
+    assert unheld(None, {by_uid: ["g"]}).keys() == {("1001", 524288, 65536),
+                                                     ("1002", 589824, 65536),
+                                                     ("1003", 655360, 65536)}

@@ -32,13 +32,14 @@ SUBID_FILES = ("etc/subuid", "etc/subgid")
 Line = Tuple[str, int, int]  # user key (uid digits or name), start, count
 
 
-def published_lines(deploy_root: str) -> Dict[Line, List[str]]:
-    """Every sub-ID line any channel's generation publishes -> where ("current: etc/subuid").
+def published_files(deploy_root: str) -> Dict[bytes, List[str]]:
+    """The distinct contents of every sub-ID file any channel's generation publishes -> where
+    ("000042-3f2a9c1b: etc/subuid"); subuid and subgid are usually the same bytes: read once.
 
     A generation that fails verification is skipped (logged): its files are not what the site
     published, and `apply` replaces it with a fresh one anyway.
     """
-    out: Dict[Line, List[str]] = {}
+    out: Dict[bytes, List[str]] = {}
     seen: Set[str] = set()
     for channel, name in sorted(channels(deploy_root).items()):
         if name is None or name in seen:
@@ -53,21 +54,17 @@ def published_lines(deploy_root: str) -> Dict[Line, List[str]]:
             continue
         for node_class in manifest["classes"]:
             for entry in class_files(manifest, node_class):
-                if entry.path not in SUBID_FILES:
-                    continue
-                path = os.path.join(top, tree_dir(node_class), entry.path)
-                for line in _lines(read_bytes_nofollow(path)):
-                    out.setdefault(line, []).append(f"{name}: {entry.path}")
+                if entry.path in SUBID_FILES:
+                    path = os.path.join(top, tree_dir(node_class), entry.path)
+                    out.setdefault(read_bytes_nofollow(path), []).append(f"{name}: {entry.path}")
     return out
 
 
-def _lines(data: bytes) -> List[Line]:
-    lines = []
-    for raw in data.decode("utf-8", errors="replace").splitlines():
-        parts = raw.split(":")
-        if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
-            lines.append((parts[0], int(parts[1]), int(parts[2])))
-    return lines
+def _parse(raw: str) -> Optional[Line]:
+    parts = raw.split(":")
+    if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
+        return parts[0], int(parts[1]), int(parts[2])
+    return None
 
 
 def _holders(ledger: Ledger, key: str) -> List[Record]:
@@ -81,25 +78,43 @@ def _holders(ledger: Ledger, key: str) -> List[Record]:
                                     for e in r.history)]
 
 
-def unheld(ledger: Optional[Ledger], lines: Dict[Line, List[str]]) -> List[Line]:
-    """Published lines the ledger does not hold for the same user, sorted."""
-    missing = []
-    for line in lines:
-        key, start, count = line
-        holders = _holders(ledger, key) if ledger is not None else []
-        if not any(r.start == start and r.count == count for r in holders):
-            missing.append(line)
-    return sorted(missing, key=lambda x: (x[1], x[0]))
+def _held(ledger: Optional[Ledger], line: Line) -> bool:
+    key, start, count = line
+    holders = _holders(ledger, key) if ledger is not None else []
+    return any(r.start == start and r.count == count for r in holders)
+
+
+def unheld(ledger: Optional[Ledger], files: Dict[bytes, List[str]]) -> Dict[Line, str]:
+    """Published lines the ledger does not hold for the same user -> where one was published.
+
+    Fast path: every record's own line (keyed as the file is) as exact text, so a
+    steady-state check is one set difference; only the lines left over (renames, odd
+    spellings, real losses) are parsed and looked up one by one.
+    """
+    records = list(ledger.records.values()) if ledger is not None else []
+    expected: Dict[bool, Set[str]] = {}  # by uid (True) or by name: built once, when needed
+    missing: Dict[Line, str] = {}
+    for data, where in files.items():
+        text = data.decode("utf-8", errors="replace")
+        by_uid = text[:1].isdigit()
+        if by_uid not in expected:
+            expected[by_uid] = ({f"{r.uid}:{r.start}:{r.count}" for r in records} if by_uid
+                                else {f"{r.name}:{r.start}:{r.count}" for r in records})
+        for raw in set(text.split("\n")) - expected[by_uid]:
+            line = _parse(raw)
+            if line is not None and line not in missing and not _held(ledger, line):
+                missing[line] = where[0]
+    return missing
 
 
 def check_ledger_holds_published(deploy_root: str, ledger: Optional[Ledger]) -> None:
     """RuntimeFailure (exit 1) naming every user whose published range the ledger lost."""
-    lines = published_lines(deploy_root)
-    missing = unheld(ledger, lines)
+    missing = unheld(ledger, published_files(deploy_root))
     if not missing:
         return
-    shown = ", ".join(f"{k} ({s}-{s + c - 1}, published in {lines[(k, s, c)][0]})"
-                      for k, s, c in missing[:20])
+    lines = sorted(missing, key=lambda x: (x[1], x[0]))
+    shown = ", ".join(f"{k} ({s}-{s + c - 1}, published in {missing[(k, s, c)]})"
+                      for k, s, c in lines[:20])
     more = f" and {len(missing) - 20} more" if len(missing) > 20 else ""
     raise RuntimeFailure(
         f"{deploy_root}: the sub-ID ledger does not hold ranges nodes were given: {shown}{more}. "
