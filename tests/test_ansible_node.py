@@ -154,3 +154,22 @@ def test_doctor_library_and_cli_agree(ansible: Ansible, ansible_system_python: A
     assert via_cli.rc == 0, via_cli.show()
     assert via_cli.result["checks"] == expected["checks"]
     assert via_cli.result["changed"] is False
+
+
+def test_sync_settings_from_node_toml(ansible: Ansible, ansible_system_python: Ansible,
+                                      published: Tuple[Path, Path], tmp_path: Path) -> None:
+    """No `from`: both backends take the deploy root and the deploy owner from node.toml."""
+    shared, root = published
+    config = tmp_path / "node.toml"
+    config.write_text(f'deploy_root = "{shared}"\ndeploy_owner = "root"\n')
+    os.chmod(config, 0o644)
+    task = {"name": "sync", "hpcpolicy.site.hpcpolicy_node_sync": {
+        "config": str(config), "root": str(root), "reload": False}}
+    lib = ansible.play(task)
+    assert lib.rc == 0, lib.show()
+    assert lib.result["generation"] == generation_of(shared) and lib.recap["changed"] == 1
+    task["hpcpolicy.site.hpcpolicy_node_sync"]["executable"] = VENV_CLI
+    via_cli = ansible_system_python.play(task)
+    assert via_cli.rc == 0, via_cli.show()
+    assert via_cli.result["generation"] == generation_of(shared)
+    assert via_cli.recap["changed"] == 0

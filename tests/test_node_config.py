@@ -90,3 +90,15 @@ def test_sync_without_any_deploy_root_is_usage_error(cli: Any, node_root: Path) 
     doc = json.loads(res.out)
     assert res.rc == 2 and "give --from DEPLOY_ROOT or set deploy_root" in doc["msg"]
     assert doc["generation"] is None and doc["changes"] == []
+
+
+def test_symlinked_config_judged_where_it_lives(tmp_path: Path) -> None:
+    """A root-owned file in a directory a user owns can be replaced by that user."""
+    home = tmp_path / "home"
+    home.mkdir()
+    target = write_config(home / "node.toml", 'deploy_root = "/x"\n')
+    os.chown(home, 65534, 65534)
+    link = tmp_path / "node.toml"
+    link.symlink_to(target)
+    with pytest.raises(InvalidInput, match=f"its directory {home} is owned by uid 65534"):
+        config.load(str(link))

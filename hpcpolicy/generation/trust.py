@@ -94,8 +94,9 @@ def anchor_problem(path: str, owners: Set[int]) -> Optional[str]:
         return f"writable by group or other (mode {mode:04o}); chmod go-w {path}"
     if st.st_size > ANCHOR_LIMIT:
         return f"{st.st_size} bytes, more than such a file can hold ({ANCHOR_LIMIT})"
-    parent = os.path.dirname(os.path.abspath(path))
-    for entry in chain(parent):
+    parents = chain(os.path.dirname(os.path.abspath(path)))
+    parents += chain(os.path.dirname(os.path.realpath(path)))  # where a symlinked file lives
+    for entry in dict.fromkeys(parents):
         try:
             dst = os.stat(entry)
         except OSError as err:
