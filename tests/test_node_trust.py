@@ -372,3 +372,21 @@ def test_disk_full_installs_nothing_of_the_new_generation(tmp_path: Path, deploy
         assert files[rel] == data, rel
     assert not [k for k in files if ".hpcpolicy-tmp-" in k]
     assert json.loads(files[STATE_FILE])["generation"] == gen1
+
+
+@pytest.mark.skipif(shutil.which("unshare") is None, reason="needs util-linux unshare")
+def test_read_only_node_root_names_the_path(tmp_path: Path, deploy: Deploy) -> None:
+    name = deploy.publish()
+    node = tmp_path / "node"
+    (node / "var").mkdir(parents=True)
+    cli = Path(sys.executable).parent / "hpcpolicy"
+    script = ('mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && '
+              'exec "$2" node sync --from "$3" --root "$1" --format json')
+    proc = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script,
+                           "sh", str(node), str(cli), str(deploy.root)],
+                          capture_output=True, text=True, check=False, timeout=60)
+    doc = json.loads(proc.stdout)
+    assert proc.returncode == 1 and doc["generation"] == name, doc
+    assert doc["msg"] == (f"{node}/var/lib/hpcpolicy/sync.lock: cannot create the sync lock "
+                          "(Read-only file system); nothing installed")
+    assert "internal error" not in proc.stderr

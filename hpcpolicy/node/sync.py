@@ -147,9 +147,13 @@ class _Planned:
 @contextmanager
 def sync_lock(root: str, timeout: float) -> Iterator[None]:
     """One `node sync` at a time on a node root (flock on var/lib/hpcpolicy/sync.lock)."""
-    install.make_parents(root, SYNC_LOCK)
     path = install.target_path(root, SYNC_LOCK)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        install.make_parents(root, SYNC_LOCK)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError as err:  # a read-only or full node root: nothing was installed
+        raise RuntimeFailure(f"{path}: cannot create the sync lock ({err.strerror}); "
+                             "nothing installed") from None
     try:
         if not poll_lock(fd, timeout, fcntl.flock):
             raise LockTimeout(f"{path}: another node sync runs for more than {timeout:g} s")
@@ -386,7 +390,8 @@ def sync(opts: SyncOptions) -> SyncResult:
         err.details = {**err.details, "generation": name}  # for the json report of the failure
         raise
     except OSError as err:  # e.g. a read-only or full node root: name the path, keep the name
-        failure = RuntimeFailure(f"{err.filename or root}: {err.strerror}")
+        where = err.filename if err.filename and os.path.isabs(str(err.filename)) else root
+        failure = RuntimeFailure(f"{where}: {err.strerror}")
         failure.details = {"generation": name}
         raise failure from None
 
