@@ -172,3 +172,13 @@ def test_readonly_bind_findings_from_mount_points() -> None:
     assert [(f["kind"], f["mechanism"]) for f in found] == [("bypass", "podman"),
                                                             ("bypass", "enroot")]
     assert enforce.readonly_bind_findings(policy, "default", ["/", "/data"]) == []
+
+
+def test_old_releases_match_limit_paths_by_string_prefix() -> None:
+    """Before Apptainer 1.5.1 `/c` admits `/c2/x.sif`: no enforcement is claimed for it."""
+    old = _policy("deny")
+    e = _entry(_decide(old, "login", "alice", "path", "/c2/x.sif"), "apptainer")
+    assert e.enforces is False  # site.apptainer_version defaults to 1.3
+    fixed = replace(old, site=replace(old.site, apptainer_version="1.5.1"))
+    e = _entry(_decide(fixed, "login", "alice", "path", "/c2/x.sif"), "apptainer")
+    assert e.enforces is True and "outside limit container paths" in e.note

@@ -32,7 +32,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 KEYS = Path(__file__).parent / "data" / "keys"
-FPR = "406952CC9A5CC86027C628C3C89A52B86179D0A5"  # of tests/data/keys/public.gpg
+FPR = "406952CC9A5CC86027C628C3C89A52B86179D0A5"  # of tests/data/keys/public.gpg (gpg says)
 RUNTIMES = ["apptainer", "singularity", "podman", "enroot"]
 
 
@@ -166,6 +166,8 @@ ECL_CASES = [
     ("duplicate-dir", GOOD_ECL + GOOD_ECL.split("\n", 1)[1], "execgroup[2].dirpath"),
     ("syntax", "activated = yes\n", "TOML syntax error"),
     ("activated-type", 'activated = "true"\n', "activated: expected true or false"),
+    ("signer-not-in-keyring", GOOD_ECL.replace(FPR, "A" * 40),
+     "execgroup[1].keyfp[1]: " + "A" * 40 + " is not a key of ecl_keyring"),
 ]
 
 

@@ -22,6 +22,7 @@ import posixpath
 import stat
 from typing import Any, Dict, List, Optional, Sequence
 
+from hpcpolicy.policy import directives
 from hpcpolicy.policy.model import ApptainerLimits, Policy, Runtime
 
 _KIND_BY_SUFFIX = {".sif": "sif", ".sqsh": "squashfs", ".squashfs": "squashfs",
@@ -42,13 +43,35 @@ def _below(path: str, tree: str) -> bool:
     return path == tree or path.startswith(tree.rstrip("/") + "/")
 
 
+# Releases that match `limit container paths` by path component; before them a plain string
+# prefix (`/c` admits `/c2/x.sif`): Apptainer 1.5.1, SingularityCE 4.4.2.
+COMPONENT_MATCH = {"apptainer": (1, 5, 1), "singularity": (4, 4, 2)}
+
+
+def string_prefix_releases(policy: Policy, runtime: str) -> bool:
+    """Whether nodes may run a release of `runtime` that matches paths by string prefix."""
+    version = getattr(policy.site, f"{runtime}_version", None)
+    if runtime not in COMPONENT_MATCH or version is None:
+        return False
+    try:
+        oldest = directives.parse_version(runtime, version)
+    except ValueError:
+        return True
+    return oldest < COMPONENT_MATCH[runtime]
+
+
 def refusals(limits: ApptainerLimits, path: str, state: Any, uid_names: Dict[int, str],
-             gid_names: Dict[int, Any]) -> List[str]:
-    """Why the limits refuse the image file `path` for every user (empty: they let it run)."""
+             gid_names: Dict[int, Any], string_prefix: bool = False) -> List[str]:
+    """Why the limits refuse the image file `path` for every user (empty: they let it run).
+
+    `string_prefix`: some nodes run a release that matches paths by string prefix, so only
+    a path no entry is even a string prefix of is refused everywhere."""
     out: List[str] = []
-    if limits.container_paths and not any(_below(posixpath.dirname(path) or "/", p) or
-                                          _below(path, p) for p in limits.container_paths):
-        out.append(f"outside limit container paths ({', '.join(limits.container_paths)})")
+    paths = limits.container_paths or ()
+    inside = any(_below(posixpath.dirname(path) or "/", p) or _below(path, p) for p in paths)
+    loose = string_prefix and any(path.startswith(p) for p in paths)
+    if paths and not inside and not loose:
+        out.append(f"outside limit container paths ({', '.join(paths)})")
     kind = _kind(path, state)
     if limits.allow_container is not None and kind is not None \
             and kind not in limits.allow_container:
@@ -100,7 +123,8 @@ def file_entry(policy: Policy, node_class: str, runtime: str, path: str, allowed
         return {"enforces": False, "gap": "",
                 "note": advisory_reason(rt, node_class) + ("" if allowed else
                                                           ": this denial is NOT enforced by it")}
-    why = refusals(limits, path, state, uid_names, gid_names)
+    why = refusals(limits, path, state, uid_names, gid_names,
+                   string_prefix_releases(policy, runtime))
     ecl = (f"; the ECL ({limits.ecl}) also checks SIF signatures, which the audit does not "
            "evaluate" if limits.ecl else "")
     if why:

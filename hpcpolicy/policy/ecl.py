@@ -17,9 +17,10 @@ manifest. Pure.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import sys
-from typing import Any, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Set, Tuple
 
 from hpcpolicy.policy import paths
 
@@ -111,3 +112,56 @@ def check(data: bytes) -> Tuple[List[Problem], List[str]]:
 def activated(data: bytes) -> bool:
     """Whether a checked ECL is switched on."""
     return bool(tomllib.loads(data.decode("utf-8")).get("activated") is True)
+
+
+def _lengths(data: bytes, pos: int) -> Optional[Tuple[int, int]]:
+    """(body start, body end) of the packet at `pos`; None when it is not a whole key packet."""
+    head = data[pos]
+    if head & 0x40:  # new format (key packets never use partial lengths)
+        first = data[pos + 1] if pos + 1 < len(data) else 255
+        if first < 192:
+            return pos + 2, pos + 2 + first
+        if first < 224:
+            return pos + 3, pos + 3 + ((first - 192) << 8) + data[pos + 2] + 192
+        if first == 255:
+            return pos + 6, pos + 6 + int.from_bytes(data[pos + 2:pos + 6], "big")
+        return None
+    size = 1 << (head & 0x03)
+    if head & 0x03 == 3:
+        return pos + 1, len(data)
+    return pos + 1 + size, pos + 1 + size + int.from_bytes(data[pos + 1:pos + 1 + size], "big")
+
+
+def key_fingerprints(packets: bytes) -> Set[str]:
+    """Upper-case v4 fingerprints (SHA-1 of 0x99, length, body) of every public key and
+    subkey packet of a de-armoured keyring that `policy.keyring.check_public` accepted."""
+    out: Set[str] = set()
+    pos = 0
+    while pos < len(packets):
+        head = packets[pos]
+        tag = head & 0x3F if head & 0x40 else (head >> 2) & 0x0F
+        span = _lengths(packets, pos)
+        if span is None or span[1] > len(packets):
+            break
+        body = packets[span[0]:span[1]]
+        if tag in (6, 14) and body[:1] == b"\x04":
+            digest = hashlib.sha1(b"\x99" + len(body).to_bytes(2, "big") + body)
+            out.add(digest.hexdigest().upper())
+        pos = span[1]
+    return out
+
+
+def unknown_signers(data: bytes, fingerprints: Set[str]) -> List[Problem]:
+    """Whitelist/whitestrict fingerprints the keyring lacks: the ECL can never validate them,
+    so every image such a group needs them for is refused."""
+    out: List[Problem] = []
+    doc: Dict[str, Any] = tomllib.loads(data.decode("utf-8"))
+    for i, group in enumerate(doc.get("execgroup", []), 1):
+        if group.get("mode") not in ("whitelist", "whitestrict"):
+            continue
+        for j, fp in enumerate(group.get("keyfp", []), 1):
+            if fp.upper() not in fingerprints:
+                out.append((f"execgroup[{i}].keyfp[{j}]", f"{fp} is not a key of ecl_keyring: "
+                            "signatures by it cannot be validated, so the group refuses what "
+                            "it should admit"))
+    return out

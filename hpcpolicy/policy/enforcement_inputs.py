@@ -111,6 +111,11 @@ def read(rt: Runtime, classes: Sequence[NodeClass], site: Site, out: ProblemColl
             _read_ecl(limits, where, site, out, got)
         if limits.ecl_keyring_path is not None:
             _read_keyring(limits.ecl_keyring_path, f"{where}.ecl_keyring", read_keyring, got)
+        if limits.ecl_path in got and limits.ecl_keyring_path in got:
+            assert limits.ecl_path is not None and limits.ecl_keyring_path is not None
+            known = ecl.key_fingerprints(got[limits.ecl_keyring_path])
+            for key, message in ecl.unknown_signers(got[limits.ecl_path], known):
+                out.add(f"{where}.ecl", f"{limits.ecl_path}: {key}: {message}")
     return got
 
 
