@@ -269,3 +269,64 @@ def read_bytes_nofollow(path: PathLike, limit: Optional[int] = None) -> bytes:
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     with os.fdopen(fd, "rb") as handle:
         return handle.read() if limit is None else handle.read(limit)
+
+
+class NotRegularFile(ValueError):
+    """What `read_regular` found instead of a regular file (a FIFO, a device, a directory)."""
+
+
+class FileTooLarge(ValueError):
+    """A file larger than the bound `read_regular` was given."""
+
+
+_KINDS = (
+    (stat.S_ISFIFO, "a FIFO (a named pipe, or a shell's <(...))"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISLNK, "a symlink"),
+)
+
+
+def file_kind(mode: int) -> str:
+    """What a non-regular st_mode is, for messages."""
+    for test, name in _KINDS:
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def read_regular(path: PathLike, max_size: int, nofollow: bool = False
+                 ) -> tuple[bytes, os.stat_result]:
+    """The bytes of a regular file of at most `max_size` bytes, and its fstat.
+
+    Opened with O_NONBLOCK, so a FIFO cannot hang the caller; judged by `fstat` of the open
+    descriptor, so a device (`/dev/zero`) or a directory is refused before anything is read
+    (`NotRegularFile`); read with a cap (`FileTooLarge`). OSErrors of open and read propagate.
+    `nofollow`: a symlink at the last component is ELOOP.
+    """
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+    if nofollow:
+        flags |= os.O_NOFOLLOW
+    fd = os.open(path, flags)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise NotRegularFile(file_kind(st.st_mode))
+        if st.st_size > max_size:
+            raise FileTooLarge(max_size)
+        chunks = []
+        left = max_size + 1
+        while left > 0:
+            chunk = os.read(fd, min(left, 4 * 1024 * 1024))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+    finally:
+        os.close(fd)
+    data = b"".join(chunks)
+    if len(data) > max_size:  # it grew while we read
+        raise FileTooLarge(max_size)
+    return data, st

@@ -89,6 +89,11 @@ def _dropin_aliases(n: Node) -> None:
             '[aliases]\n"ubuntu" = "docker.io/library/ubuntu"\n')
 
 
+def _dropin_fifo(n: Node) -> None:
+    """A FIFO planted as a drop-in: the doctor used to block on it for ever."""
+    os.mkfifo(n.root / "etc/containers/registries.conf.d/60-fifo.conf")
+
+
 def _suid_starter(n: Node) -> None:
     n.write("usr/libexec/apptainer/bin/starter-suid", "", 0o4755)
 
@@ -157,6 +162,7 @@ BREAKAGES: List[Any] = [
     (_login_defs_default, "login-defs", FAIL, "shadow's default"),
     (_dropin, "registries-drop-ins", FAIL, "50-mirror.conf"),
     (_dropin_aliases, "registries-drop-ins", WARN, "000-shortnames.conf"),
+    (_dropin_fifo, "registries-drop-ins", FAIL, "60-fifo.conf"),
     (_suid_starter, "setuid-starter", FAIL, "starter-suid"),
     (_missing_bind, "bind-sources", FAIL, "/scratch"),
     (_bind_private, "bind-sources", FAIL, "/scratch (directory mode 0700"),

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 from hpcpolicy.errors import HpcPolicyError, UnsafePath
+from hpcpolicy.fsutil import read_regular
 from hpcpolicy.generation.manifest import SYSCTL_FILE, class_files
 from hpcpolicy.generation.naming import DEFAULT_CLASS, STABLE
 from hpcpolicy.generation.verify import verify_generation
@@ -510,11 +511,14 @@ def _podman(basis: _Basis) -> bool:
     return runtimes is None or "podman" in runtimes
 
 
+DROPIN_MAX = 1024 * 1024
+
+
 def _only_aliases(path: str) -> Optional[bool]:
     """True when a drop-in holds only short-name aliases; None when it is not valid TOML."""
-    try:
-        with open(path, "rb") as handle:
-            doc = tomllib.load(handle)
+    try:  # a FIFO or a device planted as a drop-in must not hang or exhaust the doctor
+        data, _ = read_regular(path, DROPIN_MAX)
+        doc = tomllib.loads(data.decode("utf-8"))
     except (OSError, ValueError):
         return None
     return set(doc) <= {"aliases"}

@@ -5,10 +5,10 @@ Every input file named by the site file or the command line -- the site file its
 their keyrings, the LDAP bind password file, `subid import` and `subid check` files -- is read
 through `read_input`, so that each one gets the same guards:
 
-* opened with O_NONBLOCK: a FIFO (so also a shell's `<(...)`) cannot hang the command;
-* `fstat` of the open descriptor (not of the path, which could be swapped) must show a regular
-  file: FIFOs, devices (`/dev/zero` would eat all memory), sockets and directories are exit 2;
-* read with a size cap: a file larger than its bound is exit 2, never a MemoryError;
+* `fsutil.read_regular`: opened with O_NONBLOCK (a FIFO, so also a shell's `<(...)`, cannot
+  hang the command); `fstat` of the open descriptor (not of the path, which could be swapped)
+  must show a regular file (FIFOs, devices -- `/dev/zero` would eat all memory --, sockets
+  and directories are exit 2); read with a size cap (exit 2, never a MemoryError);
 * with a `Trust`, the ownership rule: apply runs as root or the deploy owner and publishes what
   it reads to every node, so a file that someone else could have written decides what root
   installs. Refused (exit 2) when writable by group or others, or owned by anyone but root,
@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import FrozenSet, Optional, Tuple
 
 from hpcpolicy.errors import InvalidInput, Problem
+from hpcpolicy.fsutil import FileTooLarge, NotRegularFile, file_kind, read_regular
 
 MiB = 1024 * 1024
 SITE_MAX = 16 * MiB
@@ -73,23 +74,6 @@ def trust_for(deploy_owner: Optional[str] = None) -> Trust:
                  if len(names) > 1 else names[0])
 
 
-_KINDS = (
-    (stat.S_ISFIFO, "a FIFO (a named pipe, or a shell's <(...))"),
-    (stat.S_ISCHR, "a character device"),
-    (stat.S_ISBLK, "a block device"),
-    (stat.S_ISSOCK, "a socket"),
-    (stat.S_ISDIR, "a directory"),
-    (stat.S_ISLNK, "a symlink"),
-)
-
-
-def _kind(mode: int) -> str:
-    for test, name in _KINDS:
-        if test(mode):
-            return name
-    return "not a regular file"
-
-
 def trust_problem(path: str, st: os.stat_result, trust: Trust) -> Optional[str]:
     """Why `st` breaks the ownership rule, or None when it keeps it."""
     mode = stat.S_IMODE(st.st_mode)
@@ -112,50 +96,29 @@ def read_checked(path: str, *, file: str, key: str, max_size: int,
     FileNotFoundError and PermissionError propagate: callers differ on what a missing file is.
     """
     where = (file, key)
-    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
-    if nofollow:
-        flags |= os.O_NOFOLLOW
     try:
-        fd = os.open(path, flags)
+        data, st = read_regular(path, max_size, nofollow)
+    except NotRegularFile as err:
+        raise InvalidInput([Problem(*where, f"{path} is {err}, not a regular file")]) from None
+    except FileTooLarge:
+        raise InvalidInput([Problem(*where, f"{path} is larger than {max_size} bytes")]
+                           ) from None
     except OSError as err:
         if err.errno == errno.ELOOP and nofollow:
             raise InvalidInput([Problem(*where, f"{path} is a symlink; name the file itself")]
                                ) from None
         if isinstance(err, (FileNotFoundError, PermissionError)):
             raise
-        raise InvalidInput([Problem(*where, f"{path}: cannot open: {err.strerror or err}")]
-                           ) from None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise InvalidInput([Problem(*where, f"{path} is {_kind(st.st_mode)}, not a regular "
-                                                "file")])
-        if trust is not None:
-            why = trust_problem(path, st, trust)
-            if why:
-                raise InvalidInput([Problem(*where, why)])
-        if private and stat.S_IMODE(st.st_mode) & 0o044:
-            raise InvalidInput([Problem(*where, (
-                f"{path} has mode {stat.S_IMODE(st.st_mode):04o}, readable by group or other;"
-                " chmod 600 it"))])
-        if st.st_size > max_size:
-            raise InvalidInput([Problem(*where, f"{path} is larger than {max_size} bytes")])
-        chunks = []
-        left = max_size + 1
-        while left > 0:
-            chunk = os.read(fd, min(left, 4 * MiB))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            left -= len(chunk)
-    except OSError as err:
         raise InvalidInput([Problem(*where, f"{path}: cannot read: {err.strerror or err}")]
                            ) from None
-    finally:
-        os.close(fd)
-    data = b"".join(chunks)
-    if len(data) > max_size:  # it grew while we read
-        raise InvalidInput([Problem(*where, f"{path} is larger than {max_size} bytes")])
+    if trust is not None:
+        why = trust_problem(path, st, trust)
+        if why:
+            raise InvalidInput([Problem(*where, why)])
+    if private and stat.S_IMODE(st.st_mode) & 0o044:
+        raise InvalidInput([Problem(*where, (
+            f"{path} has mode {stat.S_IMODE(st.st_mode):04o}, readable by group or other;"
+            " chmod 600 it"))])
     return data, st
 
 
@@ -174,7 +137,7 @@ def check_anchor(path: str, *, file: str, key: str) -> None:
     except OSError as err:
         raise InvalidInput([Problem(file, key, f"{path}: {err.strerror or err}")]) from None
     if not stat.S_ISREG(st.st_mode):
-        raise InvalidInput([Problem(file, key, f"{path} is {_kind(st.st_mode)}, not a "
+        raise InvalidInput([Problem(file, key, f"{path} is {file_kind(st.st_mode)}, not a "
                                                 "regular file")])
     if st.st_mode & 0o002:
         raise InvalidInput([Problem(file, key, (
