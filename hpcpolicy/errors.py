@@ -29,8 +29,10 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
-        parts = [p for p in (self.file, self.path) if p]
-        return printable(": ".join(parts + [self.message]), limit=None, keep="\n")
+        # a key path or a message can carry input of any length (a 100,000-character key or
+        # scope): each is cut, and terminal control characters never reach the screen
+        parts = [printable(self.file, 4096), printable(self.path, 300, keep="\n")]
+        return ": ".join([p for p in parts if p] + [printable(self.message, 2000, keep="\n")])
 
 
 # C0 and C1 controls, DEL, and the invisible marks that reorder or hide text on a terminal

@@ -221,3 +221,15 @@ def test_error_echo_of_unbounded_input_is_cut(cli: Cli, tmp_path: Path) -> None:
                                                                str(d / "group")))
     res = cli("validate", site)
     assert res.rc == 2 and "more characters" in res.err and len(res.err) < 2000, len(res.err)
+
+
+def test_site_file_echo_of_unbounded_input_is_cut(cli: Cli, tmp_path: Path) -> None:
+    """A 100,000-character key or scope used to come back whole in the message."""
+    site = tmp_path / "site.toml"
+    site.write_text(tomli_w.dumps({**BASE, "runtime": {"apptainer": {"x" * 100000: "y"}},
+                                   "images": {"rule": [{"scope": "r.example.org/" + "X" * 100000,
+                                                        "action": "allow"}]}}))
+    res = cli("validate", site, "--offline", "--format", "json")
+    assert res.rc == 2
+    errors = json.loads(res.out)["errors"]
+    assert len(errors) == 2 and all("more characters" in e and len(e) < 3000 for e in errors)
