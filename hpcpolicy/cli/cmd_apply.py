@@ -6,11 +6,10 @@ Nothing changed: nothing published (`changed: false`). `--check` writes nothing 
 from __future__ import annotations
 
 import argparse
-import logging
-import os
 from typing import Any, Dict, List
 
 from hpcpolicy.cli.argtypes import seconds
+from hpcpolicy.cli.options import add_format, add_site, add_writer_options, site_of
 from hpcpolicy.cli.outcome import Outcome
 
 JSON_ON_ERROR: Dict[str, Any] = {"generation": None, "changes": []}
@@ -20,7 +19,7 @@ def add_parser(subparsers: Any, common_parent: argparse.ArgumentParser) -> None:
     parser = subparsers.add_parser(
         "apply", parents=[common_parent], help="publish a new generation to shared storage",
         description=__doc__)
-    parser.add_argument("site", metavar="SITE", help="the site file (site.toml)")
+    add_site(parser)
     parser.add_argument("--check", action="store_true", help="say what would change; write nothing")
     parser.add_argument("--diff", action="store_true", help="show what changes in each file")
     parser.add_argument("--allow-revoke", action="store_true",
@@ -30,11 +29,8 @@ def add_parser(subparsers: Any, common_parent: argparse.ArgumentParser) -> None:
     parser.add_argument("--deploy-root", metavar="DIR", help="override site.deploy_root")
     parser.add_argument("--channel", default="stable", metavar="NAME",
                         help="publish to this channel only (default: stable, i.e. current)")
-    parser.add_argument("--format", choices=("text", "json"), default="text")
-    parser.add_argument("--non-interactive", action="store_true",
-                        help="a scheduled run: under [site.approval] nobody is asked for a "
-                             "password, the signature ([site] signing_key) is the accountable "
-                             "act; without it, no terminal means no approval")
+    add_format(parser)
+    add_writer_options(parser)
     parser.set_defaults(run=run, json_on_error=JSON_ON_ERROR)
 
 
@@ -63,26 +59,10 @@ def outcome_of(result: Any, with_diff: bool) -> Outcome:
 
 
 def run(args: argparse.Namespace) -> Outcome:
-    from hpcpolicy.deploy.publish import apply
-    from hpcpolicy.policy.cautions import cautions
-    from hpcpolicy.policy.load import load
+    from hpcpolicy.deploy.publish import apply_site
 
-    policy = load(args.site)
-    warnings = [str(w) for w in cautions(policy)]
-    for warning in warnings:  # stderr: stdout stays the one result (text or JSON)
-        logging.getLogger("hpcpolicy").warning("%s", warning.replace(": warning: ", ": ", 1))
-    operator = None
-    if not args.check:
-        from hpcpolicy.deploy.approval import approve
-
-        operator = approve(policy.site.approval, policy.site.signing_key,
-                           batch=args.non_interactive)
-    result = apply(
-        policy,
-        deploy_root=os.path.abspath(args.deploy_root) if args.deploy_root else None,
-        check=args.check, diff=args.diff, allow_revoke=args.allow_revoke,
-        lock_timeout=args.lock_timeout, channel=args.channel, operator=operator,
-    )
-    outcome = outcome_of(result, args.diff)
-    outcome.data["warnings"] = warnings + [str(w) for w in getattr(result, "warnings", ())]
-    return outcome
+    result = apply_site(site_of(args, "apply"), deploy_root=args.deploy_root, check=args.check,
+                        diff=args.diff, allow_revoke=args.allow_revoke,
+                        lock_timeout=args.lock_timeout, channel=args.channel,
+                        batch=args.non_interactive)
+    return outcome_of(result, args.diff)

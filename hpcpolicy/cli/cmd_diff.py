@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from hpcpolicy.cli.cmd_status import add_root_options, target_of
+from hpcpolicy.cli.options import add_root_options
 from hpcpolicy.cli.outcome import Outcome
 
 
@@ -33,8 +33,9 @@ def add_parser(subparsers: Any, common_parent: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> Outcome:
     from hpcpolicy.access.document import describe
     from hpcpolicy.deploy.access_diff import access_diff
+    from hpcpolicy.deploy.targets import reader
 
-    target, _ = target_of(args, "diff")
+    target, _ = reader(args.site, args.deploy_root, "diff")
     doc = access_diff(target, args.from_, args.to, args.node_class)
     lines = [doc["msg"]] + [f"  {line}" for line in describe(doc["changes"], limit=10**9)]
     return Outcome(doc["msg"], {k: v for k, v in doc.items() if k != "msg"},

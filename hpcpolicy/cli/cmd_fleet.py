@@ -17,7 +17,7 @@ from hpcpolicy.errors import EXIT_FAILURE
 
 
 def add_parser(subparsers: Any, common_parent: argparse.ArgumentParser) -> None:
-    from hpcpolicy.cli.cmd_status import add_root_options
+    from hpcpolicy.cli.options import add_root_options
 
     parser = subparsers.add_parser(
         "fleet", parents=[common_parent], help="ask every node what it holds",
@@ -46,12 +46,12 @@ def add_parser(subparsers: Any, common_parent: argparse.ArgumentParser) -> None:
 
 
 def run_status(args: argparse.Namespace) -> Outcome:
-    from hpcpolicy.cli.cmd_status import target_of
     from hpcpolicy.deploy.store import check_deploy_root
+    from hpcpolicy.deploy.targets import reader
     from hpcpolicy.fleet.status import DEFAULT_COMMAND, channels_of, parse_nodeset, status
 
     parse_nodeset(args.nodeset)  # a bad node set is exit 2 before the deploy root is read
-    target, _ = target_of(args, "fleet status")
+    target, _ = reader(args.site, args.deploy_root, "fleet status")
     check_deploy_root(target.root, target.owner, write=False)
     if args.channel is not None:
         from hpcpolicy.generation.naming import channel_link

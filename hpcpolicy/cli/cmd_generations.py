@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any, Dict, List
 
-from hpcpolicy.cli.cmd_status import add_root_options, target_of
+from hpcpolicy.cli.options import add_root_options
 from hpcpolicy.cli.outcome import Outcome
 
 
@@ -29,11 +29,8 @@ def _table(entries: List[Dict[str, Any]]) -> str:
 
 
 def run(args: argparse.Namespace) -> Outcome:
-    from hpcpolicy.deploy.status import generations
-    from hpcpolicy.deploy.store import check_deploy_root
+    from hpcpolicy.deploy.status import generations_of
 
-    target, _ = target_of(args, "generations")
-    check_deploy_root(target.root, target.owner, write=False)
-    entries = generations(target.root)
+    entries = generations_of(args.site, args.deploy_root)
     msg = f"{len(entries)} generations"
     return Outcome(msg, {"generations": entries}, _table(entries) if entries else msg)

@@ -7,12 +7,7 @@ from typing import Any
 
 from hpcpolicy.cli.argtypes import seconds
 from hpcpolicy.cli.cmd_apply import JSON_ON_ERROR, outcome_of
-from hpcpolicy.cli.cmd_status import (
-    add_root_options,
-    add_writer_options,
-    writer_operator,
-    writer_target,
-)
+from hpcpolicy.cli.options import add_root_options, add_writer_options
 from hpcpolicy.cli.outcome import Outcome
 
 
@@ -28,10 +23,8 @@ def add_parser(subparsers: Any, common_parent: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> Outcome:
-    from hpcpolicy.deploy.rollback import promote
+    from hpcpolicy.deploy.rollback import promote_site
 
-    target, _ = writer_target(args, "promote")
-    # promote makes no new manifest: nothing is signed, so a batch run is refused under approval
-    result = promote(target, args.channel, operator=writer_operator(target, args, False),
-                     lock_timeout=args.lock_timeout)
+    result = promote_site(args.channel, site=args.site, deploy_root=args.deploy_root,
+                          batch=args.non_interactive, lock_timeout=args.lock_timeout)
     return outcome_of(result, False)

@@ -13,12 +13,7 @@ from typing import Any
 
 from hpcpolicy.cli.argtypes import seconds
 from hpcpolicy.cli.cmd_apply import JSON_ON_ERROR, outcome_of
-from hpcpolicy.cli.cmd_status import (
-    add_root_options,
-    add_writer_options,
-    writer_operator,
-    writer_target,
-)
+from hpcpolicy.cli.options import add_root_options, add_writer_options
 from hpcpolicy.cli.outcome import Outcome
 
 
@@ -36,9 +31,9 @@ def add_parser(subparsers: Any, common_parent: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> Outcome:
-    from hpcpolicy.deploy.rollback import rollback
+    from hpcpolicy.deploy.rollback import rollback_site
 
-    target, policy = writer_target(args, "rollback")
-    result = rollback(target, args.generation, operator=writer_operator(target, args, True),
-                      lock_timeout=args.lock_timeout, diff=args.diff, policy=policy)
+    result = rollback_site(args.generation, site=args.site, deploy_root=args.deploy_root,
+                           batch=args.non_interactive, lock_timeout=args.lock_timeout,
+                           diff=args.diff)
     return outcome_of(result, args.diff)

@@ -9,41 +9,24 @@ directory is a runtime failure (exit 1), not a verdict on the file.
 from __future__ import annotations
 
 import argparse
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Optional
 
 from hpcpolicy.cli import local_view
+from hpcpolicy.cli.options import add_format, add_site, site_of
 from hpcpolicy.cli.outcome import Outcome
 from hpcpolicy.directory.model import Snapshot
-from hpcpolicy.errors import InvalidInput, Problem
-from hpcpolicy.policy.model import Policy
+from hpcpolicy.errors import InvalidInput
 
 
 def add_parser(subparsers: Any, common_parent: argparse.ArgumentParser) -> None:
     parser = subparsers.add_parser(
         "validate", parents=[common_parent], help="check a site file (exit 0 valid, 2 invalid)",
         description=__doc__)
-    parser.add_argument("site", metavar="SITE", help="the site file (site.toml)")
+    add_site(parser)
     parser.add_argument("--offline", action="store_true",
                         help="check the file alone; do not read users and groups")
-    parser.add_argument("--format", choices=("text", "json"), default="text")
+    add_format(parser)
     parser.set_defaults(run=run, json_on_error={"valid": False})
-
-
-def summary(policy: Policy) -> Dict[str, Any]:
-    """The counts a reviewer checks at a glance."""
-    s = policy.subid
-    return {
-        "site": policy.site.name,
-        "runtimes": list(policy.site.runtimes),
-        "binds": len(policy.binds),
-        "image_rules": sum(1 for r in policy.images.rules if not r.alias_of),
-        "collections": len(policy.images.collections),
-        "node_classes": [c.name for c in policy.node_classes],
-        "sources": list(policy.directory.sources),
-        "subid": {"enabled": s.enabled, "strategy": s.strategy, "start": s.start,
-                  "end": s.end, "count": s.count},
-        "sha256": policy.sha256,
-    }
 
 
 def summary_line(info: Dict[str, Any], snapshot: Optional[Snapshot]) -> str:
@@ -63,38 +46,21 @@ def _n(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
-def check_directory(policy: Policy) -> Snapshot:
-    """Read the directory and raise every problem it reveals in the policy."""
-    from hpcpolicy.directory.against import check_against_directory
-    from hpcpolicy.directory.read import read_directory
-    from hpcpolicy.subid.allocate import check_fit
-
-    snapshot = read_directory(policy)
-    problems: List[Problem] = list(check_against_directory(policy, snapshot))
-    if not problems:  # fit is meaningless while the space itself meets real IDs
-        problems += check_fit(policy, snapshot)
-    if problems:
-        raise InvalidInput(problems)
-    return snapshot
-
-
 def run(args: argparse.Namespace) -> Outcome:
-    from hpcpolicy.policy.cautions import cautions
-    from hpcpolicy.policy.load import load
+    from hpcpolicy.deploy.validate import validate_site
 
-    policy = load(args.site)
-    local = local_view.store_problems(policy)  # what this host shows of the site's stores
+    site = site_of(args, "validate")
+    done = validate_site(site, args.offline)
+    local = local_view.store_problems(done.policy)  # what this host shows of the site's stores
     if local:
         raise InvalidInput(local)
-    snapshot = None if args.offline else check_directory(policy)
-    info = summary(policy)
-    line = summary_line(info, snapshot)
-    warnings = [str(w) for w in cautions(policy)] + local_view.bind_warnings(policy)
+    line = summary_line(done.summary, done.snapshot)
+    warnings = done.warnings + local_view.bind_warnings(done.policy)
     text = "".join(f"{w}\n" for w in warnings)  # the directory's own are logged as read
-    if snapshot is not None:
-        warnings += [f"{w.file}: {w.path}: warning: {w.message}" for w in snapshot.warnings]
-    data: Dict[str, Any] = {"valid": True, "offline": bool(args.offline), "summary": info,
-                            "warnings": warnings}
-    if snapshot is not None:
-        data["directory"] = {"users": len(snapshot.users), "groups": len(snapshot.groups)}
-    return Outcome(f"{args.site}: valid", data, f"{args.site}: valid\n{line}\n{text}")
+    data: Dict[str, Any] = {"valid": True, "offline": bool(args.offline),
+                            "summary": done.summary,
+                            "warnings": warnings + done.directory_warnings}
+    if done.snapshot is not None:
+        data["directory"] = {"users": len(done.snapshot.users),
+                             "groups": len(done.snapshot.groups)}
+    return Outcome(f"{site}: valid", data, f"{site}: valid\n{line}\n{text}")

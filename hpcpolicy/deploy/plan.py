@@ -51,13 +51,28 @@ def build(
                       against_published)
 
 
-def _build(policy: Policy, root: str, snapshot: Optional[Snapshot], now: Optional[str],
-           against_published: bool = False) -> Plan:
+def checked_snapshot(policy: Policy, snapshot: Optional[Snapshot] = None, *,
+                     against: bool = True, fit: bool = False) -> Snapshot:
+    """The one way into the directory: read it (unless given) and raise every problem it
+    reveals in the policy at once (`against`: the groups it names, the sub-ID space clear of
+    real IDs; `fit`: the space holds every eligible user)."""
     if snapshot is None:
         snapshot = read_directory(policy)
+    if not against:
+        return snapshot
     problems = list(check_against_directory(policy, snapshot))
+    if not problems and fit:  # fit is meaningless while the space itself meets real IDs
+        from hpcpolicy.subid.allocate import check_fit
+
+        problems += check_fit(policy, snapshot)
     if problems:
         raise InvalidInput(problems)
+    return snapshot
+
+
+def _build(policy: Policy, root: str, snapshot: Optional[Snapshot], now: Optional[str],
+           against_published: bool = False) -> Plan:
+    snapshot = checked_snapshot(policy, snapshot)
     ledger = load_ledger(root, policy.site.name)
     result: Optional[AllocationResult] = None
     allocations: List = []

@@ -26,6 +26,7 @@ lock file): it only reads immutable generations and the atomically replaced ledg
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import socket
 from dataclasses import dataclass
@@ -54,6 +55,8 @@ from hpcpolicy.subid.ledger import Ledger, ledger_path, save_ledger
 
 if TYPE_CHECKING:  # the plan pulls in every reader and renderer; only apply() needs it
     from hpcpolicy.deploy.plan import Plan
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -96,6 +99,38 @@ def apply(
         # what writers given a bare --deploy-root must enforce (owner, approval, gc, signing)
         save_record(target.root, policy)
         return result
+
+
+def apply_site(
+    site: str,
+    *,
+    deploy_root: Optional[str] = None,
+    check: bool = False,
+    diff: bool = False,
+    allow_revoke: bool = False,
+    lock_timeout: float = 60.0,
+    channel: str = STABLE,
+    batch: bool = False,
+) -> ApplyResult:
+    """`hpcpolicy apply SITE`: load the site file, warn of what it risks, get the operator's
+    approval (`batch`: a declared non-interactive run, accountable through its signature), and
+    apply. The call the CLI, the Ansible module and a site's own script make."""
+    from hpcpolicy.deploy.approval import approve
+    from hpcpolicy.policy.cautions import cautions
+    from hpcpolicy.policy.load import load
+
+    policy = load(site)
+    warnings = [str(w) for w in cautions(policy)]
+    for warning in warnings:
+        log.warning("%s", warning.replace(": warning: ", ": ", 1))
+    operator = None
+    if not check:
+        operator = approve(policy.site.approval, policy.site.signing_key, batch=batch)
+    result = apply(policy, deploy_root=os.path.abspath(deploy_root) if deploy_root else None,
+                   check=check, diff=diff, allow_revoke=allow_revoke,
+                   lock_timeout=lock_timeout, channel=channel, operator=operator)
+    result.warnings = warnings + result.warnings
+    return result
 
 
 def _subid_summary(plan: Plan) -> Dict[str, Any]:

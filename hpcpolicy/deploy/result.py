@@ -25,13 +25,14 @@ class ApplyResult:
     subid: Dict[str, Any] = field(default_factory=dict)
     # who gained or lost which image ({image, before, after, users, groups, sample, class})
     access_changes: List[Dict[str, Any]] = field(default_factory=list)
+    warnings: List[str] = field(default_factory=list)  # what the site file risks (cautions)
 
     def as_dict(self) -> Dict[str, Any]:
         out: Dict[str, Any] = {
             "changed": self.changed, "generation": self.generation, "previous": self.previous,
             "msg": self.msg, "changes": self.changes, "channel": self.channel,
             "check": self.check, "ledger_saved": self.ledger_saved, "gc_removed": self.removed,
-            "access_changes": self.access_changes,
+            "access_changes": self.access_changes, "warnings": self.warnings,
         }
         if self.subid:
             out["subid"] = self.subid

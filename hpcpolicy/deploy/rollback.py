@@ -238,3 +238,25 @@ def _promote(target: Target, channel: str, chosen: str, operator: str,
     removed: List[str] = gc.collect(target.root, target.keep, target.gc_grace, now)
     return ApplyResult(True, chosen, current, f"current now names {chosen} (from {channel})",
                        changes, None, STABLE, removed=removed)
+
+
+def rollback_site(generation: Optional[str] = None, *, site: Optional[str] = None,
+                  deploy_root: Optional[str] = None, batch: bool = False,
+                  lock_timeout: float = 60.0, diff: bool = False) -> ApplyResult:
+    """`hpcpolicy rollback`: the deploy root a site file or DIR names, approved, rolled back."""
+    from hpcpolicy.deploy.targets import operator, writer
+
+    target, policy = writer(site, deploy_root, "rollback")
+    return rollback(target, generation, operator=operator(target, batch, signs=True),
+                    lock_timeout=lock_timeout, diff=diff, policy=policy)
+
+
+def promote_site(channel: str, *, site: Optional[str] = None, deploy_root: Optional[str] = None,
+                 batch: bool = False, lock_timeout: float = 60.0) -> ApplyResult:
+    """`hpcpolicy promote`: point `current` at what CHANNEL names. Promote makes no new
+    manifest: nothing is signed, so a batch run is refused under approval."""
+    from hpcpolicy.deploy.targets import operator, writer
+
+    target, _ = writer(site, deploy_root, "promote")
+    return promote(target, channel, operator=operator(target, batch, signs=False),
+                   lock_timeout=lock_timeout)

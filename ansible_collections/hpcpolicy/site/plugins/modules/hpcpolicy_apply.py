@@ -145,7 +145,6 @@ errors:
   elements: str
 """
 
-import os  # noqa: E402 - after the documentation strings, as Ansible modules are laid out
 from typing import Any, Dict  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
@@ -170,18 +169,11 @@ ARGUMENT_SPEC: Dict[str, Any] = {
 
 def library_apply(params: Dict[str, Any], check: bool, diff: bool) -> Dict[str, Any]:
     """What `hpcpolicy apply --format json` does, in-process; never asks for a password."""
-    from hpcpolicy.deploy.approval import authorize
-    from hpcpolicy.deploy.publish import apply
-    from hpcpolicy.policy.load import load
+    from hpcpolicy.deploy.publish import apply_site
 
-    policy = load(params["site"])
-    operator = None if check else authorize(policy, False)
-    deploy_root = params["deploy_root"]
-    result = apply(
-        policy, deploy_root=os.path.abspath(deploy_root) if deploy_root else None,
-        check=check, diff=diff, allow_revoke=params["allow_revoke"],
-        lock_timeout=params["lock_timeout"], channel=params["channel"], operator=operator)
-    return result.as_dict()
+    return apply_site(params["site"], deploy_root=params["deploy_root"], check=check, diff=diff,
+                      allow_revoke=params["allow_revoke"], lock_timeout=params["lock_timeout"],
+                      channel=params["channel"], batch=True).as_dict()
 
 
 def cli_argv(exe: str, params: Dict[str, Any], check: bool, diff: bool) -> list:

@@ -1,0 +1,212 @@
+"""The sub-ID ledger by hand: `subid list|show|revoke|grant|reclaim|import|check`, one call each.
+
+Readers take a site file or a bare deploy root. Writers (revoke, grant, reclaim, import) get the
+deploy-root checks and the operator approval of apply, hold the deploy lock, save the ledger
+durably and record the change in the change log; nodes see the effect after the next apply,
+which renders the ledger. `check_file` judges any subuid/subgid file and needs no site.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Set, Tuple
+
+from hpcpolicy.deploy.changelog import append_change
+from hpcpolicy.deploy.lock import DeployLock
+from hpcpolicy.deploy.store import check_deploy_root, ensure_layout
+from hpcpolicy.errors import InvalidInput, Problem, RuntimeFailure, UsageError
+from hpcpolicy.policy.inputs import Trust
+from hpcpolicy.policy.model import Policy
+from hpcpolicy.subid.ledger import Ledger, Record, load_ledger, save_ledger
+
+ACTIONS = ("revoke", "grant", "reclaim")
+
+
+@dataclass
+class Where:
+    """The deploy root a ledger command acts on, and what it knows of the site."""
+
+    root: str
+    policy: Optional[Policy]
+    owner: str
+    site_name: Optional[str]
+    operator: Optional[str] = None  # writers: the approved operator
+
+
+def reader(site: Optional[str], deploy_root: Optional[str], command: str) -> Where:
+    """A site file or a bare deploy root, checked as a reader checks it."""
+    from hpcpolicy.deploy.targets import reader as target_reader
+
+    target, policy = target_reader(site, deploy_root, command)
+    owner = policy.site.deploy_owner if policy is not None else str(os.geteuid())
+    where = Where(target.root, policy, owner, policy.site.name if policy is not None else None)
+    check_deploy_root(where.root, where.owner, False)
+    return where
+
+
+def writer(site: Optional[str], deploy_root: Optional[str], command: str,
+           batch: bool = False) -> Where:
+    """The checks and approval of apply, from a site file or from what apply recorded in the
+    bare root; the ledger is never signed, so a batch run under approval is refused."""
+    from hpcpolicy.deploy.targets import operator
+    from hpcpolicy.deploy.targets import writer as target_writer
+
+    target, policy = target_writer(site, deploy_root, command)
+    check_deploy_root(target.root, target.owner, True)
+    approved = operator(target, batch, signs=False)
+    return Where(target.root, policy, target.owner, target.site or None, approved)
+
+
+def ledger_of(where: Where) -> Ledger:
+    ledger = load_ledger(where.root, where.site_name)
+    if ledger is None:
+        raise RuntimeFailure(f"{where.root}: no sub-ID ledger yet (nothing was applied or "
+                             "imported)")
+    return ledger
+
+
+# ------------------------------------------------------------------------------ reading
+
+
+def records(site: Optional[str] = None, deploy_root: Optional[str] = None
+            ) -> Optional[Ledger]:
+    """`subid list`: the ledger (None when there is none yet)."""
+    where = reader(site, deploy_root, "subid list")
+    return load_ledger(where.root, where.site_name)
+
+
+def record(user: str, site: Optional[str] = None,
+           deploy_root: Optional[str] = None) -> Record:
+    """`subid show USER`: one user's record, history included."""
+    rec = ledger_of(reader(site, deploy_root, "subid show")).find(user)
+    if rec is None:
+        raise InvalidInput(f"{user}: no sub-ID range in the ledger", path="user")
+    return rec
+
+
+# ------------------------------------------------------------------------------ changes
+
+
+def _operation(action: str) -> Callable[[Ledger, str], Ledger]:
+    from hpcpolicy.subid import allocate
+
+    ops: Dict[str, Callable[[Ledger, str], Ledger]] = {
+        "revoke": allocate.revoke, "grant": allocate.grant, "reclaim": allocate.reclaim}
+    if action not in ops:
+        raise UsageError(f"subid {action}: not one of {', '.join(ACTIONS)}")
+    return ops[action]
+
+
+@dataclass
+class Changed:
+    record: Record
+    revision: int
+
+
+def change(action: str, user: str, *, site: Optional[str] = None,
+           deploy_root: Optional[str] = None, lock_timeout: float = 60.0,
+           batch: bool = False) -> Changed:
+    """`subid revoke|grant|reclaim USER`: under the lock, saved, logged."""
+    operation = _operation(action)
+    where = writer(site, deploy_root, f"subid {action}", batch)
+    with DeployLock(where.root, lock_timeout, purpose=f"subid {action} {user}"):
+        new = operation(ledger_of(where), user)
+        rec = new.find(user)
+        assert rec is not None
+        save_ledger(where.root, new)
+        append_change(where.root, {
+            "operator": where.operator,
+            "action": f"subid {action}", "user": rec.name, "uid": rec.uid,
+            "range": f"{rec.start}-{rec.last}", "state": rec.state,
+            "ledger_revision": new.revision})
+    return Changed(rec, new.revision)
+
+
+@dataclass
+class Imported:
+    adopted: List[str]  # user names
+    skipped: List[Problem] = field(default_factory=list)
+    revision: int = 0
+
+
+def read_subid_file(path: str, trust: Optional[Trust]) -> bytes:
+    """A subuid/subgid file named on the command line, through `policy.inputs` (regular
+    files only, size-capped; `trust`: the ownership rule, None for any owner)."""
+    from hpcpolicy.policy.inputs import SUBID_FILE_MAX, read_input
+
+    return read_input(path, file="", key="", max_size=SUBID_FILE_MAX, trust=trust)
+
+
+def _text(path: str, trust: Optional[Trust]) -> str:
+    data = read_subid_file(path, trust)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise InvalidInput(f"not UTF-8 (byte {err.start})", file=path) from None
+
+
+def import_ranges(subuid: str, subgid: str, *, site: Optional[str] = None,
+                  deploy_root: Optional[str] = None, partial: bool = False,
+                  lock_timeout: float = 60.0, batch: bool = False) -> Imported:
+    """`subid import SUBUID SUBGID`: adopt existing lines; every problem of both files at once,
+    nothing adopted unless `partial`. The ownership rule of apply applies to both files."""
+    from hpcpolicy.policy.inputs import trust_for
+    from hpcpolicy.subid.importer import import_files
+
+    where = writer(site, deploy_root, "subid import", batch)
+    trust = trust_for(where.owner)
+    texts, refused = [], []
+    for path in (subuid, subgid):
+        try:
+            texts.append(_text(path, trust))
+        except InvalidInput as err:
+            refused.extend(err.problems)
+    if refused:
+        raise InvalidInput(refused)
+    snapshot = None
+    if where.policy is not None:
+        from hpcpolicy.deploy.plan import checked_snapshot
+
+        snapshot = checked_snapshot(where.policy, against=False)
+    ensure_layout(where.root)
+    with DeployLock(where.root, lock_timeout, purpose="subid import"):
+        before = load_ledger(where.root, where.site_name)
+        new, problems = import_files(before, where.policy, texts[0], texts[1], snapshot,
+                                     files=(subuid, subgid))
+        if problems and not partial:
+            note = Problem("", "", "nothing imported; fix the lines above, or adopt the "
+                                   "clean lines with --partial")
+            raise InvalidInput(problems + [note])
+        old = before.records if before is not None else {}
+        adopted = sorted(uid for uid, rec in new.records.items() if old.get(uid) != rec)
+        if adopted or before is None:
+            save_ledger(where.root, new)
+            append_change(where.root, {"operator": where.operator,
+                                       "action": "subid import", "adopted": len(adopted),
+                                       "skipped": len(problems), "files": [subuid, subgid],
+                                       "ledger_revision": new.revision})
+    return Imported([new.records[u].name for u in adopted], problems, new.revision)
+
+
+# ------------------------------------------------------------------------------ check
+
+
+def _real_ids(site: Optional[str]) -> Optional[Set[int]]:
+    if not site:
+        return None
+    from hpcpolicy.deploy.plan import checked_snapshot
+    from hpcpolicy.policy.load import load
+
+    uids, gids = checked_snapshot(load(site), against=False).real_ids()
+    return uids | gids
+
+
+def check_file(path: str, site: Optional[str] = None) -> Tuple[List[Problem], int]:
+    """`subid check FILE`: every problem of a subuid/subgid file (with a site: against the
+    real UIDs/GIDs of its directory too), and its line count. Read-only: any owner, but never
+    a FIFO or a device."""
+    from hpcpolicy.subid.check import check_bytes
+
+    data = read_subid_file(path, None)
+    return check_bytes(data, path, _real_ids(site)), data.count(b"\n")
