@@ -108,3 +108,105 @@ def test_denied_host_is_not_blocked_over_an_allowed_port(registry: Registry,  # 
     seen = skopeo_verdicts(registry, policy, [ok, other], tmp_path)
     assert seen[ok] == "ok"
     assert REJECTED in seen[other]
+
+
+# --- the profile report's claims, with groups and signed scopes ------------------------------
+
+KEYRING = "/keys/hpc.gpg"
+
+
+def _signed_site(host: str, local: str = "deny") -> Policy:
+    """A signed scope with a group-limited unsigned allow below it (the node-wide union drops
+    the signature there), a group-limited allow, a deny and the default."""
+    from dataclasses import replace
+
+    policy = make_policy([
+        rule(f"{host}/a", signed_by="hpc.gpg"),
+        rule(f"{host}/a/b", groups=["bio"]),
+        rule(f"{host}/allowed", groups=["bio"]),
+        rule(f"{host}/other", "deny"),
+    ], runtimes=("podman",), local=local)
+    return replace(policy, keyrings={KEYRING: b"not a keyring: nothing verifies"})
+
+
+def test_profile_report_claims_hold_for_real(registry: Registry,  # noqa: F811
+                                             tmp_path: Path) -> None:
+    """Every `enforces: true` of policy.json / registries.conf holds when the pull is tried
+    (the registry's images are unsigned, so a claimed signature requirement must make the pull
+    fail), and every unenforced-* finding is a pull that really succeeds."""
+    from hpcpolicy.audit.decide import Observation
+    from hpcpolicy.audit.matrix import build_report
+
+    host = registry.host
+    policy = _signed_site(host)
+    refs = [registry.ref(r) for r in ("a/x", "a/b/x", "allowed/tool", "other/tool", "b/x")]
+    seen = skopeo_verdicts(registry, policy, refs, tmp_path)
+    ctx = make_context(policy, SNAP)
+    report = build_report(ctx, [parse_target(r) for r in refs], Observation(),
+                          select_users(ctx))
+    checked = 0
+    for cell in report.cells:
+        d = cell.decision
+        ok = seen[d.image] == "ok"
+        for e in d.enforced_by:
+            if e.mechanism not in (POLICY_JSON, REGISTRIES_CONF) or not e.enforces:
+                continue
+            checked += 1
+            if not d.allowed or d.node_allowed and "signed by" in e.note:
+                assert not ok, (d.image, e.note, seen[d.image])  # denied / signature required
+            else:
+                assert ok, (d.image, e.note, seen[d.image])
+    assert checked >= 5
+    kinds = {(f["kind"], f["image"]) for f in report.findings}
+    assert kinds == {("unenforced-requirement", registry.ref("a/b/x")),
+                     ("unenforced-denial", registry.ref("allowed/tool"))}
+    for f in report.findings:
+        assert seen[f["image"]] == "ok", f  # the gap is real: the unsigned pull succeeds
+        assert f["users"] == 1  # carol, who is not in bio
+    assert seen[registry.ref("a/x")] != "ok" and seen[registry.ref("other/tool")] != "ok"
+
+
+_FETCH = r"""
+set -e
+repo=$1 tag=$2 out=$3
+mkdir -p "$out"
+accept='application/vnd.oci.image.manifest.v1+json,application/vnd.docker.distribution.manifest.v2+json'
+curl -sf -H "Accept: $accept" "http://$HOST/v2/$repo/manifests/$tag" -o "$out/manifest.json"
+for d in $(grep -o 'sha256:[0-9a-f]*' "$out/manifest.json" | sort -u); do
+    curl -sf "http://$HOST/v2/$repo/blobs/$d" -o "$out/${d#sha256:}"
+done
+printf 'Directory Transport Version: 1.1\n' > "$out/version"
+"""
+
+
+def test_local_transports_allow_is_a_real_bypass(registry: Registry,  # noqa: F811
+                                                 tmp_path: Path) -> None:
+    """With local_transports = allow, a denied image needs no override: its blobs fetched with
+    curl into a dir: layout load with the rendered policy (skopeo copy dir: -> oci:). The
+    audit reports a bypass there, and with deny it reports none and the load is refused."""
+    import shutil
+    import subprocess
+
+    from hpcpolicy.audit.decide import Observation
+    from hpcpolicy.audit.matrix import build_report
+
+    if shutil.which("curl") is None:
+        import pytest
+
+        pytest.skip("curl missing")
+    denied = registry.ref("other/tool")
+    layout = tmp_path / "fetched"
+    subprocess.run(["sh", "-c", _FETCH, "sh", "other/tool", "1.0", str(layout)], check=True,
+                   env={"HOST": registry.host, "PATH": "/usr/bin:/bin"}, timeout=60)
+    for local, works in (("allow", True), ("deny", False)):
+        policy = _signed_site(registry.host, local)
+        ctx = make_context(policy, SNAP)
+        report = build_report(ctx, [parse_target(denied)], Observation(), select_users(ctx))
+        bypass = [f for f in report.findings if f["kind"] == "bypass"]
+        assert bool(bypass) == works and all(not c.decision.allowed for c in report.cells)
+        etc = write_tree(containers.render(policy, SNAP, ()), tmp_path / f"root-{local}")
+        res = in_ns(etc, ["skopeo", "copy", f"dir:{layout}", f"oci:{tmp_path}/out-{local}:x"],
+                    registry.base / "home")
+        assert (res.returncode == 0) == works, res.stderr
+        pulled = skopeo_verdicts(registry, policy, [denied], tmp_path / f"pull-{local}")
+        assert pulled[denied] != "ok"  # the registry pull itself is refused either way
