@@ -114,3 +114,32 @@ def test_apptainer_registries_conf_follows_the_release() -> None:
     assert "ignore registries.conf altogether" in apptainer_registries("1.4.1")
     assert "user's own" in apptainer_registries("1.4.2")
     assert "user's own" in apptainer_registries("1.5")
+
+
+def test_lazy_node_view_equals_the_renderer() -> None:
+    """The audit computes node verdicts and blocked prefixes per scope on demand; they must be
+    exactly what the renderer writes (node_wide_rules, blockable over every scope)."""
+    from hpcpolicy.access.targets import default_targets
+    from hpcpolicy.images.scope import node_default, node_wide_rules
+    from hpcpolicy.render.containers import blockable, prefix_covers
+
+    sets = [
+        [rule("127.0.0.1", "deny"), rule("127.0.0.1:5000/allowed")],
+        [rule(HOST, "deny"), rule(f"{HOST}/hpc"), rule(f"{HOST}/hpc/x", "deny"),
+         rule(f"{HOST}/bio", groups=["bio"]), rule(f"{HOST}/bio", "deny")],
+        [rule("*.example.org", "deny"), rule(f"{HOST}/a", groups=["chem"]),
+         rule(f"{HOST}/a/b", "deny", groups=["bio"]), rule("quay.io/x", signed_by="k.gpg")],
+    ]
+    for rules_ in sets:
+        for default in ("allow", "deny"):
+            p = make_policy(rules_, default=default, runtimes=("podman",))
+            snap = snapshot()
+            ctx = make_context(p, snap)
+            nodes = node_wide_rules(p, snap)
+            assert {s: ctx.node_rule(s) for s in nodes} == nodes
+            blocked = blockable(nodes, node_default(p, snap))
+            refs = [t.value for t in default_targets(p)] + [
+                "127.0.0.1:5000/other:1", "127.0.0.1:6000/x:1", f"{HOST}/hpc/x/y:1"]
+            for ref in refs:
+                hits = [b for b in blocked if prefix_covers(b, ref)]
+                assert ctx.blocked_prefix(ref) == (max(hits, key=len) if hits else None), ref

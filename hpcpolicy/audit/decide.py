@@ -44,14 +44,14 @@ from hpcpolicy.errors import UsageError
 from hpcpolicy.images.scope import (
     Decision,
     NodeRule,
-    decide,
-    decide_node,
+    decide_indexed,
     eligible_users,
     node_default,
-    node_wide_rules,
+    node_rule_for,
+    rules_by_scope,
 )
-from hpcpolicy.policy.model import Collection, Policy
-from hpcpolicy.policy.reference import parse
+from hpcpolicy.policy.model import Collection, ImageRule, Policy
+from hpcpolicy.policy.reference import Reference, namespaces_of, parse
 from hpcpolicy.render.containers import blockable, prefix_covers
 
 LOCAL_RULE = "images.local_transports"
@@ -152,21 +152,97 @@ class Observation:
     truncated: Set[str] = field(default_factory=set)
 
 
-@dataclass
 class Context:
-    """Everything computed once per audit run."""
+    """What one audit run computes, each part on first use and once: the node's verdict per
+    rule scope, blocked prefixes per registry, each user's groups. `--explain` of one user and
+    image touches a few scopes and one user; the profile report touches them all."""
 
-    policy: Policy
-    snapshot: Snapshot
-    node_class: str
-    node_rules: Dict[str, NodeRule]
-    node_allows_default: bool
-    blocked: Tuple[str, ...]
-    eligible: FrozenSet[str]
-    groups_by_user: Dict[str, FrozenSet[str]]
-    gid_names: Dict[int, str]
-    rule_groups: FrozenSet[str]
-    cache: Dict[Any, Any] = field(default_factory=dict)
+    FULL_MEMBERSHIP_AFTER = 256  # users looked up one by one before indexing everybody
+
+    def __init__(self, policy: Policy, snapshot: Snapshot, node_class: str = "default") -> None:
+        self.policy = policy
+        self.snapshot = snapshot
+        self.node_class = node_class
+        self.by_scope: Dict[str, List[ImageRule]] = rules_by_scope(policy.images.rules)
+        self.rule_groups = frozenset(g for r in policy.images.rules for g in r.groups)
+        self.node_allows_default = node_default(policy, snapshot)
+        self.gid_names = {g.gid: g.name for g in snapshot.groups.values()}
+        self.cache: Dict[Any, Any] = {}
+        self._node: Dict[str, NodeRule] = {}
+        self._groups: Dict[str, FrozenSet[str]] = {}
+        self._all_groups = False
+        self._eligible: Optional[FrozenSet[str]] = None
+
+    @property
+    def eligible(self) -> FrozenSet[str]:
+        """Names of the users node-wide files are rendered for."""
+        if self._eligible is None:
+            self._eligible = frozenset(u.name for u in eligible_users(self.policy, self.snapshot))
+        return self._eligible
+
+    def groups_of(self, name: str) -> FrozenSet[str]:
+        """The user's group names, primary group included."""
+        found = self._groups.get(name)
+        if found is not None:
+            return found
+        if self._all_groups:
+            return frozenset()
+        if len(self._groups) >= self.FULL_MEMBERSHIP_AFTER:
+            self._groups = _memberships(self.snapshot)
+            self._all_groups = True
+            return self._groups.get(name, frozenset())
+        user = self.snapshot.users.get(name)
+        gid = user.gid if user is not None else None
+        found = self._groups[name] = frozenset(
+            g.name for g in self.snapshot.groups.values() if name in g.members or g.gid == gid)
+        return found
+
+    def node_rule(self, scope: str) -> NodeRule:
+        found = self._node.get(scope)
+        if found is None:
+            found = self._node[scope] = node_rule_for(self.policy, self.snapshot,
+                                                      self.by_scope, scope)
+        return found
+
+    def node_decision(self, image: str) -> Decision:
+        """What the node's policy.json says about `image` (`images.scope.decide_node`)."""
+        for scope in _chain_of(self, image)[1]:
+            if scope in self.by_scope:
+                rule = self.node_rule(scope)
+                reason = f"node-wide scope {scope}: {rule.reason}"
+                return Decision(rule.allowed, None, scope, reason, image, rule.keyrings)
+        word = "allow" if self.node_allows_default else "deny"
+        return Decision(self.node_allows_default, None, "default",
+                        f"no rule matches; images.default = {word}", image)
+
+    def blocked_prefix(self, image: str) -> Optional[str]:
+        """The rendered registries.conf `blocked` prefix covering `image`, if any: the
+        renderer's `blockable` over the scopes that decide it (the candidate prefixes in the
+        image's chain, the scopes below each, the host's wildcards)."""
+        if "podman" not in self.policy.site.runtimes:
+            return None
+        key = ("blocked", image)
+        if key in self.cache:
+            return self.cache[key]
+        host = image.split("/", 1)[0]
+        bare = host.rsplit(":", 1)[0] if ":" in host and not host.startswith("[") else host
+        candidates = [sc for sc in _chain_of(self, image)[1] if sc in self.by_scope]
+        if bare != host and bare in self.by_scope:
+            candidates.append(bare)
+        hits = []
+        for scope in candidates:
+            if scope.startswith("*.") or self.node_rule(scope).allowed:
+                continue
+            subset = {s: self.node_rule(s) for s in self.by_scope
+                      if s == scope or prefix_covers(scope, s)}
+            for wildcard in namespaces_of(bare)[1:]:
+                if wildcard in self.by_scope:
+                    subset[wildcard] = self.node_rule(wildcard)
+            if scope in blockable(subset, self.node_allows_default) and \
+                    prefix_covers(scope, image):
+                hits.append(scope)
+        found = self.cache[key] = max(hits, key=len) if hits else None
+        return found
 
 
 # --- context and selection -----------------------------------------------------------------
@@ -186,27 +262,13 @@ def _memberships(snapshot: Snapshot) -> Dict[str, FrozenSet[str]]:
 
 
 def make_context(policy: Policy, snapshot: Snapshot, node_class: str = "default") -> Context:
-    """Precompute the node-wide verdicts and memberships one audit run needs."""
+    """A context for auditing `node_class` (exit 2 for a class the site does not declare)."""
     if node_class not in policy.class_names():
         raise UsageError(
             f"--class {node_class}: not a node class of {policy.path} "
             f"({', '.join(policy.class_names())})"
         )
-    nodes = node_wide_rules(policy, snapshot)
-    podman = "podman" in policy.site.runtimes
-    allow_default = node_default(policy, snapshot)
-    return Context(
-        policy=policy,
-        snapshot=snapshot,
-        node_class=node_class,
-        node_rules=nodes,
-        node_allows_default=allow_default,
-        blocked=tuple(blockable(nodes, allow_default)) if podman else (),
-        eligible=frozenset(u.name for u in eligible_users(policy, snapshot)),
-        groups_by_user=_memberships(snapshot),
-        gid_names={g.gid: g.name for g in snapshot.groups.values()},
-        rule_groups=frozenset(g for r in policy.images.rules for g in r.groups),
-    )
+    return Context(policy, snapshot, node_class)
 
 
 def select_users(
@@ -231,12 +293,6 @@ def select_users(
 
 
 # --- references ----------------------------------------------------------------------------
-
-
-def _blocked_by(blocked: Sequence[str], image: str) -> Optional[str]:
-    """The registries.conf prefix that covers `image`, as containers/image matches it."""
-    hits = [p for p in blocked if prefix_covers(p, image)]
-    return max(hits, key=len) if hits else None
 
 
 def _requirement_gap(d: Decision, node: Decision) -> str:
@@ -361,12 +417,25 @@ def _file_limits(ctx: Context, runtime: str, path: str, allowed: bool,
     return Enforcement(runtime, got["enforces"], False, got["note"], got["gap"])
 
 
-def _passed_over(policy: Policy, d: Decision, groups: FrozenSet[str]) -> str:
+def _chain_of(ctx: Context, image: str) -> Tuple[Reference, List[str], FrozenSet[str]]:
+    """(parsed reference, its scope chain, the groups the chain's rules name), once per image:
+    a decision depends on the user's groups among those only."""
+    key = ("chain", image)
+    found = ctx.cache.get(key)
+    if found is None:
+        parsed = parse(image)
+        scopes = parsed.scopes()
+        named = frozenset(g for sc in scopes for r in ctx.by_scope.get(sc, ()) for g in r.groups)
+        found = ctx.cache[key] = (parsed, scopes, named)
+    return found
+
+
+def _passed_over(ctx: Context, d: Decision, groups: FrozenSet[str]) -> str:
     """Name the more specific group rules that match the reference but not this user."""
-    chain_ = parse(d.image).scopes()
+    chain_ = _chain_of(ctx, d.image)[1]
     limit = chain_.index(d.scope) if d.scope in chain_ else len(chain_)
-    skipped = [r for r in policy.images.rules
-               if r.scope in chain_[:limit] and r.groups and not groups & set(r.groups)]
+    skipped = [r for sc in chain_[:limit] for r in ctx.by_scope.get(sc, ())
+               if r.groups and not groups & set(r.groups)]
     if not skipped:
         return ""
     named = "; ".join(f"rule {r.index} ({r.action} {r.scope} for groups {', '.join(r.groups)})"
@@ -383,14 +452,15 @@ def _reason(d: Decision, passed_over: str) -> str:
 
 def _reference_body(ctx: Context, target: Target, groups: FrozenSet[str]) -> AuditDecision:
     policy = ctx.policy
-    d = decide(policy.images.rules, policy.images.default, target.value, set(groups))
-    node = decide_node(ctx.node_rules, ctx.node_allows_default, target.value)
+    parsed = _chain_of(ctx, target.value)[0]
+    d = decide_indexed(ctx.by_scope, policy.images.default, parsed, set(groups))
+    node = ctx.node_decision(d.image)
     runtimes = policy.site.runtimes
     enforced: List[Enforcement] = []
     if "podman" in runtimes:
         local = policy.images.local_transports == "allow"
         enforced.append(_policy_json(d, node, local))
-        prefix = _blocked_by(ctx.blocked, d.image)
+        prefix = ctx.blocked_prefix(d.image)
         if prefix is not None:
             enforced.append(_registries_conf(d.allowed, prefix))
     version = policy.site.apptainer_version
@@ -398,7 +468,7 @@ def _reference_body(ctx: Context, target: Target, groups: FrozenSet[str]) -> Aud
                  for r in NO_CONTROL if r in runtimes]
     return AuditDecision(
         user="", image=d.image, allowed=d.allowed, rule=d.scope,
-        reason=_reason(d, _passed_over(policy, d, groups)),
+        reason=_reason(d, _passed_over(ctx, d, groups)),
         enforced_by=tuple(enforced), kind="reference", node_class=ctx.node_class,
         node_allowed=node.allowed if "podman" in runtimes else None, notes=target.notes,
     )
@@ -469,7 +539,7 @@ def _capped(lines: List[str]) -> Tuple[str, ...]:
 
 
 def _user_ids(ctx: Context, user: User) -> FrozenSet[int]:
-    groups = ctx.groups_by_user.get(user.name, frozenset())
+    groups = ctx.groups_of(user.name)
     return frozenset({ctx.snapshot.groups[g].gid for g in groups} | {user.gid})
 
 
@@ -580,7 +650,7 @@ def _collection_drift(ctx: Context, c: Collection, states: Iterable[PathState],
 
 def _decide_collection(ctx: Context, user: User, c: Collection, target: Target,
                        obs: Observation) -> AuditDecision:
-    member = c.group in ctx.groups_by_user.get(user.name, frozenset())
+    member = c.group in ctx.groups_of(user.name)
     where = "" if target.value == c.path else f"{target.value} is in collection {c.path}: "
     reason = (f"{where}{user.name} is in group {c.group}, which [[images.collection]] {c.path} "
               f"is limited to" if member else
@@ -670,24 +740,32 @@ def for_user(body: AuditDecision, user: str, notes: Tuple[str, ...]) -> AuditDec
                          body.notes + notes if notes else body.notes, body.drift)
 
 
-def decide_one(ctx: Context, user: User, target: Target, obs: Observation) -> AuditDecision:
-    """The decision for one user and one target (cached per group profile for references)."""
+def decide_body(ctx: Context, user: User, target: Target, obs: Observation) -> AuditDecision:
+    """The decision for `user` without their own notes (a reference or local decision is
+    shared by every user of the same groups: cached, and its `user` field is empty)."""
     if target.kind in ("collection", "path"):
         c = collection_of(ctx.policy, target.value)
         if c is not None:
-            found = _decide_collection(ctx, user, c, target, obs)
-            return replace(found, notes=found.notes + user_notes(ctx, user))
+            return _decide_collection(ctx, user, c, target, obs)
     if target.kind == "reference":
-        groups = ctx.groups_by_user.get(user.name, frozenset()) & ctx.rule_groups
+        groups = ctx.groups_of(user.name) & _chain_of(ctx, target.value)[2]
         key: Any = ("ref", target.value, target.notes, groups)
         body = ctx.cache.get(key)
         if body is None:
             body = ctx.cache[key] = _reference_body(ctx, target, groups)
-    else:
-        key = ("local", target.value, target.notes)
-        body = ctx.cache.get(key)
-        if body is None:
-            body = ctx.cache[key] = _local_body(ctx, target, obs)
+        return body
+    key = ("local", target.value, target.notes)
+    body = ctx.cache.get(key)
+    if body is None:
+        body = ctx.cache[key] = _local_body(ctx, target, obs)
+    return body
+
+
+def decide_one(ctx: Context, user: User, target: Target, obs: Observation) -> AuditDecision:
+    """The decision for one user and one target (cached per group profile for references)."""
+    body = decide_body(ctx, user, target, obs)
+    if body.kind == "collection":
+        return replace(body, notes=body.notes + user_notes(ctx, user))
     return for_user(body, user.name, user_notes(ctx, user))
 
 

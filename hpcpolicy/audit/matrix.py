@@ -31,6 +31,7 @@ from hpcpolicy.audit.decide import (
     Target,
     classified,
     collection_of,
+    decide_body,
     decide_one,
     for_user,
     user_notes,
@@ -208,7 +209,7 @@ def build_report(ctx: Context, targets: Sequence[Target], obs: Observation,
     cells: List[Cell] = []
     for i, target in enumerate(chosen):
         for j, rep in enumerate(reps):
-            d = decide_one(ctx, rep, target, obs)
+            d = decide_body(ctx, rep, target, obs)
             keys = []
             for e in d.enforced_by:
                 legend.mechanism(e.mechanism)

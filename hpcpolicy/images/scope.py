@@ -260,9 +260,10 @@ def node_wide_rules(policy: Policy, snapshot: Snapshot) -> Dict[str, NodeRule]:
     rules = policy.images.rules
     classes = user_classes(policy, snapshot)
     out: Dict[str, NodeRule] = {}
-    for scope in sorted(rules_by_scope(rules)):
+    by_scope = rules_by_scope(rules)
+    for scope in sorted(by_scope):
         chain = [scope] + parents(scope)
-        relevant = [r for r in rules if r.scope in chain]
+        relevant = [r for s in chain for r in by_scope.get(s, ())]  # by scope, file order within
         named = {g for r in relevant for g in r.groups}
         projected = sorted({c & named for c in classes}, key=sorted)  # users alike here
         out[scope] = _node_rule(scope, relevant, chain, policy.images.default, projected)
@@ -295,6 +296,32 @@ def _decide_chain(
         if applicable:
             return _decide_at_scope(scope, applicable, "")
     return _default_decision(_check_default(default), "")
+
+
+def held_classes(policy: Policy, snapshot: Snapshot, named: Iterable[str]) -> List[FrozenSet[str]]:
+    """`user_classes` projected on `named`: the distinct sets of those groups eligible users
+    hold, from the members of those groups only (what one scope's node decision needs)."""
+    held: Dict[str, Set[str]] = {}
+    for group in named:
+        for member in snapshot.members_of(group):
+            held.setdefault(member, set()).add(group)
+    d = policy.directory
+    classes = {frozenset(groups) for name, groups in held.items()
+               if name in snapshot.users and _may_run(d, snapshot.users[name])}
+    if any(u.name not in held for u in _eligible(policy, snapshot)):  # stops at the first
+        classes.add(frozenset())
+    return sorted(classes, key=sorted)
+
+
+def node_rule_for(policy: Policy, snapshot: Snapshot, by_scope: Dict[str, List[ImageRule]],
+                  scope: str) -> NodeRule:
+    """`node_wide_rules(policy, snapshot)[scope]`, computed for this scope alone (an audit of
+    one image needs the node's verdict on its few scopes, not on every rule's)."""
+    chain = [scope] + parents(scope)
+    relevant = [r for s in chain for r in by_scope.get(s, ())]
+    named = {g for r in relevant for g in r.groups}
+    return _node_rule(scope, relevant, chain, policy.images.default,
+                      held_classes(policy, snapshot, named))
 
 
 def node_default(policy: Policy, snapshot: Snapshot) -> bool:
