@@ -3,8 +3,8 @@
 Both read the node's settings from /etc/hpcpolicy/node.toml (or --config FILE): deploy root,
 deploy owner, allowed-signers file, channel and class; an option on the command line wins.
 
-`node sync` reports failures itself (instead of leaving them to `main`) so that its
-`--format json` object carries `generation` and `changes` on every path, as SPEC §3 asks.
+The `--format json` object of `node sync` carries `generation` and `changes` on every path,
+failures included.
 """
 
 from __future__ import annotations
