@@ -55,6 +55,7 @@ COMMAND_MODULES = (
     "audit",
     "subid",
     "node",
+    "fleet",
 )
 
 
