@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 pkgs="podman skopeo buildah umoci docker-registry uidmap slapd ldap-utils ansible-core gpg gpg-agent
       openssh-client util-linux libpam-modules libpam-runtime passwd openssl procps
-      libldap2-dev libsasl2-dev runc busybox-static fuse-overlayfs systemd-container"
+      libldap2-dev libsasl2-dev runc busybox-static fuse-overlayfs systemd-container chromium"
 missing=()
 for p in $pkgs; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -324,7 +324,8 @@ th { background: #f0f0f0; }
 .f .r { font-family: monospace; font-size: .9em; }
 .mx th.p { writing-mode: vertical-rl; transform: rotate(180deg); white-space: nowrap;
            max-height: 16em; font-weight: 500; font-size: .85em; }
-.mx td { text-align: center; font-size: .85em; min-width: 1.8em; }
+.mx td { text-align: center; font-size: .8em; padding: 2px 3px; }
+.mx td.i { position: sticky; left: 0; background: #fff; }
 .mx td.i { text-align: left; font-family: monospace; white-space: nowrap; }
 td.a { background: #c8e6c9; } td.d { background: #ffcdd2; }
 td.a.g, td.d.g { background-image: repeating-linear-gradient(45deg, transparent 0 4px,
@@ -333,7 +334,8 @@ td.n { color: #666; }
 .filter { position: sticky; top: 0; background: #fff; padding: .4em 0; z-index: 2; }
 .filter input { width: 28em; padding: .3em; }
 .legend dt { font-weight: 600; } .legend dd { margin: 0 0 .5em 1.5em; font-size: .92em; }
-.sw { display: inline-block; width: 2.2em; text-align: center; border: 1px solid #aaa; }
+.sw { display: inline-block; min-width: 2.6em; text-align: center; border: 1px solid #aaa;
+      margin: 0 .3em 0 .9em; }
 .hide { display: none; }
 @media print {
   .filter { display: none; }
@@ -435,12 +437,12 @@ def profile_html(r: Report, title: str, headline: str, members: bool = False) ->
         f'<div class="sum">{summ}</div>\n'
         '<div class="filter"><input id="q" type="search" '
         'placeholder="filter images and findings (e.g. a registry, a group, a kind)"></div>\n'
-        f"<h2>Findings ({len(r.findings)})</h2>\n{findings_html}\n"
-        f"<h2>Who may run what: {len(r.targets)} images &times; {len(r.profiles)} access "
-        f"profiles</h2>\n{marks}\n"
+        f'<h2 id="findings">Findings ({len(r.findings)})</h2>\n{findings_html}\n'
+        f'<h2 id="matrix">Who may run what: {len(r.targets)} images &times; '
+        f"{len(r.profiles)} access profiles</h2>\n{marks}\n"
         f'<table class="mx"><thead><tr><th>image</th>{heads}</tr></thead>\n<tbody>\n'
         + "\n".join(body) + "\n</tbody></table>\n"
-        f'<h2>Legend</h2>\n<dl class="legend">{legend}</dl>\n{roster}\n'
+        f'<h2 id="legend">Legend</h2>\n<dl class="legend">{legend}</dl>\n{roster}\n'
         f'<script type="application/json" id="cells">{cells_json}</script>\n'
         f"<script>{_PAGE_SCRIPT}</script>\n</body>\n</html>\n"
     )

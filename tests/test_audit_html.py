@@ -1,0 +1,56 @@
+"""The profile report at scale: its size follows profiles x images, not users, and the HTML
+page loads in headless Chromium (the real browser) without script errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Tuple
+
+import pytest
+
+from hpcpolicy.audit import api, report
+from tests.audit_scale import write_site
+
+
+def _sizes(work: Path, users: int) -> Tuple[int, int, str]:
+    site = write_site(str(work), users)
+    result = api.run(site)
+    r = result.report
+    assert r is not None
+    page = report.profile_html(r, "t", report.report_line(r))
+    return len(json.dumps(r.as_dict(), sort_keys=True)), len(page), page
+
+
+def test_report_size_follows_profiles_not_users(tmp_path: Path) -> None:
+    small_json, small_html, _ = _sizes(tmp_path / "small", 3000)
+    big_json, big_html, _ = _sizes(tmp_path / "big", 30000)
+    assert big_json <= 1.5 * small_json and big_html <= 1.5 * small_html
+    assert big_html < 1_000_000  # a page a person opens
+
+
+def test_html_loads_in_chromium(tmp_path: Path) -> None:
+    browser = shutil.which("chromium")
+    if browser is None:
+        pytest.skip("chromium missing (Debian package chromium)")
+    _, _, page = _sizes(tmp_path / "site", 30000)
+    assert "<link" not in page and "src=" not in page and "http" not in page.split("<body>")[0]
+    path = tmp_path / "report.html"
+    path.write_text(page)
+    home = tmp_path / "home"
+    home.mkdir()
+    shot = tmp_path / "shot.png"
+    argv = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr",
+            "--window-size=1400,1000", f"--screenshot={shot}", f"file://{path}"]
+    res = subprocess.run(argv, capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "HOME": str(home)})
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert shot.stat().st_size > 20_000  # something was painted
+    assert "Uncaught" not in res.stderr, res.stderr[-2000:]
+    dom = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom",
+                          f"file://{path}"], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "HOME": str(home)})
+    assert dom.returncode == 0 and 'id="findings"' in dom.stdout and 'class="mx"' in dom.stdout
