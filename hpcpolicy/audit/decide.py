@@ -93,7 +93,7 @@ class Enforcement:
 
 @dataclass(frozen=True)
 class AuditDecision:
-    """One (user, image) answer: the SPEC §3 fields plus where it holds and what drifted."""
+    """One (user, image) answer: the `--explain` fields plus where it holds and what drifted."""
 
     user: str
     image: str  # normalised reference, absolute path, or local-transport reference

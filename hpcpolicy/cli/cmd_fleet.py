@@ -46,17 +46,11 @@ def add_parser(subparsers: Any, common_parent: argparse.ArgumentParser) -> None:
 
 
 def run_status(args: argparse.Namespace) -> Outcome:
-    from hpcpolicy.deploy.store import check_deploy_root
-    from hpcpolicy.deploy.targets import reader
+    from hpcpolicy.deploy.targets import checked_reader
     from hpcpolicy.fleet.status import DEFAULT_COMMAND, channels_of, parse_nodeset, status
 
     parse_nodeset(args.nodeset)  # a bad node set is exit 2 before the deploy root is read
-    target, _ = reader(args.site, args.deploy_root, "fleet status")
-    check_deploy_root(target.root, target.owner, write=False)
-    if args.channel is not None:
-        from hpcpolicy.generation.naming import channel_link
-
-        channel_link(target.root, args.channel)  # validates the name (exit 2)
+    target = checked_reader(args.site, args.deploy_root, "fleet status", args.channel)
     result = status(args.nodeset, channels_of(target.root), channel=args.channel,
                     worker=args.worker, command=args.command or DEFAULT_COMMAND,
                     fanout=args.fanout, timeout=args.timeout)

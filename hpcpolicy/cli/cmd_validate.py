@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from typing import Any, Dict, Optional
 
-from hpcpolicy.cli import local_view
+from hpcpolicy.audit import local_view
 from hpcpolicy.cli.options import add_format, add_site, site_of
 from hpcpolicy.cli.outcome import Outcome
 from hpcpolicy.directory.model import Snapshot

@@ -6,7 +6,7 @@ returned name is recorded in the manifest and the change log. A non-interactive 
 a timer) has nobody to ask, so it must sign its generation with `[site] signing_key` instead:
 the signature, not a password, is then the accountable act.
 
-Decisions, from measurements (notes/ldap-pam-subid.md §5):
+Decisions, from measurements:
 
 * The PAM service file must exist: a missing one does not fail, PAM silently uses `other`.
 * We run as root, so pam_unix reads shadow itself; a non-root caller would get

@@ -1,4 +1,4 @@
-"""What an apply, rollback or promote changes: `changes` and `diff` of SPEC §3.
+"""What an apply, rollback or promote changes: its `changes` and `diff` fields.
 
 Trees of every node class are flattened into one path space: the default class keeps the node
 path (`etc/subuid`), another class is prefixed `class/NAME/` (`class/gpu/etc/subuid`), the way

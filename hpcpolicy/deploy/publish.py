@@ -226,7 +226,7 @@ def _fields(run: _Run, plan: Plan) -> Dict[str, Any]:
         "requirements": requirements_of(run.policy, plan.trees),
         "extra": {"action": "apply", "channel": run.channel,
                   "previous": channel_generation(run.target.root, run.channel),
-                  # node sync matches its hostname against these (SPEC §6)
+                  # node sync matches its hostname against these
                   "node_classes": {c.name: c.nodes for c in run.policy.node_classes}},
     }
 

@@ -83,20 +83,14 @@ def generations(deploy_root: str) -> List[Dict[str, Any]]:
 
 def status_of(site: Optional[str] = None, deploy_root: Optional[str] = None) -> Dict[str, Any]:
     """`hpcpolicy status`: what nodes get now, of the deploy root a site file or DIR names."""
-    from hpcpolicy.deploy.store import check_deploy_root
-    from hpcpolicy.deploy.targets import reader
+    from hpcpolicy.deploy.targets import checked_reader
 
-    target, _ = reader(site, deploy_root, "status")
-    check_deploy_root(target.root, target.owner, write=False)
-    return status(target.root)
+    return status(checked_reader(site, deploy_root, "status").root)
 
 
 def generations_of(site: Optional[str] = None,
                    deploy_root: Optional[str] = None) -> List[Dict[str, Any]]:
     """`hpcpolicy generations`: every generation, newest first."""
-    from hpcpolicy.deploy.store import check_deploy_root
-    from hpcpolicy.deploy.targets import reader
+    from hpcpolicy.deploy.targets import checked_reader
 
-    target, _ = reader(site, deploy_root, "generations")
-    check_deploy_root(target.root, target.owner, write=False)
-    return generations(target.root)
+    return generations(checked_reader(site, deploy_root, "generations").root)

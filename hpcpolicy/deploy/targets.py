@@ -39,6 +39,20 @@ def reader(site: Optional[str], deploy_root: Optional[str],
     return Target.from_root(str(_root(deploy_root))), None
 
 
+def checked_reader(site: Optional[str], deploy_root: Optional[str], command: str,
+                   channel: Optional[str] = None) -> Target:
+    """`reader`, with the deploy root checked as a reader checks it (and a channel name, when
+    one is given, checked too: exit 2 for a bad one)."""
+    from hpcpolicy.deploy.store import check_deploy_root
+    from hpcpolicy.generation.naming import channel_link
+
+    target, _ = reader(site, deploy_root, command)
+    check_deploy_root(target.root, target.owner, write=False)
+    if channel is not None:
+        channel_link(target.root, channel)
+    return target
+
+
 def writer(site: Optional[str], deploy_root: Optional[str],
            command: str) -> Tuple[Target, Optional[Policy]]:
     """The Target of a command that writes: from the site file (and --deploy-root), or from

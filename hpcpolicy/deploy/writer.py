@@ -143,7 +143,7 @@ def publish_trees(
 
 
 def requirements_of(policy: Policy, trees: Trees) -> Dict[str, Any]:
-    """What `node doctor` checks on a node, per SPEC §5."""
+    """What `node doctor` checks on a node: bind sources, sysctls, setuid, runtimes, sub-IDs."""
     binds = {
         c: sorted({b.source for b in policy.binds
                    if b.required and (not b.classes or c in b.classes)})

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Optional
 
-# Shells that mean "this account cannot log in" (SPEC §2 exclude_disabled).
+# Shells that mean "this account cannot log in" (`exclude_disabled`).
 NOLOGIN_SHELLS = frozenset(
     {"/usr/sbin/nologin", "/sbin/nologin", "/bin/false", "/usr/bin/false"}
 )

@@ -1,6 +1,6 @@
 """Read every configured directory source and merge them into one `Snapshot`.
 
-Merge rules (SPEC §2 `[directory].sources`):
+Merge rules (`[directory].sources`):
 
 * A user (or group) present in several sources must agree: same name, same UID (GID) and, for
   users, the same primary GID. One name with two IDs, or one ID with two names across sources,

@@ -112,7 +112,7 @@ class FleetStatus:
         return f"{head}: " + ", ".join(parts) + f"; {current}"
 
     def as_dict(self) -> Dict[str, Any]:
-        """The --format json object (SPEC-shaped: node sets as folded strings)."""
+        """The --format json object (node sets as folded strings)."""
         return {
             "changed": False,
             "failed": self.failed,

@@ -1,4 +1,4 @@
-"""The `diff` entries of SPEC §3, shared by the publisher and nodes: `{path, before, after}`.
+"""The `diff` entries of `--format json`, shared by publisher and nodes: `{path, before, after}`.
 
 A file over 256 KiB (or not UTF-8) is summarised by size, line count and sha256, not shown: a
 30,000-user subuid is ~1 MB, and a unified diff of it would drown the change that matters. Its

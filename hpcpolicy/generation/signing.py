@@ -53,7 +53,7 @@ _PROMPT = "Enter passphrase: "
 
 
 def sig_path_for(manifest_path: str) -> str:
-    """Where the signature of a manifest lives (SPEC §4: `manifest.json.sig`)."""
+    """Where the signature of a manifest lives (`manifest.json.sig` beside it)."""
     return manifest_path + SIG_SUFFIX
 
 

@@ -1,7 +1,7 @@
 """Who may run which image: the scope evaluator shared by the renderer and the audit. Pure.
 
 Precedence is containers-policy.json's (see `reference.Reference.scopes`): the most specific
-scope that has a rule decides, then `images.default`. SPEC §2 adds groups on top:
+scope that has a rule decides, then `images.default`. The site file adds groups on top:
 
 * for a user, only rules without `groups` or naming one of the user's groups apply, and the
   most specific scope among the *applicable* rules decides;

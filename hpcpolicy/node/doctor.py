@@ -1,4 +1,4 @@
-"""`hpcpolicy node doctor`: does this node give the policy what it needs? (SPEC §5)
+"""`hpcpolicy node doctor`: does this node give the policy what it needs?
 
 The requirements come from the node's state file (copied from the manifest at every sync, so
 doctor works while the shared storage is away) or, with `--from`, from the channel's current

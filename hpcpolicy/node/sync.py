@@ -1,6 +1,6 @@
 """`hpcpolicy node sync`: install the current generation of a deploy root on this node.
 
-Order, and why (SPEC §5):
+Order, and why:
 
 1. refuse a deploy root others could alter (anything not owned by root or the deploy owner
    the node was told about, or writable by group or other); read the channel link once;

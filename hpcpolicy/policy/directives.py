@@ -37,7 +37,7 @@ Version = Tuple[int, int, int]
 
 PRODUCT = {"apptainer": "Apptainer", "singularity": "SingularityCE"}
 
-# Typed Runtime fields (SPEC §2 [runtime]) -> the directive they own in BOTH dialects.
+# Typed Runtime fields (the site file's [runtime]) -> the directive they own in BOTH dialects.
 # `binds` and `default_binds` together produce every `bind path` line. `fakeroot` has no
 # directive (no launcher can forbid --fakeroot while user namespaces exist); `user_namespaces`
 # maps to `allow user ns` (Apptainer >= 1.4, SingularityCE >= 4.2) and is enforced everywhere by

@@ -1,6 +1,6 @@
 """The typed model of a validated site.toml (schema 1). Immutable; built only by `policy.load`.
 
-Every other package consumes these types, so field names follow SPEC §2 key names.
+Every other package consumes these types, so field names follow the site file's key names.
 """
 
 from __future__ import annotations

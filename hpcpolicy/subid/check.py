@@ -1,7 +1,7 @@
 """Check any subuid/subgid file for what shadow, newuidmap, podman and Apptainer let through.
 
 No consumer detects overlaps between users, and shadow's `usermod` accepts ranges that cross
-2^32 or sit on real UIDs (notes: ldap-pam-subid.md §4.4), so this is where they are caught.
+2^32 or sit on real UIDs (shadow checks neither), so this is where they are caught.
 Also used by `subid import`, which adopts only lines that pass.
 """
 

@@ -101,7 +101,7 @@ def _check_rules(rules: Sequence[ImageRule], out: ProblemCollector) -> bool:
         same.setdefault(key, rule.index)
         by_scope.setdefault(rule.scope, []).append(rule)
     for scope, group in by_scope.items():
-        # One rule may carry both (SPEC's own example: bio may run signed images of its
+        # One rule may carry both (the usual example: bio may run signed images of its
         # scope; node-wide that is signedBy for everybody, the group limit audit-only). Across
         # rules of one scope it cannot be rendered: policy.json holds one requirement per scope.
         signed = [r for r in group if r.signed_by is not None]
