@@ -20,6 +20,8 @@ import traceback
 from typing import Any, Callable, Dict, Iterable, List, NoReturn, Optional, Sequence, Tuple, Union
 
 from hpcpolicy import __version__
+from hpcpolicy.cli.help import decorate
+from hpcpolicy.cli.options import site_of
 from hpcpolicy.cli.outcome import Outcome
 from hpcpolicy.cli.signals import install_signals, quiet_signals, restore_signals
 from hpcpolicy.errors import EXIT_FAILURE, EXIT_INVALID, failure_of, printable
@@ -104,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name in COMMAND_MODULES:
         module = importlib.import_module(f"hpcpolicy.cli.cmd_{name}")
         module.add_parser(subparsers, common)
+    decorate(parser)
     return parser
 
 
@@ -249,6 +252,8 @@ def _run(argv: List[str]) -> Tuple[Report, bool]:
             return (int(exc.code or 0), "".join(_Parser.printed), ""), debug
         as_json = getattr(args, "format", None) == "json"
         debug = bool(getattr(args, "debug", False))
+        if hasattr(args, "site_option"):  # SITE positional or --site: one site, never a default
+            args.site = site_of(args, args.command)
         if getattr(args, "verbose", False) and not debug:
             logging.getLogger().setLevel(logging.INFO)
         # a command may name JSON fields its error objects carry too (apply: generation, changes)
