@@ -62,7 +62,7 @@ def test_sync_check_then_install_then_idempotent(ansible: Ansible,
     assert result["generation"] == generation_of(shared)
     assert result["class"] == "default"
     assert result["changes"] == dry.result["changes"]
-    assert any("podman system migrate" in n for n in result["notes"])
+    assert any("--migrate-users" in n for n in result["notes"])
     for rel, data in tree_files(shared).items():
         installed = root / rel
         assert installed.read_bytes() == data, rel

@@ -79,7 +79,7 @@ def test_first_sync_installs_and_keeps_originals(cli: Any, deploy: Deploy,
     assert (node_root / ("etc/containers/policy.json" + ORIG_SUFFIX)).read_bytes() == ORIG_POLICY
     assert not (node_root / ("etc/subgid" + ORIG_SUFFIX)).exists()
     assert stat.S_IMODE(os.stat(node_root / "etc/apptainer").st_mode) == 0o755
-    assert any("podman system migrate" in n for n in res.doc["notes"])
+    assert any("--migrate-users" in n for n in res.doc["notes"])
     assert any("not applied" in n for n in res.doc["notes"])  # --root is not /
     state = json.loads((node_root / STATE_FILE).read_text())
     assert state["generation"] == name and set(state["files"]) == set(BASE_TREE)

@@ -73,7 +73,8 @@ def add_parser(subparsers: Any, common_parent: argparse.ArgumentParser) -> None:
 
 
 def run_sync(args: argparse.Namespace) -> Outcome:
-    from hpcpolicy.node.sync import as_text, describe, sync, sync_options
+    from hpcpolicy.node.idle import idle
+    from hpcpolicy.node.options import as_text, describe, sync_options
 
     if args.migrate_users:
         _interactive_only("--migrate-users")
@@ -83,7 +84,11 @@ def run_sync(args: argparse.Namespace) -> Outcome:
         root=args.root, check=args.check, want_diff=args.diff, reload=not args.no_reload,
         lock_timeout=args.lock_timeout, allow_older=args.allow_older,
         migrate_users=args.migrate_users)
-    result = sync(opts)
+    result = idle(opts)  # nothing to do: decided without importing the verification code
+    if result is None:
+        from hpcpolicy.node.sync import full_sync
+
+        result = full_sync(opts)
     for error in result.errors:
         sys.stderr.write(f"hpcpolicy: {error}\n")
     return Outcome(msg=result.msg, data=describe(result), text=as_text(result),

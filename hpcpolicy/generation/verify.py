@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-from typing import Any, Dict, List, Optional, Set
+from typing import AbstractSet, Any, Dict, List, Optional, Set
 
 from hpcpolicy.errors import VerificationError
 from hpcpolicy.generation.manifest import (
@@ -75,7 +75,8 @@ def file_sha256(path: str) -> str:
     return digest.hexdigest()
 
 
-def _check_file(tree: str, entry: FileEntry, owners: Optional[Set[int]]) -> None:
+def _check_file(tree: str, entry: FileEntry, owners: Optional[Set[int]],
+                known: AbstractSet[str] = frozenset()) -> None:
     path = os.path.join(tree, entry.path)
     try:
         st = os.lstat(path)
@@ -88,6 +89,8 @@ def _check_file(tree: str, entry: FileEntry, owners: Optional[Set[int]]) -> None
         raise VerificationError(
             f"{path}: size {st.st_size} mode {stat.S_IMODE(st.st_mode):04o}, manifest says "
             f"size {entry.size} mode {entry.mode:04o}")
+    if entry.sha256 in known:
+        return  # the node holds these very bytes already: it never reads them from here
     try:
         actual = file_sha256(path)
     except OSError as err:
@@ -116,7 +119,7 @@ def _walk(top: str, owners: Optional[Set[int]]) -> Set[str]:
 
 
 def _check_tree(gen_dir: str, node_class: str, entries: List[FileEntry],
-                owners: Optional[Set[int]]) -> None:
+                owners: Optional[Set[int]], known: AbstractSet[str] = frozenset()) -> None:
     tree = os.path.join(gen_dir, tree_dir(node_class))
     if os.path.islink(tree) or not os.path.isdir(tree):
         raise VerificationError(f"{tree}: missing or not a directory")
@@ -131,7 +134,7 @@ def _check_tree(gen_dir: str, node_class: str, entries: List[FileEntry],
     if extra:
         raise VerificationError(f"{os.path.join(tree, sorted(extra)[0])}: not in the manifest")
     for entry in entries:
-        _check_file(tree, entry, owners)
+        _check_file(tree, entry, owners, known)
 
 
 def _check_top(gen_dir: str, classes: List[str], owners: Optional[Set[int]],
@@ -161,11 +164,16 @@ def _check_top(gen_dir: str, classes: List[str], owners: Optional[Set[int]],
 
 
 def verify_generation(gen_dir: str, allowed_signers: Optional[str] = None,
-                      owners: Optional[Set[int]] = None) -> Dict[str, Any]:
+                      owners: Optional[Set[int]] = None, known: AbstractSet[str] = frozenset(),
+                      node: bool = False) -> Dict[str, Any]:
     """Verify a whole generation; return its manifest. VerificationError names the culprit.
 
     `owners`: the uids a node trusts (root and its deploy owner); None skips ownership checks
-    (the publisher, which checked its deploy root itself).
+    (the publisher, which checked its deploy root itself). `known`: sha256 values a node
+    already holds, intact (its record says so): such files are checked for presence, size,
+    mode and owner but not re-read, so an access-only generation reads nothing of the trees.
+    `node`: the reader is a node, which never reads `access.json` (not for nodes; it can be
+    large): its size, mode and owner are checked, its bytes are not.
     """
     if os.path.islink(gen_dir) or not os.path.isdir(gen_dir):
         raise VerificationError(f"{gen_dir}: not a generation directory")
@@ -185,7 +193,7 @@ def verify_generation(gen_dir: str, allowed_signers: Optional[str] = None,
     access = access_entry(manifest)
     _check_top(gen_dir, classes, owners, access is not None)
     for node_class in classes:
-        _check_tree(gen_dir, node_class, class_files(manifest, node_class), owners)
+        _check_tree(gen_dir, node_class, class_files(manifest, node_class), owners, known)
     if access is not None:
-        _check_file(gen_dir, access, owners)
+        _check_file(gen_dir, access, owners, {access.sha256} if node else frozenset())
     return manifest

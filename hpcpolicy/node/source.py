@@ -20,61 +20,35 @@ import hashlib
 import logging
 import os
 import socket
-import stat
-from typing import Any, Dict, List, Mapping, Optional, Set, Tuple
+from typing import Any, Collection, Dict, List, Mapping, Optional, Set, Tuple
 
 from hpcpolicy.errors import RuntimeFailure, UnsafePath, UsageError, VerificationError
 from hpcpolicy.fsutil import read_bytes_nofollow
-from hpcpolicy.generation import trust
 from hpcpolicy.generation.manifest import MANAGED_FILES, class_files
 from hpcpolicy.generation.naming import (
     CHANNELS,
     DEFAULT_CLASS,
     GENERATIONS,
     STABLE,
-    channel_generation,
-    channel_link,
     tree_dir,
 )
 from hpcpolicy.generation.trust import check_dirs
+from hpcpolicy.node.link import (  # the light part: a sync with nothing to do uses only it
+    OWNER_HINT,
+    REFUSE,
+    check_deploy_root,
+    check_link,
+    resolve,
+)
+
+__all__ = ["check_deploy_root", "check_link", "resolve"]  # re-exported
 
 log = logging.getLogger(__name__)
 _READ_LIMIT = max(MANAGED_FILES.values()) + 1
-_REFUSE = "; refusing to read it"
-_OWNER_HINT = (" (a deploy owner other than root is set with deploy_owner in node.toml "
-               "or --deploy-owner)")
+_REFUSE, _OWNER_HINT = REFUSE, OWNER_HINT
 
 
 # ----------------------------------------------------------------------------- trust
-
-
-def check_deploy_root(deploy_root: str, owners: Set[int]) -> str:
-    """Refuse to read a deploy root others could alter (UnsafePath); return it normalised.
-
-    `owners`: the uids that may own it (root and the node's configured deploy owner).
-    """
-    path = os.path.normpath(os.path.abspath(deploy_root))
-    try:
-        top = os.stat(path)
-    except OSError as err:
-        raise RuntimeFailure(f"deploy root {path}: cannot read: {err.strerror}") from None
-    if not stat.S_ISDIR(top.st_mode):
-        raise RuntimeFailure(f"deploy root {path}: not a directory")
-    inside = {path, os.path.realpath(path)}
-    check_dirs(f"deploy root {path}", trust.chain(path), owners, inside, _OWNER_HINT + _REFUSE)
-    return path
-
-
-def check_link(deploy_root: str, channel: str, owners: Set[int]) -> None:
-    """The channel link itself: whoever owns it can repoint it."""
-    link = channel_link(deploy_root, channel)
-    try:
-        st = os.lstat(link)
-    except OSError:
-        return  # resolve() says that nothing is published
-    if st.st_uid not in owners:
-        raise UnsafePath(f"deploy root {deploy_root}: {link} is owned by uid {st.st_uid}, not "
-                         f"root or the deploy owner{_OWNER_HINT}{_REFUSE}")
 
 
 def check_inner(deploy_root: str, channel: str, gen_dir: str, owners: Set[int]) -> None:
@@ -92,15 +66,6 @@ def check_inner(deploy_root: str, channel: str, gen_dir: str, owners: Set[int]) 
 # ----------------------------------------------------------------------------- generation
 
 
-def resolve(deploy_root: str, channel: str) -> Tuple[str, str]:
-    """(generation name, its directory): the channel link read exactly once."""
-    name = channel_generation(deploy_root, channel)
-    if name is None:
-        what = "current" if channel == STABLE else f"channels/{channel}"
-        raise RuntimeFailure(f"{deploy_root}: no generation published ({what} does not exist)")
-    return name, os.path.join(deploy_root, GENERATIONS, name)
-
-
 def _read(path: str) -> bytes:
     """One file of the generation (a seam for tests that make a generation vanish).
 
@@ -110,11 +75,18 @@ def _read(path: str) -> bytes:
     return read_bytes_nofollow(path, _READ_LIMIT)
 
 
-def read_class(gen_dir: str, manifest: Mapping[str, Any], node_class: str) -> Dict[str, bytes]:
-    """{node path: bytes} of one class, each read once and checked against the manifest."""
+def read_class(gen_dir: str, manifest: Mapping[str, Any], node_class: str,
+               skip: Collection[str] = (), only: Optional[Collection[str]] = None
+               ) -> Dict[str, bytes]:
+    """{node path: bytes} of one class, each read once and checked against the manifest.
+
+    `skip`: paths not read (the node holds their bytes, intact); `only`: read just these.
+    """
     tree = os.path.join(gen_dir, tree_dir(node_class))
     out: Dict[str, bytes] = {}
     for entry in class_files(manifest, node_class):
+        if entry.path in skip or (only is not None and entry.path not in only):
+            continue
         path = os.path.join(tree, entry.path)
         try:
             data = _read(path)

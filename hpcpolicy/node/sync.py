@@ -33,9 +33,9 @@ import logging
 import os
 import subprocess
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Set, Union
+from typing import Any, Collection, Dict, Iterator, List, Mapping, Optional
 
 from hpcpolicy.errors import (
     HpcPolicyError,
@@ -47,11 +47,20 @@ from hpcpolicy.errors import (
 )
 from hpcpolicy.fsutil import poll_lock
 from hpcpolicy.generation import diff as diffs
-from hpcpolicy.generation.manifest import SYSCTL_FILE
-from hpcpolicy.generation.naming import STABLE, parse_name
+from hpcpolicy.generation.manifest import SYSCTL_FILE, class_files
+from hpcpolicy.generation.naming import parse_name
 from hpcpolicy.generation.verify import SIG_NAME, verify_generation
 from hpcpolicy.node import install, source
-from hpcpolicy.node.config import DEFAULT_PATH, NodeConfig
+from hpcpolicy.node.idle import basis_of, idle
+from hpcpolicy.node.options import (
+    UNCHECKED_NOTE,
+    SyncOptions,
+    SyncResult,
+    as_text,
+    describe,
+    sync_options,
+)
+from hpcpolicy.node.record import intact_hashes, records
 from hpcpolicy.node.shadowlock import ShadowLocks
 from hpcpolicy.node.state import (
     FORMAT,
@@ -63,73 +72,16 @@ from hpcpolicy.node.state import (
     save_state,
     with_floor,
 )
+from hpcpolicy.node.userns import report as userns_report
+
+# re-exported: callers import the whole node sync API from here
+__all__ = ["SyncOptions", "SyncResult", "as_text", "describe", "sync", "sync_options"]
 
 log = logging.getLogger(__name__)
 
 SUBID_FILES = ("etc/subuid", "etc/subgid")
 SYSCTL = "sysctl"
 SYSCTL_TIMEOUT = 60.0
-UNCHECKED_NOTE = ("the site signs its generations but this node does not check the signature: "
-                  "set allowed_signers in /etc/hpcpolicy/node.toml (or --allowed-signers)")
-MIGRATE_NOTE = ("sub-ID ranges changed: users with running rootless Podman must run "
-                "`podman system migrate` (or log in again) to use the new ranges")
-
-
-@dataclass
-class SyncOptions:
-    """What `node sync` was asked to do (the CLI flags)."""
-
-    deploy_root: str
-    root: str = "/"
-    allowed_signers: Optional[str] = None
-    node_class: Optional[str] = None
-    channel: str = STABLE
-    check: bool = False
-    want_diff: bool = False
-    reload: bool = True
-    hostname: Optional[str] = None
-    lock_timeout: float = 30.0
-    deploy_owner: int = 0  # the uid besides root that may own what the node reads
-    allow_older: bool = False
-    migrate_users: bool = False  # end stale pause processes (interactive use only: the CLI checks)
-    userns: Optional[bool] = None  # look for stale user namespaces; None: only when root is /
-    proc: str = "/proc"
-
-    @property
-    def owners(self) -> Set[int]:
-        return {0, self.deploy_owner}
-
-
-@dataclass
-class SyncResult:
-    """What a sync did (or, with --check, would do)."""
-
-    generation: str
-    node_class: str
-    class_reason: str
-    channel: str
-    check: bool
-    changes: List[Dict[str, str]] = field(default_factory=list)
-    diff: Optional[List[Dict[str, Any]]] = None
-    notes: List[str] = field(default_factory=list)
-    errors: List[str] = field(default_factory=list)
-    pending: Dict[str, str] = field(default_factory=dict)  # step -> why it failed (still due)
-    stale_userns: List[Dict[str, Any]] = field(default_factory=list)
-    migrated: List[Dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def changed(self) -> bool:
-        return bool(self.changes) or bool(self.migrated)
-
-    @property
-    def msg(self) -> str:
-        head = f"generation {self.generation}, class {self.node_class} ({self.class_reason})"
-        if self.errors:
-            return f"{head}: " + "; ".join(self.errors)
-        if not self.changes:
-            return f"{head}: nothing to do, the node is up to date"
-        verb = "would change" if self.check else "changed"
-        return f"{head}: {verb} {len(self.changes)} file(s)"
 
 
 @dataclass
@@ -202,14 +154,19 @@ def _plan_removal(root: str, rel: str) -> Optional[_Planned]:
                     f"{rel}: original restored" if os.path.lexists(orig) else "")
 
 
-def plan(root: str, files: Mapping[str, bytes], previous: Mapping[str, str]) -> List[_Planned]:
-    """What must change on the node; raises UnsafePath before anything is written."""
+def plan(root: str, files: Mapping[str, bytes], previous: Mapping[str, str],
+         unchanged: Collection[str] = ()) -> List[_Planned]:
+    """What must change on the node; raises UnsafePath before anything is written.
+
+    `unchanged`: paths the new generation keeps with the same hash and whose installed file
+    still equals the node's record: nothing to compare, nothing was read for them.
+    """
     out: List[_Planned] = []
     for rel in sorted(files):
         item = _plan_file(root, rel, files[rel], previous)
         if item is not None:
             out.append(item)
-    for rel in sorted(set(previous) - set(files)):
+    for rel in sorted(set(previous) - set(files) - set(unchanged)):
         item = _plan_removal(root, rel)
         if item is not None:
             out.append(item)
@@ -308,49 +265,10 @@ def _sysctl_step(opts: SyncOptions, root: str, action: Optional[str], due: Optio
                                 ("" if action else " (a step that had failed before)"))
 
 
-def _userns_step(opts: SyncOptions, root: str, subid_changed: bool,
-                 previous: Optional[Mapping[str, Any]], result: SyncResult) -> None:
-    """Name users whose running user namespaces still map old sub-ID ranges; with
-    --migrate-users, end the stale pause process of those who run no container."""
-    enabled = live_root(root) if opts.userns is None else opts.userns
-    if not enabled:
-        if subid_changed:
-            result.notes.append(MIGRATE_NOTE)
-        return
-    earlier = bool(previous and previous.get("stale_userns"))
-    if not (subid_changed or earlier or opts.migrate_users):
-        return
-    from hpcpolicy.node import userns
-
-    def installed(rel: str) -> bytes:
-        return install.read_installed(install.target_path(root, rel)) or b""
-
-    stale = userns.stale_users(userns.scan(opts.proc), installed(SUBID_FILES[0]),
-                               installed(SUBID_FILES[1]))
-    if opts.migrate_users:
-        ended, stale = userns.migrate(stale)
-        result.migrated = [u.as_dict() for u in ended]
-        for user in ended:
-            result.notes.append(f"ended the stale pause process of {user.user} (pids "
-                                f"{', '.join(map(str, sorted(user.pause)))}): its next podman "
-                                "uses the new ranges")
-    result.stale_userns = [u.as_dict() for u in stale]
-    for user in stale:
-        if user.containers:
-            result.notes.append(
-                f"{user.user} runs containers that still map old sub-ID ranges "
-                f"({', '.join(sorted(user.containers)[:5])}): left running; the old ranges "
-                "stay in use until they end")
-        else:
-            result.notes.append(
-                f"{user.user}: user namespace still maps old sub-ID ranges (pids "
-                f"{', '.join(map(str, sorted(user.pids)[:5]))}); end it with "
-                "`hpcpolicy node sync --migrate-users` (interactive)")
-
-
 def _new_state(opts: SyncOptions, deploy_root: str, manifest: Mapping[str, Any],
-               node_class: str, files: Mapping[str, bytes], state: Optional[Dict[str, Any]],
+               node_class: str, reason: str, root: str, state: Optional[Dict[str, Any]],
                site_signs: bool) -> Dict[str, Any]:
+    shas = {e.path: e.sha256 for e in class_files(manifest, node_class)}
     return {
         "format": FORMAT,
         "generation": manifest["generation"],
@@ -359,7 +277,10 @@ def _new_state(opts: SyncOptions, deploy_root: str, manifest: Mapping[str, Any],
         "deploy_root": deploy_root,
         "site": manifest.get("site"),
         "synced": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "files": {rel: hashlib.sha256(data).hexdigest() for rel, data in sorted(files.items())},
+        "files": dict(sorted(shas.items())),
+        "stat": records(root, sorted(shas)),  # what lstat says of each, right after installing
+        "class_reason": reason,
+        "idle": basis_of(opts, deploy_root),
         "requirements": manifest.get("requirements", {}),
         "floors": with_floor(state, str(manifest.get("site")), deploy_root,
                              int(manifest["number"]), str(manifest["generation"])),
@@ -379,7 +300,14 @@ def _root(path: str) -> str:
 
 
 def sync(opts: SyncOptions) -> SyncResult:
-    """Verify, then install the channel's generation under opts.root (see module docstring)."""
+    """Verify, then install the channel's generation under opts.root (see module docstring);
+    a sync with nothing to do is decided from the node's record alone (`node.idle`)."""
+    quick = idle(opts)
+    return quick if quick is not None else full_sync(opts)
+
+
+def full_sync(opts: SyncOptions) -> SyncResult:
+    """The sync that reads the generation: verify it, then install what differs."""
     root = _root(opts.root)
     deploy_root = source.check_deploy_root(opts.deploy_root, opts.owners)
     source.check_link(deploy_root, opts.channel, opts.owners)
@@ -431,9 +359,12 @@ def check_newer(opts: SyncOptions, state: Optional[Dict[str, Any]], deploy_root:
 def _sync_generation(opts: SyncOptions, root: str, deploy_root: str, gen_dir: str) -> SyncResult:
     name = os.path.basename(gen_dir)
     source.check_inner(deploy_root, opts.channel, gen_dir, opts.owners)
-    manifest = verify_generation(gen_dir, opts.allowed_signers, opts.owners)
+    held = intact_hashes(root, load_state(root))  # files untouched since the node wrote them
+    manifest = verify_generation(gen_dir, opts.allowed_signers, opts.owners,
+                                 known=set(held.values()), node=True)
     node_class, reason = source.select_class(manifest, opts.node_class, opts.hostname)
-    files = source.read_class(gen_dir, manifest, node_class)
+    keep = {e.path for e in class_files(manifest, node_class) if held.get(e.path) == e.sha256}
+    files = source.read_class(gen_dir, manifest, node_class, skip=keep)
     result = SyncResult(name, node_class, reason, opts.channel, opts.check)
     signs = site_signs(gen_dir, manifest)
     if signs and opts.allowed_signers is None:
@@ -441,17 +372,21 @@ def _sync_generation(opts: SyncOptions, root: str, deploy_root: str, gen_dir: st
     if opts.check:
         state = load_state(root)
         check_newer(opts, state, deploy_root, manifest, result)
-        _compare(opts, root, files, installed_files(state), result)
+        _compare(opts, root, files, installed_files(state), result, keep)
         result.pending = dict((state or {}).get("pending") or {})
         return result
     with sync_lock(root, opts.lock_timeout):
         state = load_state(root)
         check_newer(opts, state, deploy_root, manifest, result)
         previous = installed_files(state)
-        items = _compare(opts, root, files, previous, result)
+        # a file touched between the first look and the lock is read after all
+        still = set(intact_hashes(root, state)) & keep
+        if keep - still:
+            files.update(source.read_class(gen_dir, manifest, node_class, only=keep - still))
+        items = _compare(opts, root, files, previous, result, still)
         _apply(root, items, previous, opts.lock_timeout)
         _after_install(opts, root, items, state, result)
-        new = _new_state(opts, deploy_root, manifest, node_class, files, state, signs)
+        new = _new_state(opts, deploy_root, manifest, node_class, reason, root, state, signs)
         new["pending"] = dict(result.pending)
         new["stale_userns"] = sorted(u["uid"] for u in result.stale_userns)
         if not same_state(state, new):
@@ -465,64 +400,15 @@ def _after_install(opts: SyncOptions, root: str, items: List[_Planned],
     paths = {i.path: i.action for i in items}
     due = dict((state or {}).get("pending") or {})
     _sysctl_step(opts, root, paths.get(SYSCTL_FILE), due.get(SYSCTL), result)
-    _userns_step(opts, root, any(p in paths for p in SUBID_FILES), state, result)
+    userns_report(opts, root, any(p in paths for p in SUBID_FILES), state, result)
 
 
 def _compare(opts: SyncOptions, root: str, files: Mapping[str, bytes],
-             previous: Mapping[str, str], result: SyncResult) -> List[_Planned]:
-    items = plan(root, files, previous)
+             previous: Mapping[str, str], result: SyncResult,
+             unchanged: Collection[str] = ()) -> List[_Planned]:
+    items = plan(root, files, previous, unchanged)
     result.changes = [{"path": i.path, "action": i.action} for i in items]
     result.notes.extend(i.note for i in items if i.note)
     if opts.want_diff:
         result.diff = [diffs.diff_entry(i.path, i.before, i.data) for i in items]
     return items
-
-
-def describe(result: SyncResult) -> Dict[str, Any]:
-    """The --format json fields of a sync beyond changed/failed/msg."""
-    out: Dict[str, Any] = {
-        "generation": result.generation,
-        "class": result.node_class,
-        "class_reason": result.class_reason,
-        "channel": result.channel,
-        "check": result.check,
-        "changes": result.changes,
-        "notes": result.notes,
-        "pending": [{"step": k, "error": v} for k, v in sorted(result.pending.items())],
-        "stale_userns": result.stale_userns,
-    }
-    if result.migrated:
-        out["migrated"] = result.migrated
-    if result.diff is not None:
-        out["diff"] = result.diff
-    if result.errors:
-        out["errors"] = result.errors
-    return out
-
-
-def as_text(result: SyncResult) -> str:
-    """What a person reads: the summary, one line per change, notes, then any diff."""
-    lines = [result.msg]
-    lines += [f"  {c['action']:<8} /{c['path']}" for c in result.changes]
-    lines += [f"  note: {n}" for n in result.notes]
-    text = "\n".join(lines) + "\n"
-    if result.diff:
-        text += diffs.unified(result.diff)
-    return text
-
-
-
-def sync_options(config: NodeConfig, *, deploy_root: Optional[str] = None,
-                 deploy_owner: Union[str, int, None] = None,
-                 allowed_signers: Optional[str] = None, node_class: Optional[str] = None,
-                 channel: Optional[str] = None, **rest: Any) -> SyncOptions:
-    """The options of a sync: the command line's values over node.toml's (the CLI, Ansible)."""
-    merged = config.override(deploy_root=deploy_root, deploy_owner=deploy_owner,
-                             allowed_signers=allowed_signers, node_class=node_class,
-                             channel=channel)
-    if merged.deploy_root is None:
-        where = config.path or DEFAULT_PATH
-        raise UsageError(f"no deploy root: give --from DEPLOY_ROOT or set deploy_root in {where}")
-    return SyncOptions(deploy_root=merged.deploy_root, allowed_signers=merged.allowed_signers,
-                       node_class=merged.node_class, channel=merged.channel_name,
-                       deploy_owner=merged.owner_uid(), **rest)

@@ -25,7 +25,10 @@ import signal
 import struct
 import time
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, List, Mapping, Optional, Set, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Mapping, Optional, Set, Tuple
+
+if TYPE_CHECKING:
+    from hpcpolicy.node.options import SyncOptions, SyncResult
 
 NS_GET_OWNER_UID = 0xB704  # _IO(0xb7, 0x4), linux/nsfs.h
 IDENTITY = b"0 0 4294967295"
@@ -273,3 +276,52 @@ def migrate(stale: Iterable[StaleUser]) -> Tuple[List[StaleUser], List[StaleUser
         else:
             kept.append(user)  # stale, but no pause process to end: say so, touch nothing
     return ended, kept
+
+
+# ----------------------------------------------------------------------------- node sync
+
+
+SUBID_FILES = ("etc/subuid", "etc/subgid")
+MIGRATE_NOTE = ("sub-ID ranges changed: users with running rootless Podman keep the old ranges "
+                "until their pause process ends (`hpcpolicy node sync --migrate-users` on the "
+                "node ends those without running containers)")
+
+
+def report(opts: SyncOptions, root: str, subid_changed: bool,
+           previous: Optional[Mapping[str, Any]], result: SyncResult) -> None:
+    """Name users whose running user namespaces still map old sub-ID ranges; with
+    --migrate-users, end the stale pause process of those who run no container."""
+    enabled = root == "/" if opts.userns is None else opts.userns
+    if not enabled:
+        if subid_changed:
+            result.notes.append(MIGRATE_NOTE)
+        return
+    earlier = bool(previous and previous.get("stale_userns"))
+    if not (subid_changed or earlier or opts.migrate_users):
+        return
+
+    def installed(rel: str) -> bytes:
+        from hpcpolicy.node import install
+
+        return install.read_installed(install.target_path(root, rel)) or b""
+
+    stale = stale_users(scan(opts.proc), installed(SUBID_FILES[0]), installed(SUBID_FILES[1]))
+    if opts.migrate_users:
+        ended, stale = migrate(stale)
+        result.migrated = [u.as_dict() for u in ended]
+        for user in ended:
+            result.notes.append(f"ended the stale pause process of {user.user} (pids "
+                                f"{', '.join(map(str, sorted(user.pause)))}): its next podman "
+                                "uses the new ranges")
+    result.stale_userns = [u.as_dict() for u in stale]
+    for user in stale:
+        if user.containers:
+            result.notes.append(
+                f"{user.user} runs containers that still map old sub-ID ranges "
+                f"({', '.join(sorted(user.containers)[:5])}): left running; the old ranges "
+                "stay in use until they end")
+        else:
+            result.notes.append(
+                f"{user.user}: user namespace still maps old sub-ID ranges (pids "
+                f"{', '.join(map(str, sorted(user.pids)[:5]))}); end it with "
+                "`hpcpolicy node sync --migrate-users` (interactive)")
