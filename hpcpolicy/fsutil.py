@@ -32,7 +32,6 @@ import errno
 import fcntl
 import os
 import stat
-import tempfile
 import time
 from typing import Callable, List, Optional, Union
 
@@ -121,6 +120,8 @@ def stage_file(
     cannot leave some files old and some new. On failure nothing is left behind.
     """
     path = os.fspath(path)
+    import tempfile  # here: a read-only run (an idle node sync) never needs it
+
     fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=os.path.dirname(path) or ".")
     try:
         with os.fdopen(fd, "wb") as handle:

@@ -94,7 +94,17 @@ def _json_hint(argv: Sequence[str]) -> bool:
     return bool(known.format == "json")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _command_in(argv: Sequence[str]) -> Optional[str]:
+    """The command named on the line (the first word: global options take no value)."""
+    for arg in argv:
+        if not arg.startswith("-"):
+            return arg if arg in COMMAND_MODULES else None
+    return None
+
+
+def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
+    """The whole parser, or only the named command's: `node sync` runs from a timer on every
+    node, and importing every other command's modules would be most of its cost."""
     common = _Parser(add_help=False)
     common.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     common.add_argument("-v", "--verbose", action="store_true", help="more log messages")
@@ -103,7 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"hpcpolicy {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     subparsers.required = True
-    for name in COMMAND_MODULES:
+    named = _command_in(argv)
+    for name in (named,) if named else COMMAND_MODULES:
         module = importlib.import_module(f"hpcpolicy.cli.cmd_{name}")
         module.add_parser(subparsers, common)
     decorate(parser)
@@ -243,7 +254,7 @@ def _run(argv: List[str]) -> Tuple[Report, bool]:
     try:
         _setup_logging(debug)
         try:
-            args = build_parser().parse_args(argv)
+            args = build_parser(argv).parse_args(argv)
         except _UsageError as err:
             quiet_signals()
             return _usage(err, as_json), debug

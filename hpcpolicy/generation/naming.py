@@ -10,7 +10,6 @@ Anything starting with `.` under `generations/` is work in progress and never a 
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import re
 from typing import Dict, List, Mapping, Optional, Tuple
@@ -61,6 +60,8 @@ def tree_dir(node_class: str) -> str:
 
 def trees_sha256(trees: Mapping[str, Mapping[str, bytes]]) -> str:
     """One digest over every class's files (class, path and content, in a fixed order)."""
+    import hashlib  # here: nodes read names and links on every timer run, never hash trees
+
     digest = hashlib.sha256()
     for node_class in sorted(trees):
         for path in sorted(trees[node_class]):

@@ -28,11 +28,6 @@ from hpcpolicy.errors import InvalidInput, ProblemCollector, UsageError
 from hpcpolicy.generation.naming import CHANNEL_RE, CLASS_RE, STABLE
 from hpcpolicy.generation.trust import anchor_problem
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
-
 DEFAULT_PATH = "/etc/hpcpolicy/node.toml"
 KEYS = ("deploy_root", "deploy_owner", "allowed_signers", "channel", "class")
 
@@ -119,6 +114,10 @@ def load(path: Optional[str] = None) -> NodeConfig:
     why = anchor_problem(file, {0, os.geteuid()})
     if why:
         raise InvalidInput(why, file=file)
+    if sys.version_info >= (3, 11):  # here: most nodes run without the file (no parser then)
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
     try:
         with open(file, "rb") as handle:
             doc = tomllib.load(handle)
