@@ -5,7 +5,8 @@
 
 Figures: lines in `cli/`; the `hpcpolicy` packages `cli/` imports; import circles (strongly
 connected groups of modules, imports inside functions included, `if TYPE_CHECKING:` ones not);
-functions over 60 lines; modules over 400 lines. Each list is printed after its count, so a change can be traced.
+functions over 60 lines; modules over 400 lines. Each list is printed after its count, so a
+change can be traced.
 """
 
 from __future__ import annotations

@@ -26,6 +26,10 @@ if ! .venv/bin/python -c "import ldap" 2>/dev/null; then
     .venv/bin/python -m pip install -q "python-ldap>=3.4" >/dev/null 2>&1 \
         || echo "python-ldap did not build: its LDAP backend tests will skip" >&2
 fi
+# lint and types first: an unclean tree fails the test command before any test runs
+# (the import layers are a test: tests/test_layers.py)
+.venv/bin/ruff check hpcpolicy tests bench scripts ansible_collections
+.venv/bin/mypy
 set +e
 .venv/bin/python -m pytest "$@"
 rc=$?
