@@ -99,3 +99,23 @@ def test_diff_bad_input(cli: Any, tmp_path: Path) -> None:
     (gen / "access.json").unlink()
     res = cli("diff", "1", "--site", site, "--format", "json")
     assert res.rc == 1 and "has no access.json" in as_json(res.out)["msg"]
+
+
+def test_access_only_generation_installs_nothing_on_a_node(cli: Any, tmp_path: Path) -> None:
+    """A group change alone publishes a generation whose node files are the same: a node
+    installs nothing, and never installs access.json."""
+    site = make_site(tmp_path)
+    root, node = tmp_path / "shared", tmp_path / "node"
+    node.mkdir()
+    assert cli("apply", site).rc == 0
+    sync = ("node", "sync", "--from", root, "--root", node, "--no-reload",
+            "--deploy-owner", str(os.geteuid()), "--format", "json")
+    first = cli(*sync)
+    assert first.rc == 0, first.err
+    edit(tmp_path / "group", "bio:x:2001:alice", "bio:x:2001:alice,carol")
+    res = cli("apply", site, "--format", "json")
+    assert as_json(res.out)["changes"] == [] and as_json(res.out)["access_changes"]
+    again = as_json(cli(*sync).out)
+    assert not again["failed"] and again["changes"] == [], again
+    assert again["generation"] == as_json(res.out)["generation"]
+    assert not list(node.rglob("access.json"))
