@@ -11,9 +11,10 @@ import errno
 import math
 import os
 import re
-import signal
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Optional, Sequence
+
+from hpcpolicy.interrupt import Interrupted
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -162,15 +163,6 @@ def check_seconds(value: float, what: str) -> float:
     if not math.isfinite(value) or value < 0:
         raise UsageError(f"{what}: {value!r} is not a number of seconds (finite, >= 0)")
     return value
-
-
-class Interrupted(BaseException):
-    """SIGINT or SIGTERM arrived. A BaseException, like KeyboardInterrupt, so that no
-    `except Exception` in the library swallows it; `finally` blocks still release locks."""
-
-    def __init__(self, signum: int) -> None:
-        self.signum = signum
-        super().__init__(f"interrupted by {signal.Signals(signum).name}")
 
 
 @dataclass

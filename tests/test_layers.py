@@ -16,7 +16,8 @@ from scripts.structure import circles, graph
 
 REPO = Path(__file__).resolve().parent.parent
 
-FOUNDATION = {"hpcpolicy", "hpcpolicy.errors", "hpcpolicy.fsutil", "hpcpolicy.gcpause"}
+FOUNDATION = {"hpcpolicy", "hpcpolicy.errors", "hpcpolicy.fsutil", "hpcpolicy.gcpause",
+              "hpcpolicy.interrupt"}
 # rank of each package; equal ranks are siblings that must not import each other
 LAYERS: Dict[str, int] = {
     "policy": 1,

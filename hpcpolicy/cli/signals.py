@@ -1,4 +1,4 @@
-"""SIGINT and SIGTERM raise `errors.Interrupted` while a command runs (`cli.entry` installs
+"""SIGINT and SIGTERM raise `interrupt.Interrupted` while a command runs (`cli.entry` installs
 them first thing, `main` for in-process callers)."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import signal
 from typing import Any, List, Optional, Tuple
 
-from hpcpolicy.errors import Interrupted
+from hpcpolicy.interrupt import Interrupted
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
