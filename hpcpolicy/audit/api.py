@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from typing import Any, Dict, Iterator, List, Optional
 
 from hpcpolicy import __version__
+from hpcpolicy.audit import enforce
 from hpcpolicy.audit.decide import (
     AuditDecision,
     Context,
@@ -35,6 +36,7 @@ from hpcpolicy.audit.decide import (
 from hpcpolicy.audit.enforce import store_paths
 from hpcpolicy.audit.matrix import Report, audited_users, build_report, decisions_stream
 from hpcpolicy.errors import InvalidInput, UsageError
+from hpcpolicy.node import mountinfo
 
 
 @dataclass
@@ -91,6 +93,9 @@ def run(
         return AuditResult(ctx, obs, audit(ctx, users, chosen, obs))
     select_users(ctx, None, group)  # an unknown --group is exit 2
     report = build_report(ctx, chosen, obs, audited_users(ctx, group))
+    uid_names = {u.uid: u.name for u in snapshot.users.values()}
+    report.findings += enforce.findings(policy, node_class, obs.states, uid_names,
+                                        mountinfo.read_mount_points())  # this host's mounts
     report.provenance = provenance(ctx, report, now)
     return AuditResult(ctx, obs, report=report)
 

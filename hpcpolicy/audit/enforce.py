@@ -202,3 +202,10 @@ def readonly_bind_findings(policy: Policy, node_class: str,
             "remedy": "add a readonly [[bind]] for each of them (same relative target), or "
                       "unmount them"})
     return out
+
+
+def findings(policy: Policy, node_class: str, states: Dict[str, Any], uid_names: Dict[int, str],
+             points: Optional[Sequence[str]]) -> List[Dict[str, Any]]:
+    """Store drift and read-only-bind bypasses, appended to the report's findings."""
+    return (store_findings(policy, node_class, states, uid_names)
+            + readonly_bind_findings(policy, node_class, points))

@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
 from hpcpolicy.access.profiles import Profile, build_profiles, directory_users, named_groups
-from hpcpolicy.audit import enforce
 from hpcpolicy.audit.decide import (
     FILE_PERMISSIONS,
     LOCAL_RULE,
@@ -37,7 +36,6 @@ from hpcpolicy.audit.decide import (
     user_notes,
 )
 from hpcpolicy.directory.model import User
-from hpcpolicy.node import mountinfo
 from hpcpolicy.policy.reference import parse
 
 KINDS = ("unenforced-denial", "unenforced-requirement", "contradiction", "bypass", "drift")
@@ -218,18 +216,8 @@ def build_report(ctx: Context, targets: Sequence[Target], obs: Observation,
     text = dict(legend.text)
     text.update({f"mark/{k}": v for k, v in MARKS.items()})
     report = Report(ctx.policy.site.name, ctx.node_class, chosen, profiles, cells, text, [])
-    report.findings = findings(ctx, report) + enforcement_findings(ctx, obs)
+    report.findings = findings(ctx, report)
     return report
-
-
-def enforcement_findings(ctx: Context, obs: Observation) -> List[Dict[str, Any]]:
-    """Site image stores as found (drift), read-only binds with mounts below their sources on
-    this host (bypass): `audit.enforce`."""
-    uid_names = {u.uid: u.name for u in ctx.snapshot.users.values()}
-    found = enforce.store_findings(ctx.policy, ctx.node_class, obs.states, uid_names)
-    found += enforce.readonly_bind_findings(ctx.policy, ctx.node_class,
-                                            mountinfo.read_mount_points())
-    return found
 
 
 # --- findings ------------------------------------------------------------------------------
