@@ -1,10 +1,13 @@
-"""Operator approval for apply and rollback: who is acting, and may they?
+"""Operator approval for every command that publishes or changes the ledger: who is acting,
+and may they?
 
-With `[site.approval]` an interactive apply/rollback proves the operator is who they claim
-(their password, through the site's PAM service) and that they belong to `admin_group`; the
-returned name is recorded in the manifest and the change log. A non-interactive run (Ansible,
-a timer) has nobody to ask, so it must sign its generation with `[site] signing_key` instead:
-the signature, not a password, is then the accountable act.
+With `[site.approval]` an interactive run proves the operator is who they claim (their
+password, through the site's PAM service) and that they belong to `admin_group`; the returned
+name is recorded in the manifest and the change log. A non-interactive run (Ansible, a timer)
+has nobody to ask: it must declare itself (`--non-interactive`; a missing terminal alone is
+refused, so redirecting stdin never skips approval) and sign its generation with
+`[site] signing_key`: the signature, not a password, is then the accountable act. Commands
+that sign nothing (promote, the ledger commands) are interactive-only under approval.
 
 Decisions, from measurements:
 
