@@ -420,3 +420,23 @@ def test_validate_judges_a_visible_store_and_names_submounts(tmp_path: Path, mod
     else:
         assert (f"{site}: bind[1].readonly: warning: /srv/data has mounts below it on this host "
                 "(/srv/data/sub): they stay writable in enroot, podman containers") in res.stdout
+
+
+def test_store_below_a_directory_home_is_refused_when_the_directory_is_read(
+        tmp_path: Path, cli: Any) -> None:
+    (tmp_path / "passwd").write_text("root:x:0:0::/root:/bin/sh\n"
+                                     "alice:x:5001:5001::/shared/home/alice:/bin/sh\n")
+    (tmp_path / "group").write_text("alice:x:5001:\n")
+    site = _write(tmp_path, _site({
+        "site.runtimes": ["podman"],
+        "directory.files": {"passwd": str(tmp_path / "passwd"),
+                            "group": str(tmp_path / "group")},
+        "runtime.storage": {"additional_image_stores": ["/shared/other",
+                                                        "/shared/home/alice/store"]},
+    }))
+    assert cli("validate", site, "--offline").rc == 0  # the directory is not read offline
+    res = cli("validate", site)
+    assert res.rc == 2, res.err
+    assert (f"{site}: runtime.storage.additional_image_stores[2]: is below the home of alice "
+            "(/shared/home/alice)") in res.err
+    assert "additional_image_stores[1]" not in res.err

@@ -2,6 +2,8 @@
 
 * A site image store that exists here and is writable by anyone but its root owner (or sits
   below a directory that is) is an error: a user could put any image there for everybody.
+* With the directory read (not `--offline`) and a passwd file among its sources, a store below
+  the home directory of a user (uid >= min_uid) is an error, wherever that home is.
 * A read-only bind whose source has mounts below it here is a warning: those mounts stay
   writable in Podman and Enroot containers (a bind is read-only on its top mount only).
 
@@ -15,9 +17,10 @@ import os
 import stat
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from hpcpolicy.errors import Problem
+from hpcpolicy.errors import InvalidInput, Problem
 from hpcpolicy.node import mountinfo
 from hpcpolicy.node.enforce_checks import weak_readonly_binds
+from hpcpolicy.policy import inputs
 from hpcpolicy.policy.model import Policy, Storage
 from hpcpolicy.render.needs import readonly_binds
 
@@ -79,3 +82,41 @@ def bind_warnings(policy: Policy, points: Optional[Sequence[str]] = None) -> Lis
             f"{', '.join(sorted(set(rts)))} containers (a bind is read-only on its top mount "
             "only); add a readonly [[bind]] for each, or unmount them"
             for src, (subs, rts) in found.items()]
+
+
+def _homes(policy: Policy) -> List[Tuple[str, str]]:
+    """(user, home) of the passwd file's users with uid >= min_uid (homes LDAP holds are not
+    read: the directory model keeps no home)."""
+    if "files" not in policy.directory.sources:
+        return []
+    path = policy.directory.files.passwd
+    try:
+        data = inputs.read_input(path, file=policy.path, key="directory.files.passwd",
+                                 max_size=inputs.DIRECTORY_FILE_MAX)
+    except (InvalidInput, OSError):
+        return []  # the directory read reports an unreadable passwd file itself
+    out = []
+    for line in data.decode("utf-8", "replace").splitlines():
+        fields = line.split(":")
+        if len(fields) < 7 or not fields[2].isdigit():
+            continue
+        home = fields[5].rstrip("/")
+        if int(fields[2]) >= policy.directory.min_uid and home.startswith("/") \
+                and home not in ("/nonexistent", "/dev/null"):
+            out.append((fields[0], home))
+    return out
+
+
+def home_problems(policy: Policy) -> List[Problem]:
+    """Stores below a user's home directory (the home's owner could write there)."""
+    homes = _homes(policy)
+    out = []
+    for where, storage in _stores(policy):
+        for i, store in enumerate(storage.additional_image_stores, 1):
+            for user, home in homes:
+                if store == home or store.startswith(home + "/"):
+                    out.append(Problem(policy.path, f"{where}.additional_image_stores[{i}]",
+                                       f"is below the home of {user} ({home}): a read-only "
+                                       "image store must be writable by nobody but root"))
+                    break
+    return out

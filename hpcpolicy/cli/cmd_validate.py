@@ -52,6 +52,8 @@ def run(args: argparse.Namespace) -> Outcome:
     site = site_of(args, "validate")
     done = validate_site(site, args.offline)
     local = local_view.store_problems(done.policy)  # what this host shows of the site's stores
+    if not args.offline:
+        local += local_view.home_problems(done.policy)
     if local:
         raise InvalidInput(local)
     line = summary_line(done.summary, done.snapshot)
