@@ -226,3 +226,25 @@ def test_shadow_like_file_and_dev_zero_are_refused(tmp_path: Path) -> None:
     os.chmod(shadow, 0o644)
     assert "not an OpenPGP public keyring" in _problem(_site(tmp_path, str(shadow)))
     assert "a character device" in _problem(_site(tmp_path, "/dev/zero"))
+
+
+def test_apply_with_a_secret_keyring_publishes_nothing(
+        tmp_path: Path, exports: Dict[str, bytes]) -> None:
+    """The review's H2 run end to end: apply refuses, no generation, the secret not echoed."""
+    import sys
+
+    from apply_fixtures import write_directory, write_site
+
+    key = tmp_path / "k.asc"
+    key.write_bytes(exports["secret_armour"])
+    key.chmod(0o644)
+    files = write_directory(tmp_path / "dir", 2)
+    site = write_site(tmp_path / "site", tmp_path / "root", files)
+    site.write_text(site.read_text() + f'\n[[images.rule]]\nscope = "docker.io/library"\n'
+                    f'action = "allow"\nsigned_by = "{key}"\n')
+    res = subprocess.run([sys.executable, "-m", "hpcpolicy", "apply", str(site)],
+                         capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert res.returncode == 2 and "secret key" in res.stderr
+    body = [line for line in exports["secret_armour"].decode().splitlines()[2:] if len(line) > 40]
+    assert body and not any(line in res.stderr + res.stdout for line in body)  # never echoed
+    assert not (tmp_path / "root" / "current").exists()
