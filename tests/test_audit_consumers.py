@@ -210,3 +210,23 @@ def test_local_transports_allow_is_a_real_bypass(registry: Registry,  # noqa: F8
         assert (res.returncode == 0) == works, res.stderr
         pulled = skopeo_verdicts(registry, policy, [denied], tmp_path / f"pull-{local}")
         assert pulled[denied] != "ok"  # the registry pull itself is refused either way
+
+
+def test_deny_rule_under_default_allow_is_a_real_bypass(registry: Registry,  # noqa: F811
+                                                        tmp_path: Path) -> None:
+    """Under images.default = "allow" a deny rule is a blocklist: the same registry under
+    another name (localhost for 127.0.0.1) meets no rule and gets the default. The audit
+    reports a bypass there instead of an enforced denial, and skopeo pulls it."""
+    from hpcpolicy.audit.decide import Observation
+    from hpcpolicy.audit.matrix import build_report
+
+    policy = make_policy([rule(f"{registry.host}/other", "deny")], default="allow",
+                         runtimes=("podman",))
+    denied = registry.ref("other/tool")
+    ctx = make_context(policy, SNAP)
+    report = build_report(ctx, [parse_target(denied)], Observation(), select_users(ctx))
+    assert [f["kind"] for f in report.findings] == ["bypass"]
+    assert 'images.default = "deny"' in report.findings[0]["remedy"]
+    other_name = f"localhost:{registry.port}/other/tool:1.0"
+    seen = skopeo_verdicts(registry, policy, [denied, other_name], tmp_path)
+    assert seen[denied] != "ok" and seen[other_name] == "ok", seen

@@ -52,6 +52,7 @@ from hpcpolicy.images.scope import (
 )
 from hpcpolicy.policy.model import Collection, ImageRule, Policy
 from hpcpolicy.policy.reference import Reference, namespaces_of, parse
+from hpcpolicy.policy.spellings import Bypass, bypassable_denies
 from hpcpolicy.render.containers import blockable, prefix_covers
 
 LOCAL_RULE = "images.local_transports"
@@ -318,7 +319,20 @@ def _requirement_gap(d: Decision, node: Decision) -> str:
             "do not require of this user: unsigned pulls fail")
 
 
-def _policy_json(d: Decision, node: Decision, local_allowed: bool) -> Enforcement:
+def _spelling_bypass(ctx: Context, d: Decision) -> Optional[Bypass]:
+    """The deny rule that decided `d`, when other spellings of its registry escape it."""
+    if d.allowed or d.rule is None:
+        return None
+    found = ctx.cache.get("bypassable")
+    if found is None:
+        images = ctx.policy.images
+        found = ctx.cache["bypassable"] = {
+            b.rule.scope: b for b in bypassable_denies(images.rules, images.default)}
+    return found.get(d.scope)
+
+
+def _policy_json(d: Decision, node: Decision, local_allowed: bool,
+                 spelling: Optional[Bypass] = None) -> Enforcement:
     signed = f", only if signed by {', '.join(node.keyrings)}" if node.keyrings else ""
     if d.allowed and node.allowed:
         gap = _requirement_gap(d, node)
@@ -334,6 +348,10 @@ def _policy_json(d: Decision, node: Decision, local_allowed: bool) -> Enforcemen
                 f"({LOCAL_RULE} = allow): a user can fetch its blobs over HTTP (curl) into a "
                 "dir: layout and load it from there with podman, buildah or skopeo, with no "
                 "override of their own; this denial is NOT enforced"), "bypass")
+        if spelling is not None:
+            return Enforcement(POLICY_JSON, False, True, (
+                f"rejects it node-wide ({node.reason}), but the {spelling.message()}; this "
+                "denial is NOT enforced"), "bypass")
         return Enforcement(POLICY_JSON, True, True,
                            f"rejects it node-wide ({node.reason}); {_OVERRIDE}")
     if node.allowed:
@@ -459,10 +477,15 @@ def _reference_body(ctx: Context, target: Target, groups: FrozenSet[str]) -> Aud
     enforced: List[Enforcement] = []
     if "podman" in runtimes:
         local = policy.images.local_transports == "allow"
-        enforced.append(_policy_json(d, node, local))
+        spelling = _spelling_bypass(ctx, d)
+        enforced.append(_policy_json(d, node, local, spelling))
         prefix = ctx.blocked_prefix(d.image)
         if prefix is not None:
-            enforced.append(_registries_conf(d.allowed, prefix))
+            found = _registries_conf(d.allowed, prefix)
+            if spelling is not None:  # a string prefix: other spellings are not blocked
+                found = replace(found, enforces=False, note=(
+                    f"{found.note}; other names of the same registry are not blocked"))
+            enforced.append(found)
     version = policy.site.apptainer_version
     enforced += [_with_limits(ctx, _no_registry_control(r, d.allowed, version))
                  for r in NO_CONTROL if r in runtimes]

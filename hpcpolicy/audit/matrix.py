@@ -226,7 +226,12 @@ def build_report(ctx: Context, targets: Sequence[Target], obs: Observation,
 def _remedy(ctx: Context, kind: str, mechanism: str, image: str) -> Optional[str]:
     policy = ctx.policy
     if kind == "bypass":
-        return f'set {LOCAL_RULE} = "deny" (local transports: dir:, oci:, archives)'
+        if policy.images.local_transports == "allow":
+            return f'set {LOCAL_RULE} = "deny" (local transports: dir:, oci:, archives)'
+        if policy.images.default == "allow":
+            return ('set images.default = "deny" and allow what may run (a deny rule is a '
+                    "blocklist other names of the registry walk around)")
+        return "narrow the allowing *.domain rule above this registry, or deny its other names"
     if mechanism == FILE_PERMISSIONS:
         c = collection_of(policy, image)
         if c is None:
