@@ -220,6 +220,40 @@ def test_cli_warnings_and_diff_reach_ansible() -> None:
     assert "failed" not in module.exited
 
 
+def test_library_failures_go_through_the_cli_funnel(tmp_path: Path) -> None:
+    """An OS error is the path and the reason (as the CLI says it), not an internal error;
+    a library error keeps its JSON fields; a bug alone carries the traceback."""
+    from hpcpolicy.errors import RuntimeFailure, failure_of
+
+    missing = tmp_path / "nosuch" / "site.toml"
+
+    def read_missing() -> Dict[str, Any]:
+        missing.read_bytes()
+        return {}
+
+    payload = common.run_library(FakeModule(0, ""), read_missing)
+    assert payload["failed"] is True and payload["changes"] == []
+    assert payload["msg"] == f"{missing}: No such file or directory" == failure_of(
+        FileNotFoundError(2, "No such file or directory", str(missing))).msg
+    assert "exception" not in payload
+
+    err = RuntimeFailure("sync failed")
+    err.details = {"generation": "000007-0badc0de"}
+
+    def fail() -> Dict[str, Any]:
+        raise err
+
+    payload = common.run_library(FakeModule(0, ""), fail)
+    assert payload["generation"] == "000007-0badc0de" and payload["msg"] == "sync failed"
+
+    def bug() -> Dict[str, Any]:
+        return {}["missing"]  # type: ignore[no-any-return]
+
+    payload = common.run_library(FakeModule(0, ""), bug)
+    assert payload["msg"] == "internal error: KeyError: 'missing'"
+    assert "Traceback" in payload["exception"]
+
+
 # ---------------------------------------------------------------- systemd units
 
 

@@ -89,10 +89,8 @@ def run_sync(args: argparse.Namespace) -> Outcome:
         from hpcpolicy.node.sync import full_sync
 
         result = full_sync(opts)
-    for error in result.errors:
-        sys.stderr.write(f"hpcpolicy: {error}\n")
     return Outcome(msg=result.msg, data=describe(result), text=as_text(result),
-                   changed=result.changed,
+                   changed=result.changed, notes=[str(e) for e in result.errors],
                    exit_code=EXIT_FAILURE if result.errors else 0)
 
 

@@ -129,16 +129,17 @@ Report = Tuple[int, Union[str, Iterable[str]], str]
 
 
 def _success(outcome: Outcome, as_json: bool) -> Report:
+    notes = "".join(f"hpcpolicy: {printable(note, limit=None)}\n" for note in outcome.notes)
     if outcome.stream is not None:
-        return outcome.exit_code, outcome.stream, ""
+        return outcome.exit_code, outcome.stream, notes
     if as_json:
-        return outcome.exit_code, json.dumps(outcome.payload(), sort_keys=True) + "\n", ""
+        return outcome.exit_code, json.dumps(outcome.payload(), sort_keys=True) + "\n", notes
     text = outcome.text or outcome.msg
     if not text:
-        return outcome.exit_code, "", ""
+        return outcome.exit_code, "", notes
     # no escape sequence from a ledger or a directory reaches a terminal
     text = printable(text, limit=None, keep="\n\t")
-    return outcome.exit_code, text if text.endswith("\n") else text + "\n", ""
+    return outcome.exit_code, text if text.endswith("\n") else text + "\n", notes
 
 
 def _failure(err: BaseException, as_json: bool, debug: bool, on_error: Dict[str, Any]) -> Report:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, Optional
+from typing import Any, Dict, Iterable, List, Optional
 
 
 @dataclass
@@ -22,6 +22,8 @@ class Outcome:
     exit_code: int = 0
     # printed as it is produced instead of `data`/`text` (JSON Lines: `audit --decisions`)
     stream: Optional[Iterable[str]] = None
+    # lines for stderr, whatever the format (e.g. the failures of a node sync that went on)
+    notes: List[str] = field(default_factory=list)
 
     def payload(self) -> Dict[str, Any]:
         out: Dict[str, Any] = {
