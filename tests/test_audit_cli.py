@@ -94,6 +94,9 @@ def test_who_may_run_an_image(capsys: pytest.CaptureFixture[str]) -> None:
     assert rc == 0 and doc["msg"] == ("registry.example.org/bio/blast:2.14: 1 of 6 users may "
                                       "run it (1 of 4 access profiles)")
     assert [m["allowed"] for m in doc["matrix"]].count(True) == 1
+    rc, out, _ = cli(capsys, str(DEMO), "--image", "registry.example.org/bio/blast:2.14")
+    assert rc == 0 and out.index("Findings (1)") < out.index("May run it: 1 users")
+    assert "  bio: 1 users (e.g. alice)" in out and "May not run it: 5 users" in out
 
 
 def test_explain_json_is_one_decision(capsys: pytest.CaptureFixture[str]) -> None:

@@ -269,6 +269,14 @@ def profile_table(r: Report, headline: str, members: bool = False) -> str:
     lines.append(f"Findings ({len(r.findings)}):" if r.findings else "Findings: none")
     for f in r.findings:
         lines += ["  " + x for x in _finding_lines(f)]
+    if len(r.targets) == 1:  # --image alone: who may run it, by profile
+        lines.append("")
+        cells = [(p, r.cell(0, j)) for j, p in enumerate(r.profiles)]
+        for word, want in (("May run it", True), ("May not run it", False)):
+            chosen = [(p, c) for p, c in cells if c.decision.allowed is want]
+            lines.append(f"{word}: {sum(len(p.members) for p, _ in chosen)} users")
+            lines += [f"  {p.label}: {len(p.members)} users (e.g. {', '.join(p.members[:5])})"
+                      + ("" if c.mark == "enforced" else f" [{c.mark}]") for p, c in chosen]
     lines += ["", "Access profiles:"]
     for j, p in enumerate(r.profiles, 1):
         lines.append(f"  P{j}  {p.id}  {p.label}: {len(p.members)} users "
