@@ -440,3 +440,21 @@ def test_store_below_a_directory_home_is_refused_when_the_directory_is_read(
     assert (f"{site}: runtime.storage.additional_image_stores[2]: is below the home of alice "
             "(/shared/home/alice)") in res.err
     assert "additional_image_stores[1]" not in res.err
+
+
+def test_limit_names_must_resolve_in_the_directory(tmp_path: Path, cli: Any) -> None:
+    """Apptainer refuses every container when a limit name does not resolve."""
+    (tmp_path / "passwd").write_text("alice:x:5001:5001::/home/alice:/bin/sh\n")
+    (tmp_path / "group").write_text("alice:x:5001:\nhpc:x:6000:alice\n")
+    site = _write(tmp_path, _site({
+        "directory.files": {"passwd": str(tmp_path / "passwd"),
+                            "group": str(tmp_path / "group")},
+        "runtime.apptainer_limits": {"container_owners": ["root", "alice", "bob"],
+                                     "container_groups": ["hpc", "physics"]},
+    }))
+    res = cli("validate", site)
+    assert res.rc == 2, res.err
+    assert (f"{site}: runtime.apptainer_limits.container_owners[3]: user 'bob' not found in "
+            "the directory (files)") in res.err
+    assert "container_groups[2]: group 'physics' not found" in res.err
+    assert "container_owners[1]" not in res.err and "container_owners[2]" not in res.err

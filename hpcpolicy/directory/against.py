@@ -38,6 +38,28 @@ def _missing_groups(policy: Policy, snapshot: Snapshot) -> List[Problem]:
     ]
 
 
+def _missing_limit_names(policy: Policy, snapshot: Snapshot) -> List[Problem]:
+    """Apptainer resolves `limit container owners/groups` names on every run and refuses the
+    container when one does not resolve: each must be in the directory (root always is)."""
+    where = _sources(policy)
+    out: List[Problem] = []
+    tables = [("runtime.apptainer_limits", policy.runtime.apptainer_limits)]
+    tables += [(f"node_class[{i}].runtime.apptainer_limits",
+                dict(c.runtime).get("apptainer_limits"))
+               for i, c in enumerate(policy.node_classes, 1)]
+    for base, limits in tables:
+        if limits is None:
+            continue
+        for key, names, known, what in (
+                ("container_owners", limits.container_owners, snapshot.users, "user"),
+                ("container_groups", limits.container_groups, snapshot.groups, "group")):
+            for i, name in enumerate(names or (), 1):
+                if name not in known and name != "root":
+                    out.append(Problem(policy.path, f"{base}.{key}[{i}]",
+                                       f"{what} {name!r} not found in the directory ({where})"))
+    return out
+
+
 def _inside(ids: Sequence[int], first: int, last: int) -> List[int]:
     """The sorted ids that lie in [first, last]."""
     lo = bisect.bisect_left(ids, first)
@@ -71,7 +93,7 @@ def _space_meets_real_ids(policy: Policy, snapshot: Snapshot) -> List[Problem]:
 
 def check_against_directory(policy: Policy, snapshot: Snapshot) -> List[Problem]:
     """Every problem the directory reveals in the policy (empty: consistent)."""
-    problems = _missing_groups(policy, snapshot)
+    problems = _missing_groups(policy, snapshot) + _missing_limit_names(policy, snapshot)
     if policy.subid.enabled:
         problems += _space_meets_real_ids(policy, snapshot)
     return problems
