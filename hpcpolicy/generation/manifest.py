@@ -11,7 +11,14 @@ Shape (format 1)::
      "requirements": {"bind_sources": {"default": [...], "gpu": [...]},
                       "sysctls": {"user.max_user_namespaces": "15000"},
                       "sysctls_optional": ["kernel.unprivileged_userns_clone"],
-                      "setuid_allowed": false, "runtimes": [...], "subid_enabled": true}}
+                      "setuid_allowed": false, "runtimes": [...], "subid_enabled": true,
+                      "classes": {"default": {"sysctls", "sysctls_optional", "setuid_allowed",
+                                              "user_namespaces", "image_stores",
+                                              "storage_driver", "ecl_dirs", "container_paths",
+                                              "readonly_binds"}, "gpu": {...}}}}
+
+The top-level requirement keys are the default class's (what nodes before per-class
+requirements read); `requirements.classes` holds each class's own (`render.needs`).
 
 Also `min_node_version` (the oldest hpcpolicy a node may run to install it), `deploy_owner`
 (the site's, so that `node doctor` can say when a node was told another) and `signed`.
