@@ -233,3 +233,14 @@ def test_site_file_echo_of_unbounded_input_is_cut(cli: Cli, tmp_path: Path) -> N
     assert res.rc == 2
     errors = json.loads(res.out)["errors"]
     assert len(errors) == 2 and all("more characters" in e and len(e) < 3000 for e in errors)
+
+
+def test_log_lines_escape_control_characters() -> None:
+    import logging
+
+    from hpcpolicy.cli.main import _PrintableFormatter
+
+    record = logging.LogRecord("hpcpolicy", logging.WARNING, __file__, 1,
+                               "holder %s", (ESC,), None)
+    line = _PrintableFormatter("hpcpolicy: %(message)s").format(record)
+    assert "\x1b" not in line and line == "hpcpolicy: holder \\x1b[2J\\x1b[31mPWNED"

@@ -238,13 +238,19 @@ def _deliver(report: Report, debug: bool = False) -> int:
 # ------------------------------------------------------------------------------ main
 
 
+class _PrintableFormatter(logging.Formatter):
+    """Log lines quote what others wrote (directory values, manifests, lock records): their
+    control characters are escaped like every other output."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return printable(super().format(record), limit=None, keep="\n")
+
+
 def _setup_logging(debug: bool) -> None:
     logging.raiseExceptions = False  # a closed stderr must not print "--- Logging error ---"
-    logging.basicConfig(
-        stream=sys.stderr,
-        level=logging.DEBUG if debug else logging.WARNING,
-        format="hpcpolicy: %(levelname)s: %(message)s",
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_PrintableFormatter("hpcpolicy: %(levelname)s: %(message)s"))
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, handlers=[handler])
 
 
 def _run(argv: List[str]) -> Tuple[Report, bool]:
