@@ -8,16 +8,10 @@ from typing import List
 import pytest
 
 from hpcpolicy.errors import InvalidInput, RevokeGuard
-from hpcpolicy.subid.allocate import (
-    allocate,
-    check_fit,
-    check_revoke,
-    grant,
-    reclaim,
-    revoke,
-)
+from hpcpolicy.subid.allocate import allocate, check_fit, check_revoke
 from hpcpolicy.subid.eligibility import eligible
 from hpcpolicy.subid.ledger import LEFT, LIVE, RECLAIMED, REVOKED
+from hpcpolicy.subid.operations import grant, reclaim, revoke
 from tests.subid_fixtures import policy, snap, user, users, with_subid
 
 C = 65536

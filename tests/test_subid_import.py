@@ -7,8 +7,10 @@ from typing import List
 import pytest
 
 from hpcpolicy.errors import InvalidInput
-from hpcpolicy.subid.allocate import allocate, import_files, revoke
+from hpcpolicy.subid.allocate import allocate
+from hpcpolicy.subid.importer import import_files
 from hpcpolicy.subid.ledger import LEFT, LIVE
+from hpcpolicy.subid.operations import revoke
 from tests.subid_fixtures import policy, snap, user, users
 
 C = 65536

@@ -12,8 +12,9 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from hpcpolicy.errors import InvalidInput
 from hpcpolicy.policy.model import Policy
-from hpcpolicy.subid.allocate import allocate, grant, reclaim, revoke
+from hpcpolicy.subid.allocate import allocate
 from hpcpolicy.subid.ledger import ID_LIMIT, LEFT, LIVE, RECLAIMED, REVOKED, Ledger
+from hpcpolicy.subid.operations import grant, reclaim, revoke
 from tests.subid_fixtures import policy, snap, user, with_subid
 
 COUNT = 1000

@@ -89,10 +89,10 @@ def record(user: str, site: Optional[str] = None,
 
 
 def _operation(action: str) -> Callable[[Ledger, str], Ledger]:
-    from hpcpolicy.subid import allocate
+    from hpcpolicy.subid import operations
 
     ops: Dict[str, Callable[[Ledger, str], Ledger]] = {
-        "revoke": allocate.revoke, "grant": allocate.grant, "reclaim": allocate.reclaim}
+        "revoke": operations.revoke, "grant": operations.grant, "reclaim": operations.reclaim}
     if action not in ops:
         raise UsageError(f"subid {action}: not one of {', '.join(ACTIONS)}")
     return ops[action]

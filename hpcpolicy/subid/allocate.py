@@ -17,29 +17,24 @@ import bisect
 import datetime
 from dataclasses import dataclass, field
 from operator import attrgetter
-from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from hpcpolicy.directory.model import Snapshot, User
 from hpcpolicy.errors import InvalidInput, Problem, RevokeGuard
 from hpcpolicy.policy.model import Policy
 from hpcpolicy.subid.eligibility import eligible
-from hpcpolicy.subid.importer import import_files
 from hpcpolicy.subid.ledger import (
     ID_LIMIT,
     LEFT,
     LIVE,
     RECLAIMED,
-    REVOKED,
     Event,
     Ledger,
     Record,
 )
 from hpcpolicy.subid.model import Allocation
 
-__all__ = [
-    "AllocationResult", "allocate", "check_fit", "check_revoke", "grant", "import_files",
-    "reclaim", "revoke", "utc_now",
-]
+__all__ = ["AllocationResult", "allocate", "check_fit", "check_revoke", "utc_now"]
 
 Interval = Tuple[int, int]  # inclusive [first, last]
 _MAX_NAMED = 10  # ranges named in one message before "and N more"
@@ -393,61 +388,3 @@ def check_revoke(policy: Policy, result: AllocationResult, allow_revoke: bool) -
             f"{result.live_before} users ({share:.1%}), more than subid.max_revoke = "
             f"{limit:.1%} ({_name_ranges(sorted(result.withdrawn))}): check the directory "
             "source and eligible_groups; rerun with --allow-revoke if this is intended")
-
-
-# ----------------------------------------------------------------------- ledger operations
-
-
-def _need(ledger: Ledger, user: str) -> Record:
-    rec = ledger.find(user)
-    if rec is None:
-        raise InvalidInput(f"{user}: no sub-ID range in the ledger", path="user")
-    return rec
-
-
-def _wrong_state(rec: Record, op: str, why: str) -> InvalidInput:
-    return InvalidInput(f"{rec.name} (uid {rec.uid}): cannot {op}: {why}", path="user")
-
-
-def revoke(ledger: Ledger, user: str, now: Optional[str] = None) -> Ledger:
-    """Withdraw a range even while the user is eligible; it stays reserved for them."""
-    now = now or utc_now()
-    rec = _need(ledger, user)
-    if rec.state == REVOKED or (rec.state == RECLAIMED and rec.withheld):
-        raise _wrong_state(rec, "revoke", "already revoked")
-    if rec.state == RECLAIMED:
-        new = rec.evolve(now, "revoked", "no range held; none will be given", withheld=True)
-    else:
-        new = rec.evolve(now, "revoked", f"{rec.start}-{rec.last}", state=REVOKED)
-    return ledger.with_records({**ledger.records, rec.uid: new}, now)
-
-
-def grant(ledger: Ledger, user: str, now: Optional[str] = None) -> Ledger:
-    """Undo `revoke`: the user gets their range back at the next apply if eligible."""
-    now = now or utc_now()
-    rec = _need(ledger, user)
-    if rec.state == REVOKED:
-        new = rec.evolve(now, "granted", f"{rec.start}-{rec.last}", state=LEFT)
-    elif rec.state == RECLAIMED and rec.withheld:
-        new = rec.evolve(now, "granted", "a new range at the next apply", withheld=False)
-    else:
-        raise _wrong_state(rec, "grant", f"not revoked (state {rec.state})")
-    return ledger.with_records({**ledger.records, rec.uid: new}, now)
-
-
-def reclaim(ledger: Ledger, user: str, now: Optional[str] = None) -> Ledger:
-    """Free the reserved range of a user who left (or was revoked) for someone else."""
-    now = now or utc_now()
-    rec = _need(ledger, user)
-    if rec.state == LIVE:
-        raise _wrong_state(rec, "reclaim", "the range is live; `subid revoke` first "
-                                           "(and apply) or wait until they leave")
-    if rec.state == RECLAIMED:
-        raise _wrong_state(rec, "reclaim", "already reclaimed")
-    new = rec.evolve(now, "reclaimed", f"{rec.start}-{rec.last} freed", state=RECLAIMED,
-                     withheld=rec.state == REVOKED)
-    return ledger.with_records({**ledger.records, rec.uid: new}, now)
-
-
-def live_names(ledger: Ledger) -> Set[str]:
-    return {r.name for r in ledger.records.values() if r.state == LIVE}
