@@ -241,3 +241,21 @@ def test_registries_conf_never_blocks_what_policy_json_accepts(policy: Policy) -
     for ref in REFS:
         if any(containers.prefix_covers(p, ref) for p in blocked):
             assert not decide_node(nodes, allow_default, ref).allowed, (ref, blocked)
+
+
+def test_port_aliases_do_not_repeat_problems(tmp_path: Path) -> None:
+    """The `h:443` and `h:80` copies of a rule never report its problems a second time."""
+    from hpcpolicy.directory.against import check_against_directory
+    from hpcpolicy.errors import InvalidInput
+
+    keyring = tmp_path / "missing.gpg"
+    rules = [{"scope": f"{HOST}/blocked", "action": "deny"},
+             {"scope": f"{HOST}/ok", "action": "allow", "signed_by": str(keyring)}]
+    with pytest.raises(InvalidInput) as info:
+        load_text(site_text(rules, "deny"), "site.toml", str(tmp_path))
+    assert len(info.value.problems) == 1, info.value.problems
+    policy = load_site([{"scope": f"{HOST}/blocked", "action": "deny", "groups": ["nogroup"]}],
+                       "allow")
+    assert len(policy.images.rules) == 3
+    problems = check_against_directory(policy, SNAP)
+    assert [p.path for p in problems] == ["images.rule[1].groups[1]"], problems

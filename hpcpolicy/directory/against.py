@@ -27,6 +27,8 @@ def _missing_groups(policy: Policy, snapshot: Snapshot) -> List[Problem]:
     named += [(join_path("subid", "eligible_groups", i), g)
               for i, g in enumerate(policy.subid.eligible_groups, 1)]
     for rule in policy.images.rules:
+        if rule.alias_of:  # a `h:443` copy of a rule: its groups are the written rule's
+            continue
         named += [(join_path("images", "rule", rule.index, "groups", i), g)
                   for i, g in enumerate(rule.groups, 1)]
     named += [(join_path("images", "collection", i, "group"), c.group)

@@ -244,7 +244,7 @@ def _read_keyrings(images: Images, site: Optional[Site], directory: Optional[Dir
     secrets = _secrets(site, directory)
     keyrings: Dict[str, bytes] = {}
     for rule in images.rules:
-        if rule.signed_by_path is None or rule.signed_by_path in keyrings:
+        if rule.signed_by_path is None or rule.signed_by_path in keyrings or rule.alias_of:
             continue
         where = f"images.rule[{rule.index}].signed_by"
         data = read_keyring(rule.signed_by_path, out.file, where, trust, secrets, out)
