@@ -225,9 +225,9 @@ def _deliver(report: Report, debug: bool = False) -> int:
         why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         _write_err(err + f"hpcpolicy: cannot write to standard output: {why}\n")
         return code or EXIT_FAILURE
-    except BaseException:  # a signal while writing: the command is over, its report was due
+    except BaseException as exc:  # a signal while a stream is written: stop, and say why
         quiet_signals()
-        _write_err(err)
+        _write_err(err + f"hpcpolicy: {failure_of(exc).msg}\n")
         return code or EXIT_FAILURE
     if instead is not None:
         code, _out, err = instead
