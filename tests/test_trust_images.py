@@ -259,3 +259,29 @@ def test_port_aliases_do_not_repeat_problems(tmp_path: Path) -> None:
     assert len(policy.images.rules) == 3
     problems = check_against_directory(policy, SNAP)
     assert [p.path for p in problems] == ["images.rule[1].groups[1]"], problems
+
+
+def test_audit_reports_the_port_spelling_as_the_written_rule() -> None:
+    """`reg.example.org:443/...` is denied by the copy of the rule for `reg.example.org/...`;
+    the audit says what it says of the written spelling: rejected node-wide, and a deny other
+    names of the registry walk around (images.default = "allow")."""
+    from hpcpolicy.audit.decide import (
+        POLICY_JSON,
+        audit,
+        make_context,
+        parse_target,
+        select_users,
+    )
+    from tests.audit_fixtures import snapshot
+
+    doc = {"schema": 1, "site": {"name": "t", "deploy_root": "/srv/d", "runtimes": ["podman"]},
+           "images": {"default": "allow", "local_transports": "deny",
+                      "rule": [{"scope": f"{HOST}/blocked", "action": "deny"}]}}
+    policy = load_text(tomli_w.dumps(doc), "site.toml", "/")
+    ctx = make_context(policy, snapshot())
+    refs = [f"{HOST}/blocked/tool:1.0", f"{HOST}:443/blocked/tool:1.0"]
+    written, port = audit(ctx, select_users(ctx, "alice"), [parse_target(r) for r in refs])
+    assert not written.allowed and not port.allowed and not port.node_allowed
+    for d in (written, port):
+        (podman,) = [e for e in d.enforced_by if e.mechanism == POLICY_JSON]
+        assert not podman.enforces and "other names of the same registry" in podman.note, d

@@ -328,7 +328,7 @@ def _spelling_bypass(ctx: Context, d: Decision) -> Optional[Bypass]:
         images = ctx.policy.images
         found = ctx.cache["bypassable"] = {
             b.rule.scope: b for b in bypassable_denies(images.rules, images.default)}
-    return found.get(d.scope)
+    return found.get(d.rule.alias_of or d.scope)  # `h:443/x` decided by the rule for `h/x`
 
 
 def _policy_json(d: Decision, node: Decision, local_allowed: bool,
