@@ -98,13 +98,16 @@ class Ansible:
         })
         return env
 
-    def play(self, task: Dict[str, Any], *flags: str) -> PlayRun:
+    def play(self, task: Dict[str, Any], *flags: str,
+             module_defaults: Optional[Dict[str, Any]] = None) -> PlayRun:
         """Run one task on localhost; its result (as Ansible registered it) comes back."""
         self.count += 1
         tree = self.tmp / f"results-{self.count}"
         book = self.tmp / f"play-{self.count}.json"
-        book.write_text(json.dumps([{"hosts": "localhost", "gather_facts": False,
-                                     "tasks": [task]}], indent=1))
+        play: Dict[str, Any] = {"hosts": "localhost", "gather_facts": False, "tasks": [task]}
+        if module_defaults:
+            play["module_defaults"] = module_defaults
+        book.write_text(json.dumps([play], indent=1))
         proc = subprocess.run(
             [ansible_playbook(), "-i", str(self.inventory), str(book), *flags],
             cwd=self.tmp, env=self.env(tree), capture_output=True, text=True, timeout=180,

@@ -173,3 +173,32 @@ def test_sync_settings_from_node_toml(ansible: Ansible, ansible_system_python: A
     assert via_cli.rc == 0, via_cli.show()
     assert via_cli.result["generation"] == generation_of(shared)
     assert via_cli.recap["changed"] == 0
+
+
+def test_module_defaults_through_the_action_group(ansible: Ansible,
+                                                  published: Tuple[Path, Path]) -> None:
+    """`module_defaults: group/hpcpolicy.site.hpcpolicy` (meta/runtime.yml action_groups)
+    gives every hpcpolicy module its options once per play."""
+    shared, root = published
+    task = {"name": "sync", "hpcpolicy.site.hpcpolicy_node_sync": {}}
+    defaults = {"group/hpcpolicy.site.hpcpolicy": {"from": str(shared), "root": str(root),
+                                                   "reload": False}}
+    run = ansible.play(task, module_defaults=defaults)
+    assert run.rc == 0, run.show()
+    assert run.recap["changed"] == 1 and run.result["generation"] == generation_of(shared)
+    assert (root / "etc/subuid").exists()
+
+
+def test_check_mode_first_rollout_would_install(ansible_system_python: Ansible,
+                                                published: Tuple[Path, Path]) -> None:
+    """In the check-mode run of a first rollout the install task did not run: the sync task
+    reports what it would do instead of failing; the real run without hpcpolicy still fails."""
+    shared, root = published
+    task = sync_task(shared, root, executable="/opt/hpcpolicy-not-yet/bin/hpcpolicy")
+    dry = ansible_system_python.play(task, "--check")
+    assert dry.rc == 0, dry.show()
+    assert dry.recap["changed"] == 1
+    assert dry.result["msg"].startswith("would install") and dry.result["generation"] is None
+    assert list(root.iterdir()) == []
+    real = ansible_system_python.play(task)
+    assert real.rc == 2 and real.recap["failed"] == 1, real.show()

@@ -14,22 +14,20 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
-import textwrap
 from pathlib import Path
-from typing import Any, Dict, Iterator, List
+from typing import Any, Dict, List
 
-import pytest
 from node_fixtures import BASE_TREE
+from nspawn_fixtures import boot, machine
 
 from hpcpolicy.deploy.publish import switch_channel, utc_now, write_generation
 from hpcpolicy.deploy.store import Target, ensure_layout
 from tests.conftest import REPO
 
-SYSTEMD = "/lib/systemd/systemd"
+__all__ = ["machine"]  # fixture, imported for pytest
+
 REFUSED = b"user.max_user_namespaces = 15000\n"  # /proc/sys is read-only in the container
 TAKEN = b"-kernel.hpcpolicy_test_absent_key = 1\n"  # optional, absent: sysctl -e -p accepts it
 FAST = """\
@@ -73,55 +71,24 @@ def _publish(root: Path, sysctl: bytes) -> str:
     return name
 
 
-@pytest.fixture
-def machine() -> Iterator[Path]:
-    if os.geteuid() != 0 or shutil.which("systemd-nspawn") is None or \
-            not os.path.exists(SYSTEMD) or shutil.which("unshare") is None:
-        pytest.skip("needs root, systemd-nspawn (Debian: systemd-container) and systemd")
-    work = Path(tempfile.mkdtemp(prefix="hpcpolicy-nspawn-", dir="/tmp"))
-    os.chmod(work, 0o755)
-    try:
-        yield work
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-
-
 def _boot(work: Path, fixed: str) -> subprocess.CompletedProcess:
-    for sub in ("hostroot", "upper", "work", "merged", "out", "prep/etc", "prep/unit.d"):
-        (work / sub).mkdir(parents=True, exist_ok=True)
     prep = work / "prep"
+    (prep / "unit.d").mkdir(parents=True, exist_ok=True)
     (prep / "node.toml").write_text('deploy_root = "/shared/hpcpolicy"\n')
     (prep / "unit.d" / "fast.conf").write_text(FAST)
-    (prep / "hpctest.service").write_text(
-        "[Unit]\nDescription=hpcpolicy test driver\n[Service]\nType=oneshot\n"
-        "ExecStart=/out/script.sh\n")
-    (work / "out" / "script.sh").write_text(SCRIPT.replace("{fixed}", fixed))
-    os.chmod(work / "out" / "script.sh", 0o755)
     cli = Path(sys.executable).parent / "hpcpolicy"
-    m = work / "merged"
-    setup = textwrap.dedent(f"""\
-        set -e
-        mount --bind / {work}/hostroot
-        mount -o remount,bind,ro {work}/hostroot
-        mount -t overlay overlay \
-            -o lowerdir={work}/hostroot,upperdir={work}/upper,workdir={work}/work {m}
-        python3 -c 'import uuid; print(uuid.uuid4().hex)' > {m}/etc/machine-id
-        mkdir -p {m}/etc/hpcpolicy {m}/opt/hpcpolicy/bin {m}/shared
-        mkdir -p {m}/etc/systemd/system/hpcpolicy-sync.timer.d
-        install -m 0644 {prep}/node.toml {m}/etc/hpcpolicy/node.toml
-        ln -sfn {cli} {m}/opt/hpcpolicy/bin/hpcpolicy
-        install -m 0644 {REPO}/packaging/systemd/hpcpolicy-sync.service \
-            {REPO}/packaging/systemd/hpcpolicy-sync.timer {m}/etc/systemd/system/
-        install -m 0644 {prep}/unit.d/fast.conf {m}/etc/systemd/system/hpcpolicy-sync.timer.d/
-        install -m 0644 {prep}/hpctest.service {m}/etc/systemd/system/
-        rm -rf {m}/shared/hpcpolicy; cp -a {prep}/shared/hpcpolicy {m}/shared/hpcpolicy
-        rm -rf {m}/var/lib/hpcpolicy
-        exec timeout 180 systemd-nspawn --register=no --keep-unit --link-journal=no -q \\
-            -D {m} --console=pipe --bind={work}/out:/out -b -- --unit=hpctest.service
-        """)
-    return subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", setup],
-                          capture_output=True, text=True, timeout=240,
-                          stdin=subprocess.DEVNULL)
+    place = f"""\
+        mkdir -p $M/etc/hpcpolicy $M/opt/hpcpolicy/bin $M/shared
+        mkdir -p $M/etc/systemd/system/hpcpolicy-sync.timer.d
+        install -m 0644 {prep}/node.toml $M/etc/hpcpolicy/node.toml
+        ln -sfn {cli} $M/opt/hpcpolicy/bin/hpcpolicy
+        install -m 0644 {REPO}/packaging/systemd/hpcpolicy-sync.service \\
+            {REPO}/packaging/systemd/hpcpolicy-sync.timer $M/etc/systemd/system/
+        install -m 0644 {prep}/unit.d/fast.conf $M/etc/systemd/system/hpcpolicy-sync.timer.d/
+        rm -rf $M/shared/hpcpolicy $M/var/lib/hpcpolicy
+        cp -a {prep}/shared/hpcpolicy $M/shared/hpcpolicy
+        """
+    return boot(work, place, SCRIPT.replace("{fixed}", fixed))
 
 
 def _runs(journal: str) -> List[Dict[str, Any]]:

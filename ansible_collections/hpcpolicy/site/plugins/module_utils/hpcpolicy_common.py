@@ -24,6 +24,7 @@ __metaclass__ = type
 
 import json
 import logging
+import os
 import traceback
 from contextlib import contextmanager
 from typing import Any, Callable, Dict, Iterator, List, Optional
@@ -69,6 +70,18 @@ def _text_line(value: Any) -> str:
     """Summaries have no trailing newline; without one Ansible's diff adds a warning line."""
     text = "" if value is None else str(value)
     return text if not text or text.endswith("\n") else text + "\n"
+
+
+def runnable(module: Any) -> bool:
+    """Can this node run hpcpolicy at all (library, the named executable, or the CLI on PATH)?
+
+    False in the check-mode run of a first rollout: the task that would install hpcpolicy ran
+    in check mode too, so nothing is there yet.
+    """
+    exe = module.params.get("executable")
+    if exe:
+        return os.path.exists(str(exe))
+    return HPCPOLICY_IMPORT_ERROR is None or bool(module.get_bin_path(CLI_NAME))
 
 
 def backend(module: Any) -> Optional[str]:

@@ -196,6 +196,7 @@ from ansible_collections.hpcpolicy.site.plugins.module_utils.hpcpolicy_common im
     finish,
     run_cli,
     run_library,
+    runnable,
 )
 
 ARGUMENT_SPEC: Dict[str, Any] = {
@@ -243,6 +244,10 @@ def cli_argv(exe: str, params: Dict[str, Any], check: bool, diff: bool) -> list:
 def main() -> None:
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     check, diff = module.check_mode, module._diff
+    if check and not runnable(module):  # a first rollout in check mode: not installed yet
+        module.exit_json(changed=True, check=True, generation=None, changes=[], msg=(
+            "would install: hpcpolicy is not installed on this node yet (the task that installs "
+            "it ran in check mode too); the first real run installs the current generation"))
     exe = backend(module)
     if exe:
         payload = run_cli(module, cli_argv(exe, module.params, check, diff))
