@@ -179,14 +179,23 @@ class Failure:
     internal: bool = False
 
 
+def _reason(err: OSError) -> str:
+    reason = err.strerror or str(err)
+    if err.errno in (errno.EACCES, errno.EPERM) and hasattr(os, "geteuid") and os.geteuid() != 0:
+        reason += f" (running as uid {os.geteuid()}, not root)"
+    return reason
+
+
 def os_error_text(err: OSError) -> str:
     """`PATH: reason` (both paths of a rename); says so when a non-root user was refused."""
-    reason = err.strerror or str(err)
     paths = [str(p) for p in (err.filename, err.filename2) if p is not None]
-    text = f"{' -> '.join(paths)}: {reason}" if paths else reason
-    if err.errno in (errno.EACCES, errno.EPERM) and hasattr(os, "geteuid") and os.geteuid() != 0:
-        text += f" (running as uid {os.geteuid()}, not root)"
-    return text
+    return f"{' -> '.join(paths)}: {_reason(err)}" if paths else _reason(err)
+
+
+def os_failure(err: OSError, path: str, doing: str) -> RuntimeFailure:
+    """`PATH: DOING: reason`, for a handler that knows what it was doing (`cannot write the
+    ledger`) better than the OS error's own file name tells; the non-root hint kept."""
+    return RuntimeFailure(f"{path}: {doing}: {_reason(err)}")
 
 
 def failure_of(err: BaseException) -> Failure:

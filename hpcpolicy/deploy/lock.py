@@ -25,7 +25,13 @@ from types import TracebackType
 from typing import Dict, List, Optional, Tuple, Type
 
 from hpcpolicy.deploy.store import LOCK
-from hpcpolicy.errors import LockTimeout, RuntimeFailure, UnsafePath, check_seconds, printable
+from hpcpolicy.errors import (
+    LockTimeout,
+    UnsafePath,
+    check_seconds,
+    os_failure,
+    printable,
+)
 from hpcpolicy.fsutil import poll_lock
 
 MOUNTINFO = "/proc/self/mountinfo"
@@ -159,7 +165,7 @@ class DeployLock:
             held = poll_lock(fd, self.timeout, fcntl.lockf)
         except OSError as err:
             os.close(fd)
-            raise RuntimeFailure(f"{self.path}: cannot lock: {err.strerror}") from None
+            raise os_failure(err, self.path, "cannot lock") from None
         if not held:
             os.close(fd)
             raise LockTimeout(

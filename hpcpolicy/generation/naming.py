@@ -14,7 +14,7 @@ import os
 import re
 from typing import Dict, List, Mapping, Optional, Tuple
 
-from hpcpolicy.errors import RuntimeFailure, UsageError
+from hpcpolicy.errors import RuntimeFailure, UsageError, os_failure
 
 GENERATIONS = "generations"
 CURRENT = "current"
@@ -84,7 +84,7 @@ def list_generations(deploy_root: str) -> List[str]:
         return []
     except OSError as err:
         where = generations_dir(deploy_root)
-        raise RuntimeFailure(f"{where}: cannot list: {err.strerror}") from None
+        raise os_failure(err, where, "cannot list") from None
     return sorted((e for e in entries if parse_name(e)), key=number_of)
 
 
@@ -116,7 +116,7 @@ def channel_generation(deploy_root: str, channel: str = STABLE) -> Optional[str]
     except OSError as err:
         if err.errno == errno.EINVAL:
             raise RuntimeFailure(f"{link}: is not a symlink") from None
-        raise RuntimeFailure(f"{link}: cannot read: {err.strerror}") from None
+        raise os_failure(err, link, "cannot read") from None
     name = os.path.basename(target)
     if target != link_target(channel, name) or not parse_name(name):
         raise RuntimeFailure(f"{link}: points to {target!r}, not to a generation")

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from operator import attrgetter
 from typing import Any, Dict, List, NamedTuple, Optional, Set, Tuple
 
-from hpcpolicy.errors import InvalidInput, Problem, RuntimeFailure, join_path
+from hpcpolicy.errors import InvalidInput, Problem, RuntimeFailure, join_path, os_failure
 from hpcpolicy.fsutil import atomic_write, read_bytes_nofollow
 
 SCHEMA = 1
@@ -362,7 +362,7 @@ def _has_generations(deploy_root: str) -> bool:
     except FileNotFoundError:
         return False
     except OSError as err:
-        raise RuntimeFailure(f"{deploy_root}/generations: cannot list: {err.strerror}") from None
+        raise os_failure(err, f"{deploy_root}/generations", "cannot list") from None
 
 
 def load_ledger(deploy_root: str, site_name: Optional[str]) -> Optional[Ledger]:
@@ -385,7 +385,7 @@ def load_ledger(deploy_root: str, site_name: Optional[str]) -> Optional[Ledger]:
                 "start a fresh ledger that would reallocate every range") from None
         return None
     except OSError as err:
-        raise RuntimeFailure(f"{path}: cannot read: {err.strerror}") from None
+        raise os_failure(err, path, "cannot read") from None
     ledger = Ledger.from_json(data, path)
     if site_name is not None and ledger.site != site_name:
         raise RuntimeFailure(
@@ -404,4 +404,4 @@ def save_ledger(deploy_root: str, ledger: Ledger) -> None:
         os.makedirs(state, mode=0o755, exist_ok=True)
         atomic_write(path, ledger.to_json(), mode=0o644)
     except OSError as err:
-        raise RuntimeFailure(f"{path}: cannot write: {err.strerror or err}") from None
+        raise os_failure(err, path, "cannot write") from None
