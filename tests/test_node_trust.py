@@ -390,3 +390,25 @@ def test_read_only_node_root_names_the_path(tmp_path: Path, deploy: Deploy) -> N
     assert doc["msg"] == (f"{node}/var/lib/hpcpolicy/sync.lock: cannot create the sync lock "
                           "(Read-only file system); nothing installed")
     assert "internal error" not in proc.stderr
+
+
+def test_doctor_checks_the_signature_it_is_told_to(cli: Any, tmp_path: Path, deploy: Deploy,
+                                                   node_root: Path) -> None:
+    key = make_signing_key(tmp_path)
+    signers = allowed_signers_for(key, tmp_path / "allowed_signers")
+    config = tmp_path / "node.toml"
+    config.write_text(f'allowed_signers = "{signers}"\n')
+    deploy.publish()  # unsigned
+    assert sync_json(cli, deploy.root, node_root).rc == 0
+
+    def checks(*extra: Any) -> Dict[str, Dict[str, str]]:
+        out = cli("node", "doctor", "--root", node_root, "--config", config, "--format", "json",
+                  *extra)
+        return {c["name"]: c for c in json.loads(out.out)["checks"]}
+
+    found = checks()
+    assert found["signatures"]["status"] == "WARN"
+    assert "requires signed generations" in found["signatures"]["detail"]
+    found = checks("--from", deploy.root)  # the current generation fails the node's check
+    assert found["generation"]["status"] == "FAIL"
+    assert "signature" in found["generation"]["detail"]

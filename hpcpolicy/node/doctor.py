@@ -107,7 +107,7 @@ class _Basis:
     requirements: Dict[str, Any] = field(default_factory=dict)
     checks: List[Check] = field(default_factory=list)
     site_deploy_owner: Optional[str] = None  # as the site's manifest records it
-    site_signs: bool = False
+    site_signs: Optional[bool] = None  # None: not known (a state file older than the record)
 
 
 def _shown(paths: List[str]) -> str:
@@ -143,7 +143,8 @@ def _basis(opts: DoctorOptions, root: str) -> _Basis:
         basis.requirements = dict(state.get("requirements") or {})
         owner = state.get("site_deploy_owner")
         basis.site_deploy_owner = None if owner is None else str(owner)
-        basis.site_signs = bool(state.get("site_signs"))
+        signs = state.get("site_signs")
+        basis.site_signs = signs if isinstance(signs, bool) else None
         basis.checks.append(Check("generation", OK, f"node has {basis.generation} (class "
                                   f"{basis.node_class}, synced {state.get('synced')})"))
     elif not basis.checks:
@@ -182,7 +183,7 @@ def _from_deploy_root(opts: DoctorOptions, state: Optional[Mapping[str, Any]],
         source.check_link(deploy_root, channel, owners)
         name, gen_dir = source.resolve(deploy_root, channel)
         source.check_inner(deploy_root, channel, gen_dir, owners)
-        manifest = verify_generation(gen_dir, None, owners)
+        manifest = verify_generation(gen_dir, opts.allowed_signers, owners)
         wanted = opts.node_class or (state.get("class") if state else None)
         node_class, _how = source.select_class(manifest, wanted, opts.hostname)
     except HpcPolicyError as err:
@@ -242,6 +243,11 @@ def check_signatures(opts: DoctorOptions, basis: _Basis) -> Check:
             check_allowed_signers(opts.allowed_signers)
         except HpcPolicyError as err:
             return Check("signatures", FAIL, str(err), "fix the allowed-signers file")
+        if basis.site_signs is False and basis.generation is not None:
+            return Check("signatures", WARN, f"this node requires signed generations, but "
+                         f"{basis.generation} is not signed: its syncs fail",
+                         "set site.signing_key on the publisher, or drop allowed_signers "
+                         f"from {opts.config_path}")
         return Check("signatures", OK, f"signatures checked with {opts.allowed_signers}")
     if basis.site_signs:
         return Check("signatures", WARN, "the site signs its generations but this node does "
