@@ -332,13 +332,14 @@ def run(gen):
         return rc, json.loads(handle.read().strip().splitlines()[-1])
 
 results = [run(first), run(second)]
-files = {}
-for dirpath, _, names in os.walk(node):
+files, dirs = {}, []
+for dirpath, subdirs, names in os.walk(node):
+    dirs += [os.path.relpath(os.path.join(dirpath, d), node) for d in subdirs]
     for name in names:
         path = os.path.join(dirpath, name)
         with open(path, "rb") as handle:
             files[os.path.relpath(path, node)] = handle.read().decode("latin-1")
-print(json.dumps({"results": results, "files": files}))
+print(json.dumps({"results": results, "files": files, "dirs": dirs}))
 """
 
 
@@ -348,6 +349,7 @@ def test_disk_full_installs_nothing_of_the_new_generation(tmp_path: Path, deploy
     big = b"".join(b"%d:%d:65536\n" % (1000 + i, 524288 + i * 65536) for i in range(12000))
     gen2 = deploy.publish({"default": dict(BASE_TREE, **{
         "etc/containers/policy.json": b'{"default": [{"type": "insecureAcceptAnything"}]}\n',
+        "etc/enroot/mounts.d/90-hpcpolicy.fstab": b"/scratch /scratch none bind\n",  # new dirs
         "etc/subuid": big})})
     links = deploy.root / "links"  # so the driver can point `current` at either generation
     links.mkdir()
@@ -371,6 +373,7 @@ def test_disk_full_installs_nothing_of_the_new_generation(tmp_path: Path, deploy
     for rel, data in BASE_TREE.items():  # every file still the first generation's
         assert files[rel] == data, rel
     assert not [k for k in files if ".hpcpolicy-tmp-" in k]
+    assert "etc/enroot" not in out["dirs"]  # the directories made for the staged file are gone
     assert json.loads(files[STATE_FILE])["generation"] == gen1
 
 

@@ -26,7 +26,7 @@ import errno
 import os
 import stat
 from dataclasses import dataclass
-from typing import List, Optional, Set
+from typing import List, Optional, Set, Tuple
 
 from hpcpolicy.errors import RuntimeFailure, UnsafePath
 from hpcpolicy.fsutil import atomic_write, fsync_dir, make_dirs, refuse_symlinked_parents
@@ -56,9 +56,10 @@ def check_parents(root: str, rel: str) -> None:
     refuse_symlinked_parents(root, rel)
 
 
-def make_parents(root: str, rel: str) -> None:
-    """Create the missing directories of `rel` under ROOT, 0755 root-owned, never via a link."""
-    make_dirs(root, os.path.dirname(rel), DIR_MODE, owner=_owner(), sync=True)
+def make_parents(root: str, rel: str) -> List[str]:
+    """Create the missing directories of `rel` under ROOT, 0755 root-owned, never via a link;
+    return those created (outermost first)."""
+    return make_dirs(root, os.path.dirname(rel), DIR_MODE, owner=_owner(), sync=True)
 
 
 def read_installed(path: str) -> Optional[bytes]:
@@ -136,33 +137,42 @@ class Staged:
     rel: str
     path: str
     tmp: str
+    made: Tuple[str, ...] = ()  # directories created for it, outermost first
 
 
 def stage_file(root: str, rel: str, data: bytes) -> Staged:
     """Write `data` as a temp file beside ROOT/rel (0644, root-owned, fsynced, label carried).
 
-    Nothing at the target changes until `commit`; on any error the temp file is gone.
+    Nothing at the target changes until `commit`; on any error the temp file and the
+    directories created for it are gone.
     """
     path = target_path(root, rel)
     check_parents(root, rel)
-    make_parents(root, rel)
-    if os.path.isdir(path) and not os.path.islink(path):
-        raise UnsafePath(f"{path}: is a directory; cannot install a file there")
-    owner = _owner()
-    tmp = stage_write(path, data, mode=FILE_MODE, uid=owner, gid=owner)
+    made = tuple(make_parents(root, rel))
+    tmp = ""
     try:
+        if os.path.isdir(path) and not os.path.islink(path):
+            raise UnsafePath(f"{path}: is a directory; cannot install a file there")
+        owner = _owner()
+        tmp = stage_write(path, data, mode=FILE_MODE, uid=owner, gid=owner)
         _relabel(tmp, _label_of(path))
     except BaseException:
-        discard([Staged(rel, path, tmp)])
+        discard([Staged(rel, path, tmp, made)])
         raise
-    return Staged(rel, path, tmp)
+    return Staged(rel, path, tmp, made)
 
 
 def discard(staged: List[Staged]) -> None:
-    """Remove staged temp files (a staging step failed: nothing is installed)."""
+    """Remove staged temp files, then the directories made for them (a staging step failed:
+    nothing is installed, and no empty directory is left either)."""
     for item in staged:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(item.tmp)
+        if item.tmp:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(item.tmp)
+    for item in reversed(staged):
+        for directory in reversed(item.made):
+            with contextlib.suppress(OSError):  # not empty (another's file) or gone: keep it
+                os.rmdir(directory)
 
 
 def commit(staged: List[Staged], keep: Set[str]) -> None:
