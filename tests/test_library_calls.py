@@ -35,10 +35,10 @@ def test_a_script_runs_the_day_the_cli_runs(cli: Any, site: Path, tmp_path: Path
         == first.generation
     assert [g["generation"] for g in generations_of(deploy_root=str(tmp_path / "shared"))] \
         == [first.generation]
-    ledger = ledger_ops.records(site=str(site))
-    assert ledger is not None and ledger.find("alice") is not None
+    listing = ledger_ops.records(site=str(site))
+    assert listing is not None and "alice" in [r["name"] for r in listing["records"]]
     done = ledger_ops.change("revoke", "alice", site=str(site))
-    assert done.record.state == "revoked"
+    assert done.record["state"] == "revoked"
     assert json.loads(cli("subid", "show", "alice", "--site", site, "--format", "json").out)[
         "record"]["state"] == "revoked"
     second = apply_site(str(site))

@@ -14,7 +14,6 @@ from hpcpolicy.cli.argtypes import seconds
 from hpcpolicy.cli.options import add_format
 from hpcpolicy.cli.outcome import Outcome
 from hpcpolicy.errors import EXIT_INVALID, printable
-from hpcpolicy.subid.ledger import Record
 
 NEXT_APPLY = "takes effect at the next `hpcpolicy apply`"
 
@@ -60,26 +59,16 @@ def add_parser(subparsers: Any, common_parent: argparse.ArgumentParser) -> None:
 # ------------------------------------------------------------------------------ views
 
 
-def _span(rec: Record) -> str:
-    return f"{rec.start}-{rec.last}"
+def _span(rec: Dict[str, Any]) -> str:
+    return f"{rec['start']}-{rec['last']}"
 
 
-def _record_json(rec: Record, history: bool) -> Dict[str, Any]:
-    out: Dict[str, Any] = {"uid": rec.uid, "name": rec.name, "start": rec.start,
-                           "count": rec.count, "last": rec.last, "state": rec.state,
-                           "withheld": rec.withheld, "created": rec.created,
-                           "changed": rec.changed}
-    if history:
-        out["history"] = [{"at": e.at, "action": e.action, "detail": e.detail}
-                          for e in rec.history]
-    return out
-
-
-def _table(records: List[Record]) -> str:
+def _table(records: List[Dict[str, Any]]) -> str:
     rows = [("UID", "NAME", "START", "LAST", "COUNT", "STATE")]
     for r in records:
-        state = r.state + (" (withheld)" if r.withheld else "")
-        rows.append((str(r.uid), r.name, str(r.start), str(r.last), str(r.count), state))
+        state = r["state"] + (" (withheld)" if r["withheld"] else "")
+        rows.append((str(r["uid"]), r["name"], str(r["start"]), str(r["last"]), str(r["count"]),
+                     state))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip()
                      for row in rows)
@@ -88,30 +77,27 @@ def _table(records: List[Record]) -> str:
 def run_list(args: argparse.Namespace) -> Outcome:
     from hpcpolicy.deploy.ledger_ops import records
 
-    ledger = records(args.site, args.deploy_root)
-    if ledger is None:
+    doc = records(args.site, args.deploy_root)
+    if doc is None:
         return Outcome("no sub-ID ledger yet", {"records": []})
-    recs = sorted(ledger.records.values(), key=lambda r: (r.start, r.uid))
     counts: Dict[str, int] = {}
-    for r in recs:
-        counts[r.state] = counts.get(r.state, 0) + 1
+    for r in doc["records"]:
+        counts[r["state"]] = counts.get(r["state"], 0) + 1
     summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no records"
-    msg = f"site {ledger.site}, ledger revision {ledger.revision}: {summary}"
-    data = {"site": ledger.site, "revision": ledger.revision, "updated": ledger.updated,
-            "records": [_record_json(r, False) for r in recs]}
-    return Outcome(msg, data, text=_table(recs) + "\n" + msg)
+    msg = f"site {doc['site']}, ledger revision {doc['revision']}: {summary}"
+    return Outcome(msg, doc, text=_table(doc["records"]) + "\n" + msg)
 
 
 def run_show(args: argparse.Namespace) -> Outcome:
     from hpcpolicy.deploy.ledger_ops import record
 
     rec = record(args.user, args.site, args.deploy_root)
-    lines = [f"{rec.name} (uid {rec.uid}): {_span(rec)} (count {rec.count}), {rec.state}"
-             + (" (withheld until `subid grant`)" if rec.withheld else "")]
+    lines = [f"{rec['name']} (uid {rec['uid']}): {_span(rec)} (count {rec['count']}), "
+             f"{rec['state']}" + (" (withheld until `subid grant`)" if rec["withheld"] else "")]
     # history text is whatever the ledger file holds: escaped, so it cannot drive the terminal
-    lines += [f"  {printable(e.at, 64)}  {printable(e.action, 64)}  {printable(e.detail, 500)}"
-              .rstrip() for e in rec.history]
-    return Outcome(lines[0], {"record": _record_json(rec, True)}, text="\n".join(lines))
+    lines += [f"  {printable(e['at'], 64)}  {printable(e['action'], 64)}  "
+              f"{printable(e['detail'], 500)}".rstrip() for e in rec["history"]]
+    return Outcome(lines[0], {"record": rec}, text="\n".join(lines))
 
 
 # ---------------------------------------------------------------------------- changes
@@ -126,10 +112,9 @@ def run_change(args: argparse.Namespace) -> Outcome:
     done = change(args.subid_action, args.user, site=args.site, deploy_root=args.deploy_root,
                   lock_timeout=args.lock_timeout, batch=getattr(args, "non_interactive", False))
     rec = done.record
-    msg = (f"{_WHAT[args.subid_action]} {rec.name} (uid {rec.uid}) {_span(rec)}: now "
-           f"{rec.state}; {NEXT_APPLY}")
-    return Outcome(msg, {"record": _record_json(rec, False), "ledger_revision": done.revision},
-                   changed=True)
+    msg = (f"{_WHAT[args.subid_action]} {rec['name']} (uid {rec['uid']}) {_span(rec)}: now "
+           f"{rec['state']}; {NEXT_APPLY}")
+    return Outcome(msg, {"record": rec, "ledger_revision": done.revision}, changed=True)
 
 
 def run_import(args: argparse.Namespace) -> Outcome:

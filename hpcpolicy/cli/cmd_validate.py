@@ -14,7 +14,6 @@ from typing import Any, Dict, Optional
 from hpcpolicy.audit import local_view
 from hpcpolicy.cli.options import add_format, add_site, site_of
 from hpcpolicy.cli.outcome import Outcome
-from hpcpolicy.directory.model import Snapshot
 from hpcpolicy.errors import InvalidInput
 
 
@@ -29,13 +28,13 @@ def add_parser(subparsers: Any, common_parent: argparse.ArgumentParser) -> None:
     parser.set_defaults(run=run, json_on_error={"valid": False})
 
 
-def summary_line(info: Dict[str, Any], snapshot: Optional[Snapshot]) -> str:
+def summary_line(info: Dict[str, Any], directory: Optional[Dict[str, int]]) -> str:
     sub = info["subid"]
     subid = (f"sub-IDs {sub['strategy']} [{sub['start']}, {sub['end']}] x {sub['count']}"
              if sub["enabled"] else "sub-IDs off")
     classes = ", ".join(["default"] + info["node_classes"])
-    seen = ("directory not read (--offline)" if snapshot is None else
-            f"{len(snapshot.users)} users, {len(snapshot.groups)} groups from "
+    seen = ("directory not read (--offline)" if directory is None else
+            f"{directory['users']} users, {directory['groups']} groups from "
             f"{', '.join(info['sources'])}")
     return (f"site {info['site']}: runtimes {', '.join(info['runtimes'])}; "
             f"{_n(info['binds'], 'bind')}; {_n(info['image_rules'], 'image rule')}, "
@@ -56,13 +55,14 @@ def run(args: argparse.Namespace) -> Outcome:
         local += local_view.home_problems(done.policy)
     if local:
         raise InvalidInput(local)
-    line = summary_line(done.summary, done.snapshot)
+    counts = None if done.snapshot is None else {"users": len(done.snapshot.users),
+                                                 "groups": len(done.snapshot.groups)}
+    line = summary_line(done.summary, counts)
     warnings = done.warnings + local_view.bind_warnings(done.policy)
     text = "".join(f"{w}\n" for w in warnings)  # the directory's own are logged as read
     data: Dict[str, Any] = {"valid": True, "offline": bool(args.offline),
                             "summary": done.summary,
                             "warnings": warnings + done.directory_warnings}
-    if done.snapshot is not None:
-        data["directory"] = {"users": len(done.snapshot.users),
-                             "groups": len(done.snapshot.groups)}
+    if counts is not None:
+        data["directory"] = counts
     return Outcome(f"{site}: valid", data, f"{site}: valid\n{line}\n{text}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Set, Tuple
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 from hpcpolicy.deploy.changelog import append_change
 from hpcpolicy.deploy.lock import DeployLock
@@ -69,20 +69,38 @@ def ledger_of(where: Where) -> Ledger:
 # ------------------------------------------------------------------------------ reading
 
 
-def records(site: Optional[str] = None, deploy_root: Optional[str] = None
-            ) -> Optional[Ledger]:
-    """`subid list`: the ledger (None when there is none yet)."""
+def record_dict(rec: Record, history: bool = False) -> Dict[str, Any]:
+    """A record as the JSON of `subid list|show` carries it."""
+    out: Dict[str, Any] = {"uid": rec.uid, "name": rec.name, "start": rec.start,
+                           "count": rec.count, "last": rec.last, "state": rec.state,
+                           "withheld": rec.withheld, "created": rec.created,
+                           "changed": rec.changed}
+    if history:
+        out["history"] = [{"at": e.at, "action": e.action, "detail": e.detail}
+                          for e in rec.history]
+    return out
+
+
+def records(site: Optional[str] = None,
+            deploy_root: Optional[str] = None) -> Optional[Dict[str, Any]]:
+    """`subid list`: site, revision, updated and every record (by range); None without a
+    ledger yet."""
     where = reader(site, deploy_root, "subid list")
-    return load_ledger(where.root, where.site_name)
+    ledger = load_ledger(where.root, where.site_name)
+    if ledger is None:
+        return None
+    recs = sorted(ledger.records.values(), key=lambda r: (r.start, r.uid))
+    return {"site": ledger.site, "revision": ledger.revision, "updated": ledger.updated,
+            "records": [record_dict(r) for r in recs]}
 
 
 def record(user: str, site: Optional[str] = None,
-           deploy_root: Optional[str] = None) -> Record:
+           deploy_root: Optional[str] = None) -> Dict[str, Any]:
     """`subid show USER`: one user's record, history included."""
     rec = ledger_of(reader(site, deploy_root, "subid show")).find(user)
     if rec is None:
         raise InvalidInput(f"{user}: no sub-ID range in the ledger", path="user")
-    return rec
+    return record_dict(rec, history=True)
 
 
 # ------------------------------------------------------------------------------ changes
@@ -100,7 +118,7 @@ def _operation(action: str) -> Callable[[Ledger, str], Ledger]:
 
 @dataclass
 class Changed:
-    record: Record
+    record: Dict[str, Any]  # record_dict
     revision: int
 
 
@@ -120,7 +138,7 @@ def change(action: str, user: str, *, site: Optional[str] = None,
             "action": f"subid {action}", "user": rec.name, "uid": rec.uid,
             "range": f"{rec.start}-{rec.last}", "state": rec.state,
             "ledger_revision": new.revision})
-    return Changed(rec, new.revision)
+    return Changed(record_dict(rec), new.revision)
 
 
 @dataclass
