@@ -163,3 +163,16 @@ def test_doctor_names_a_real_submount_below_a_readonly_source(node: Node) -> Non
     # outside that namespace the mount does not exist: nothing to name
     check = node.checks("login")["readonly-binds"]
     assert check.status == OK
+
+
+def test_store_below_a_root_sticky_parent_is_accepted(node: Node) -> None:
+    """Like a deploy root: a root-owned sticky parent lets nobody replace the store."""
+    _store(node.root, "/shared/containers/vfs-store", "vfs")
+    (node.root / "shared").chmod(0o1777)
+    for d in ("shared/containers", "shared/containers/vfs-store"):
+        (node.root / d).chmod(0o755)
+    check = node.checks("login")["image-store /shared/containers/vfs-store"]
+    assert check.status == OK, check.line()
+    (node.root / "shared").chmod(0o777)
+    check = node.checks("login")["image-store /shared/containers/vfs-store"]
+    assert check.status == FAIL and "/shared is writable" in check.detail

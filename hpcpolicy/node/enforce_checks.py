@@ -3,7 +3,8 @@
 From the node class's requirements (`requirements.classes.NAME` in the manifest):
 
 * site image stores: each exists, is writable by nobody but its root owner (nor is any parent
-  directory: whoever can rename a parent can swap the store), and holds the lock files that
+  directory, except a root-owned sticky one: whoever can rename a parent can swap the store),
+  users can read its metadata, and it holds the lock files that
   containers/storage opens read-only in a read-only store (`DRIVER-images/images.lock`,
   `DRIVER-layers/layers.lock`); without them rootless Podman cannot use the store at all;
 * setuid mode (`setuid = true` on the class): the setuid starter is there, root-owned, mode
@@ -86,9 +87,8 @@ def _store_problems(root: str, store: str, driver: str) -> List[str]:
     for part in chain:
         pst = os.lstat(part)
         if part != path and pst.st_mode & stat.S_ISVTX and pst.st_uid == 0:
-            problems.append(f"{part[len(root.rstrip('/')):] or '/'} is a sticky shared "
-                            "directory: users can create entries there")
-        elif _writable_by_others(pst):
+            continue  # a root-owned sticky parent (/tmp-like): nobody else can replace the store
+        if _writable_by_others(pst):
             problems.append(f"{part[len(root.rstrip('/')):] or '/'} is writable by uid "
                             f"{pst.st_uid} or its group/others (mode "
                             f"{stat.S_IMODE(pst.st_mode):04o})")
