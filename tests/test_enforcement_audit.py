@@ -182,3 +182,23 @@ def test_old_releases_match_limit_paths_by_string_prefix() -> None:
     fixed = replace(old, site=replace(old.site, apptainer_version="1.5.1"))
     e = _entry(_decide(fixed, "login", "alice", "path", "/c2/x.sif"), "apptainer")
     assert e.enforces is True and "outside limit container paths" in e.note
+
+
+def test_an_activated_ecl_refuses_sif_files_outside_its_directories() -> None:
+    ecl_text = (b'activated = true\n[[execgroup]]\nmode = "whitelist"\ndirpath = "/c/signed"\n'
+                b'keyfp = ["406952CC9A5CC86027C628C3C89A52B86179D0A5"]\n')
+    base = _policy("deny")
+    limits = replace(LIMITS, ecl="keys/ecl.toml", ecl_path="/site/keys/ecl.toml")
+    policy = replace(base, runtime=replace(base.runtime, apptainer_limits=limits),
+                     inputs={"/site/keys/ecl.toml": ecl_text})
+    state = PathState("/c/x.sif", "file", 0o640, 0, 4242)
+    e = _entry(_decide(policy, "login", "alice", "path", "/c/x.sif", state), "apptainer")
+    assert e.enforces is True and "in no execgroup of the activated ECL" in e.note
+    signed = PathState("/c/signed/x.sif", "file", 0o640, 0, 4242)
+    e = _entry(_decide(policy, "login", "alice", "path", "/c/signed/x.sif", signed), "apptainer")
+    assert e.enforces is False and "checks SIF signatures" in e.note
+    # a catch-all group admits every directory: no refusal by directory
+    catch_all = ecl_text.replace(b'"/c/signed"', b'""')
+    policy = replace(policy, inputs={"/site/keys/ecl.toml": catch_all})
+    e = _entry(_decide(policy, "login", "alice", "path", "/c/x.sif", state), "apptainer")
+    assert "in no execgroup" not in e.note

@@ -22,7 +22,7 @@ import posixpath
 import stat
 from typing import Any, Dict, List, Optional, Sequence
 
-from hpcpolicy.policy import directives
+from hpcpolicy.policy import directives, ecl
 from hpcpolicy.policy.model import ApptainerLimits, Policy, Runtime
 
 _KIND_BY_SUFFIX = {".sif": "sif", ".sqsh": "squashfs", ".squashfs": "squashfs",
@@ -61,11 +61,14 @@ def string_prefix_releases(policy: Policy, runtime: str) -> bool:
 
 
 def refusals(limits: ApptainerLimits, path: str, state: Any, uid_names: Dict[int, str],
-             gid_names: Dict[int, Any], string_prefix: bool = False) -> List[str]:
+             gid_names: Dict[int, Any], string_prefix: bool = False,
+             ecl_dirs: Optional[Sequence[str]] = None) -> List[str]:
     """Why the limits refuse the image file `path` for every user (empty: they let it run).
 
     `string_prefix`: some nodes run a release that matches paths by string prefix, so only
-    a path no entry is even a string prefix of is refused everywhere."""
+    a path no entry is even a string prefix of is refused everywhere. `ecl_dirs`: the
+    directories of an activated ECL without a catch-all group (a SIF elsewhere is in no
+    execgroup: refused whatever its signatures)."""
     out: List[str] = []
     paths = limits.container_paths or ()
     inside = any(_below(posixpath.dirname(path) or "/", p) or _below(path, p) for p in paths)
@@ -76,6 +79,8 @@ def refusals(limits: ApptainerLimits, path: str, state: Any, uid_names: Dict[int
     if limits.allow_container is not None and kind is not None \
             and kind not in limits.allow_container:
         out.append(f"allow container {kind} = no")
+    if ecl_dirs is not None and kind == "sif" and posixpath.dirname(path) not in ecl_dirs:
+        out.append("in no execgroup of the activated ECL")
     if state is not None and getattr(state, "kind", "missing") != "missing":
         if limits.container_owners:
             owner = uid_names.get(state.uid, str(state.uid))
@@ -86,6 +91,17 @@ def refusals(limits: ApptainerLimits, path: str, state: Any, uid_names: Dict[int
             if group not in limits.container_groups:
                 out.append(f"group {group} is not in limit container groups")
     return out
+
+
+def ecl_scope(policy: Policy, limits: ApptainerLimits) -> Optional[List[str]]:
+    """The directories an activated ECL without a catch-all execgroup admits SIF files from
+    (None: no ECL, not activated, or a catch-all group that admits every directory)."""
+    data = policy.inputs.get(limits.ecl_path or "")
+    if data is None or not ecl.activated(data):
+        return None
+    doc = ecl.parsed(data)
+    dirs = [g.get("dirpath", "") for g in doc.get("execgroup", [])]
+    return None if "" in dirs else dirs
 
 
 def _setting(rt: Runtime) -> str:
@@ -124,7 +140,7 @@ def file_entry(policy: Policy, node_class: str, runtime: str, path: str, allowed
                 "note": advisory_reason(rt, node_class) + ("" if allowed else
                                                           ": this denial is NOT enforced by it")}
     why = refusals(limits, path, state, uid_names, gid_names,
-                   string_prefix_releases(policy, runtime))
+                   string_prefix_releases(policy, runtime), ecl_scope(policy, limits))
     ecl = (f"; the ECL ({limits.ecl}) also checks SIF signatures, which the audit does not "
            "evaluate" if limits.ecl else "")
     if why:

@@ -109,9 +109,14 @@ def check(data: bytes) -> Tuple[List[Problem], List[str]]:
     return out, dirs
 
 
+def parsed(data: bytes) -> Dict[str, Any]:
+    """A checked ECL as a document."""
+    return dict(tomllib.loads(data.decode("utf-8")))
+
+
 def activated(data: bytes) -> bool:
     """Whether a checked ECL is switched on."""
-    return bool(tomllib.loads(data.decode("utf-8")).get("activated") is True)
+    return parsed(data).get("activated") is True
 
 
 def _lengths(data: bytes, pos: int) -> Optional[Tuple[int, int]]:
