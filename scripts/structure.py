@@ -156,16 +156,18 @@ def main() -> int:
     edges = graph(root)
     cli = sorted(m for m in known if m == "hpcpolicy.cli" or m.startswith("hpcpolicy.cli."))
     cli_lines = sum(line_count(known[m]) for m in cli)
-    cli_packages = sorted({
-        ".".join(target.split(".")[:2]) for m in cli for target in edges[m]
-        if not target.startswith("hpcpolicy.cli")
-    })
+    used = {".".join(target.split(".")[:2]) for m in cli for target in edges[m]
+            if not target.startswith("hpcpolicy.cli")}
+    packages = {m for m, p in known.items() if p.endswith("__init__.py")} - {"hpcpolicy"}
+    cli_packages = sorted(used & packages)
+    cli_modules = sorted(used - packages)
     found = circles(graph(root, runtime=True))
     long_fns = long_functions(root)
     big = sorted(f"{m} ({line_count(p)})" for m, p in known.items()
                  if line_count(p) > MODULE_LIMIT)
     print(f"lines in cli/: {cli_lines} ({len(cli)} modules)")
-    print(f"packages cli/ imports: {len(cli_packages)}  {' '.join(cli_packages)}")
+    print(f"packages cli/ imports: {len(cli_packages)}  {' '.join(cli_packages)}"
+          f"  (and {len(cli_modules)} top-level modules: {' '.join(cli_modules)})")
     print(f"import circles: {len(found)}")
     for group in found:
         print(f"    {' <-> '.join(group)}")
