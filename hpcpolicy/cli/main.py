@@ -1,30 +1,27 @@
 """Entry point: parse arguments, run one command, report its outcome or its failure.
 
 Each command module offers `add_parser(subparsers, parent)` and `run(args) -> Outcome`. Every
-exception ends in `errors.failure_of` (exit code, message, JSON fields); the output is written
-here, inside the funnel, so a closed or full stdout is reported like any other failure:
-closed (EPIPE): silent, exit 1; full (ENOSPC) or unwritable: one line on stderr, exit 1.
-SIGINT and SIGTERM raise `Interrupted` (handlers installed by `cli.entry` before this module
-is imported): exit 1, and under `--format json` the one JSON object.
+exception ends in `errors.failure_of` (exit code, message, JSON fields); `report` writes the
+outcome or the failure inside the funnel, so a closed or full stdout is reported like any other
+failure. SIGINT and SIGTERM raise `Interrupted` (handlers installed by `cli.entry` before this
+module is imported): exit 1, and under `--format json` the one JSON object.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import logging
-import os
 import sys
-import traceback
-from typing import Any, Callable, Dict, Iterable, List, NoReturn, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, NoReturn, Optional, Sequence, Tuple
 
 from hpcpolicy import __version__
 from hpcpolicy.cli.help import decorate
 from hpcpolicy.cli.options import site_of
 from hpcpolicy.cli.outcome import Outcome
+from hpcpolicy.cli.report import Report, deliver, failure, success, usage
 from hpcpolicy.cli.signals import install_signals, quiet_signals, restore_signals
-from hpcpolicy.errors import EXIT_FAILURE, EXIT_INVALID, failure_of, printable
+from hpcpolicy.errors import printable
 
 DESCRIPTION = """\
 Keep the container policy of every HPC node in one reviewed site.toml: validate it, render every
@@ -121,120 +118,6 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     return parser
 
 
-# ------------------------------------------------------------------------------ reports
-
-
-# exit code, stdout (text, or chunks written as they are produced), stderr text
-Report = Tuple[int, Union[str, Iterable[str]], str]
-
-
-def _success(outcome: Outcome, as_json: bool) -> Report:
-    notes = "".join(f"hpcpolicy: {printable(note, limit=None)}\n" for note in outcome.notes)
-    if outcome.stream is not None:
-        return outcome.exit_code, outcome.stream, notes
-    if as_json:
-        return outcome.exit_code, json.dumps(outcome.payload(), sort_keys=True) + "\n", notes
-    text = outcome.text or outcome.msg
-    if not text:
-        return outcome.exit_code, "", notes
-    # no escape sequence from a ledger or a directory reaches a terminal
-    text = printable(text, limit=None, keep="\n\t")
-    return outcome.exit_code, text if text.endswith("\n") else text + "\n", notes
-
-
-def _failure(err: BaseException, as_json: bool, debug: bool, on_error: Dict[str, Any]) -> Report:
-    failure = failure_of(err)
-    msg = failure.msg
-    err_text = ""
-    if failure.internal:
-        if debug:
-            err_text = "".join(traceback.format_exception(type(err), err, err.__traceback__))
-        else:
-            msg += " (run with --debug for details)"
-    out = ""
-    if as_json:
-        payload: Dict[str, Any] = {**on_error, **failure.fields,
-                                   "changed": False, "failed": True, "msg": msg}
-        out = json.dumps(payload, sort_keys=True) + "\n"
-    for line in printable(msg, limit=None, keep="\n").splitlines():
-        prefix = "" if line.startswith("hpcpolicy") else "hpcpolicy: "
-        err_text += f"{prefix}{line}\n"
-    return failure.exit_code, out, err_text
-
-
-def _usage(err: _UsageError, as_json: bool) -> Report:
-    out = json.dumps({"changed": False, "failed": True, "msg": str(err)}, sort_keys=True) + "\n"
-    prefix = "" if as_json else err.usage
-    return EXIT_INVALID, out if as_json else "", f"{prefix}{err}\n"
-
-
-def _write_err(text: str) -> None:
-    # a closed or full stderr leaves nothing to tell: never a second failure
-    try:
-        if text and sys.stderr is not None:
-            sys.stderr.write(text)
-            sys.stderr.flush()
-    except (OSError, ValueError):
-        pass
-
-
-def _drop_stdout() -> None:
-    """Point fd 1 at /dev/null, so the interpreter's last flush has nothing left to fail on."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-    except (OSError, ValueError, AttributeError):
-        pass
-
-
-def _write_out(out: Union[str, Iterable[str]], debug: bool) -> Optional[Report]:
-    """Write stdout; a failure of a streamed command while it produces its output, as the
-    report to give instead (its JSON object can no longer be the only one: stderr only)."""
-    chunks = iter([out] if isinstance(out, str) else out)
-    while True:
-        try:
-            chunk = next(chunks)
-        except StopIteration:
-            break
-        except BaseException as err:  # the funnel, for output produced as it is written
-            quiet_signals()
-            code, _out, err_text = _failure(err, False, debug, {})
-            sys.stdout.flush()
-            return code, "", err_text
-        if chunk:
-            if sys.stdout is None:  # started with stdout closed (`>&-`)
-                raise BrokenPipeError
-            sys.stdout.write(chunk)
-    if sys.stdout is not None:
-        sys.stdout.flush()
-    return None
-
-
-def _deliver(report: Report, debug: bool = False) -> int:
-    """Write a report; the exit code, which a failed stdout turns into at least 1."""
-    code, out, err = report
-    try:
-        instead = _write_out(out, debug)
-    except BrokenPipeError:  # the reader went away (`| head`): nothing left to say to it
-        _drop_stdout()
-        _write_err(err)
-        return code or EXIT_FAILURE
-    except (OSError, ValueError) as exc:  # a full disk behind stdout (/dev/full), EIO, ...
-        _drop_stdout()
-        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        _write_err(err + f"hpcpolicy: cannot write to standard output: {why}\n")
-        return code or EXIT_FAILURE
-    except BaseException as exc:  # a signal while a stream is written: stop, and say why
-        quiet_signals()
-        _write_err(err + f"hpcpolicy: {failure_of(exc).msg}\n")
-        return code or EXIT_FAILURE
-    if instead is not None:
-        code, _out, err = instead
-    _write_err(err)
-    return code
-
-
 # ------------------------------------------------------------------------------ main
 
 
@@ -264,7 +147,7 @@ def _run(argv: List[str]) -> Tuple[Report, bool]:
             args = build_parser(argv).parse_args(argv)
         except _UsageError as err:
             quiet_signals()
-            return _usage(err, as_json), debug
+            return usage(str(err), err.usage, as_json), debug
         except SystemExit as exc:  # --help / --version, their text collected by _Parser
             quiet_signals()
             return (int(exc.code or 0), "".join(_Parser.printed), ""), debug
@@ -280,10 +163,10 @@ def _run(argv: List[str]) -> Tuple[Report, bool]:
         outcome = run(args)
         if outcome.stream is None:  # a stream still runs the command while it is written
             quiet_signals()
-        return _success(outcome, as_json), debug
+        return success(outcome, as_json), debug
     except BaseException as err:  # the funnel: every exception, signals included
         quiet_signals()
-        return _failure(err, as_json, debug, on_error), debug
+        return failure(err, as_json, debug, on_error), debug
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -291,7 +174,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     previous = install_signals()
     try:
         report, debug = _run(list(sys.argv[1:] if argv is None else argv))
-        return _deliver(report, debug)
+        return deliver(report, debug)
     finally:
         restore_signals(previous)
 
