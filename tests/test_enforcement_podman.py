@@ -91,6 +91,12 @@ def _image(base: Path) -> Path:
                  ["umoci", "config", "--image", f"{oci}:1.0", "--config.cmd", "/bin/sh",
                   "--config.env", "PATH=/bin", "--architecture", "amd64", "--os", "linux"]):
         subprocess.run(step, check=True, capture_output=True, timeout=60)
+    extra = base / "extra"
+    (extra / "etc").mkdir(parents=True)
+    (extra / "etc" / "version").write_text("2\n")
+    for step in (["umoci", "tag", "--image", f"{oci}:1.0", "2.0"],
+                 ["umoci", "insert", "--image", f"{oci}:2.0", str(extra), "/"]):
+        subprocess.run(step, check=True, capture_output=True, timeout=60)
     return oci
 
 
@@ -158,9 +164,10 @@ def _able() -> None:
 def image_ref(registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> str:
     _able()
     oci = _image(tmp_path_factory.mktemp("store-image"))
-    res = registry.skopeo(registry.open_etc, "copy", "--dest-tls-verify=false",
-                          f"oci:{oci}:1.0", f"docker://{registry.ref('enforce/tool')}")
-    assert res.returncode == 0, res.stderr
+    for tag in ("1.0", "2.0"):
+        res = registry.skopeo(registry.open_etc, "copy", "--dest-tls-verify=false",
+                              f"oci:{oci}:{tag}", f"docker://{registry.ref('enforce/tool', tag)}")
+        assert res.returncode == 0, res.stderr
     return registry.ref("enforce/tool")
 
 
@@ -187,6 +194,12 @@ as_user touch {STORE}/overlay-images/planted 2>/dev/null && echo META-WRITABLE \
     || echo META-READ-ONLY
 echo "STORE-FILE $(cat {STORE}/overlay/*/diff/etc/hpcpolicy-test)"
 echo "USER-STORAGE $(ls /srv/users)"
+{_fill(image_ref.replace(":1.0", ":2.0"))}
+printf "%s\\n" "DOCTOR-NEW-PULL $({doctor})"
+{OPEN_STORE}
+printf "%s\\n" "DOCTOR-REOPENED $({doctor})"
+as_user {PODMAN} run --rm --pull=never --network none {image_ref.replace(":1.0", ":2.0")} \\
+    cat /etc/version
 """
     res = _run(tmp_path, body)
     out = res.stdout
@@ -201,6 +214,12 @@ echo "USER-STORAGE $(ls /srv/users)"
     assert "STORE-READ-ONLY" in out and "META-READ-ONLY" in out
     assert "STORE-FILE from the site store" in out  # the container's write stayed its own
     assert f"USER-STORAGE {UID}" in out  # rootless_storage_path expanded $UID
+    # a later pull by root adds 0700 directories again: doctor names them until reopened
+    new = json.loads(out.split("DOCTOR-NEW-PULL ", 1)[1].splitlines()[0])
+    reopened = json.loads(out.split("DOCTOR-REOPENED ", 1)[1].splitlines()[0])
+    assert new[0][1] == "FAIL" and "overlay-images/" in new[0][2]
+    assert reopened[0][1] == "OK", reopened
+    assert out.rstrip().endswith("2")
 
 
 def test_submount_below_a_readonly_bind_is_writable_and_doctor_names_it(

@@ -50,10 +50,29 @@ def _writable_by_others(st: os.stat_result) -> bool:
     return st.st_uid != 0 or bool(st.st_mode & (stat.S_IWGRP | stat.S_IWOTH))
 
 
-def _metadata(driver: str) -> List[str]:
-    """What every user's containers/storage reads in a store (beside the layers' contents)."""
-    return [f"{driver}-images", f"{driver}-images/images.json", f"{driver}-layers",
-            f"{driver}-layers/layers.json", driver]
+def _metadata(path: str, driver: str) -> List[str]:
+    """What every user's containers/storage reads in a store, relative to it: the image and
+    layer metadata, each image's directory and files, each layer's directory and its own files
+    (not its contents, `diff`, which keep the image's permissions). A pull by root adds 0700
+    directories, so this is checked again after every pull."""
+    out = [f"{driver}-images", f"{driver}-images/images.json", f"{driver}-layers",
+           f"{driver}-layers/layers.json", driver]
+    for top, skip in ((f"{driver}-images", ()), (driver, ("diff", "work", "merged"))):
+        try:
+            entries = sorted(os.listdir(os.path.join(path, top)))
+        except OSError:
+            continue
+        for name in entries:
+            rel = f"{top}/{name}"
+            out.append(rel)
+            if os.path.isdir(os.path.join(path, rel)) and not os.path.islink(
+                    os.path.join(path, rel)):
+                try:
+                    inner = sorted(os.listdir(os.path.join(path, rel)))
+                except OSError:
+                    continue
+                out += [f"{rel}/{n}" for n in inner if n not in skip]
+    return out
 
 
 def _readable_by_all(path: str) -> bool:
@@ -96,11 +115,13 @@ def _store_problems(root: str, store: str, driver: str) -> List[str]:
         sub_path = os.path.join(path, sub)
         if os.path.isdir(sub_path) and _writable_by_others(os.lstat(sub_path)):
             problems.append(f"{store}/{sub} is writable by someone other than root")
-    unreadable = [f"{store}/{rel}" for rel in _metadata(driver)
+    unreadable = [f"{store}/{rel}" for rel in _metadata(path, driver)
                   if os.path.exists(os.path.join(path, rel))
+                  and not os.path.islink(os.path.join(path, rel))
                   and not _readable_by_all(os.path.join(path, rel))]
     if unreadable:
-        problems.append("users cannot read " + ", ".join(unreadable[:SHOWN]))
+        more = f" and {len(unreadable) - SHOWN} more" if len(unreadable) > SHOWN else ""
+        problems.append("users cannot read " + ", ".join(unreadable[:SHOWN]) + more)
     for lock in lock_files(path, driver):
         shown = lock[len(root.rstrip("/")):]
         try:
