@@ -73,6 +73,10 @@ def test_access_record_and_diff(cli: Any, tmp_path: Path) -> None:
     assert moves(diff(cli, site)) == [(BIO, "allowed", "denied", 1, ("bob",))]
     log = [json.loads(line) for line in (root / "log/changes.jsonl").read_text().splitlines()]
     assert log[-1]["action"] == "rollback" and log[-1]["access_changes"][0]["users"] == 1
+    # the audit's provenance names the current generation when the deploy root is here
+    current = os.readlink(root / "current").split("/")[-1]
+    audit = as_json(cli("audit", site, "--format", "json").out)
+    assert audit["provenance"]["generation"].startswith(f"{current} is current")
     # the rollback needs the directory: a bare --deploy-root is a usage error
     res = cli("rollback", "2", "--deploy-root", root, "--format", "json")
     assert res.rc == 2 and "needs --site" in as_json(res.out)["msg"]

@@ -230,3 +230,70 @@ def test_deny_rule_under_default_allow_is_a_real_bypass(registry: Registry,  # n
     other_name = f"localhost:{registry.port}/other/tool:1.0"
     seen = skopeo_verdicts(registry, policy, [denied, other_name], tmp_path)
     assert seen[denied] != "ok" and seen[other_name] == "ok", seen
+
+
+def _generated_sites(host: str, count: int) -> List[Policy]:
+    """Seeded rule sets over the registry's repositories, with groups and signed scopes (a
+    scope is either signed for everybody or group-limited and unsigned: the site file allows
+    no mix)."""
+    import random
+    from dataclasses import replace
+
+    rnd = random.Random(8)
+    scopes = [f"{host}/{s}" for s in ("a", "a/b", "a/x", "b", "allowed", "other")] + [host]
+    out = []
+    for _ in range(count):
+        rules = []
+        for scope in rnd.sample(scopes, 4):
+            kind = rnd.choice(("signed", "group", "deny", "plain"))
+            if kind == "signed":
+                rules.append(rule(scope, signed_by="hpc.gpg"))
+            elif kind == "group":
+                rules.append(rule(scope, rnd.choice(("allow", "deny")),
+                                  groups=[rnd.choice(("bio", "nobody-group"))]))
+            else:
+                rules.append(rule(scope, "deny" if kind == "deny" else "allow"))
+        policy = make_policy(rules, default=rnd.choice(("allow", "deny")),
+                             runtimes=("podman",))
+        out.append(replace(policy, keyrings={KEYRING: b"not a keyring: nothing verifies"}))
+    return out
+
+
+def test_generated_claims_hold_for_real(registry: Registry, tmp_path: Path) -> None:  # noqa: F811
+    """For generated sites with groups and signed scopes: every `enforces: true` of
+    policy.json / registries.conf is what skopeo does with the rendered files, and every
+    unenforced-* finding is a pull that succeeds (the images are unsigned)."""
+    from hpcpolicy.audit.decide import Observation
+    from hpcpolicy.audit.matrix import build_report
+
+    snap = Snapshot.of(SNAP.users.values(), [*SNAP.groups.values(),
+                                             Group("nobody-group", 6002, frozenset(), "files")])
+    refs = [registry.ref(r) for r in ("a/x", "a/b/x", "a/y", "b/x", "allowed/tool",
+                                      "other/tool")]
+    claims: List[tuple] = []
+    gaps: List[str] = []
+    for n, policy in enumerate(_generated_sites(registry.host, 4)):
+        etc = write_tree(containers.render(policy, snap, ()), tmp_path / f"root{n}")
+        script = ('for r in "$@"; do d=$(mktemp -d); if skopeo copy --src-tls-verify=false '
+                  '"docker://$r" "dir:$d/i" >/dev/null 2>&1; then echo "$r ok"; '
+                  'else echo "$r no"; fi; done')
+        res = in_ns(etc, ["sh", "-c", script, "sh", *refs], registry.base / "home")
+        seen = dict(line.split(" ", 1) for line in res.stdout.splitlines())
+        ctx = make_context(policy, snap)
+        report = build_report(ctx, [parse_target(r) for r in refs], Observation(),
+                              select_users(ctx))
+        for cell in report.cells:
+            d = cell.decision
+            for e in d.enforced_by:
+                if e.mechanism in (POLICY_JSON, REGISTRIES_CONF) and e.enforces:
+                    needs_signature = d.allowed and "signed by" in e.note
+                    expect = "ok" if d.allowed and not needs_signature else "no"
+                    assert seen[d.image] == expect, (n, policy.images.rules, d, e)
+                    claims.append((d.allowed, needs_signature))
+        for f in report.findings:
+            if f["kind"] in ("unenforced-denial", "unenforced-requirement"):
+                assert seen[f["image"]] == "ok", (n, f)
+                gaps.append(f["kind"])
+    # the seeded sets exercise every kind of claim (the test cannot pass vacuously)
+    assert {(True, False), (True, True), (False, False)} <= set(claims), claims
+    assert {"unenforced-denial", "unenforced-requirement"} <= set(gaps), gaps

@@ -35,7 +35,7 @@ from hpcpolicy.audit.decide import (
 )
 from hpcpolicy.audit.enforce import store_paths
 from hpcpolicy.audit.matrix import Report, audited_users, build_report, decisions_stream
-from hpcpolicy.errors import InvalidInput, UsageError
+from hpcpolicy.errors import HpcPolicyError, InvalidInput, UsageError
 from hpcpolicy.node import mountinfo
 
 
@@ -109,9 +109,22 @@ def provenance(ctx: Context, report: Report, now: Optional[datetime] = None) -> 
         "policy sha256": policy.sha256, "time": when, "hpcpolicy": __version__,
         "directory": ", ".join(policy.directory.sources),
         "users": sum(len(p.members) for p in report.profiles),
-        "generation": "not read (the audit judges the site file and the directory as they "
-                      "are now)",
+        "generation": _current(policy.site.deploy_root),
     }
+
+
+def _current(deploy_root: str) -> str:
+    """The generation `current` names, when the deploy root is reachable from here (one
+    readlink; the audit itself judges the site file and the directory as they are now)."""
+    from hpcpolicy.generation.naming import channel_generation
+
+    try:
+        name = channel_generation(deploy_root)
+    except (HpcPolicyError, OSError):
+        name = None
+    if name is None:
+        return "unknown here (no current generation under site.deploy_root on this host)"
+    return f"{name} is current (this audit judges the site file and the directory as they are now)"
 
 
 def decisions(result: AuditResult) -> Iterator[AuditDecision]:
