@@ -88,6 +88,24 @@ def test_closed_pipe_during_help_is_silent_exit_1() -> None:
     assert finish(proc) == {"rc": 1, "out": "", "err": ""}
 
 
+def test_closed_pipe_during_a_stream_is_silent_exit_1(site: Path) -> None:
+    """`audit --decisions` writes JSON Lines as it decides: the same rule mid-stream."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        proc = hpcpolicy("audit", site, "--decisions", "--format", "json", stdout=write_end)
+    finally:
+        os.close(write_end)
+    assert finish(proc) == {"rc": 1, "out": "", "err": ""}
+
+
+def test_closed_stderr_is_no_second_failure(tmp_path: Path) -> None:
+    """Nothing to tell a closed stderr: the JSON object and the exit code still arrive."""
+    res = finish(hpcpolicy("validate", tmp_path / "nosuch.toml", "--format", "json",
+                           preexec_fn=lambda: os.close(2)))
+    assert res["rc"] == 2 and json.loads(res["out"])["failed"] is True
+
+
 def test_closed_stdout_is_silent_exit_1(site: Path) -> None:
     """Started with no stdout at all (`>&-`)."""
     res = finish(hpcpolicy("validate", site, "--offline", "--format", "json", stdout=None,
