@@ -4,7 +4,8 @@ Run as root: `.venv/bin/python bench/node_sync.py [--users 100000] [--runs 15] [
 
 Measured in the same run, fresh processes, medians of RUNS, warm page cache:
 
-* the interpreter floor: `python -c pass` of the same interpreter;
+* the interpreter floor: `python -c pass` of the same interpreter (wall time, and user+sys
+  CPU time, which a loaded machine disturbs less);
 * `hpcpolicy node sync --format json` with nothing to do (the node holds the generation);
 * the peer, `rsync -a -c TREE/ NODE/` with nothing to copy (checksums both sides);
 * bytes read from the deploy root by each (strace of read/pread64/readv, by file descriptor
@@ -23,6 +24,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -64,10 +66,18 @@ def publish(deploy_root: str, users: int) -> str:
     return name
 
 
-def run(cmd: List[str], env: Dict[str, str]) -> float:
+CPU: Dict[str, List[float]] = {}  # user+sys seconds of each timed child, by label
+
+
+def run(cmd: List[str], env: Dict[str, str], label: str = "") -> float:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     elapsed = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if label:
+        CPU.setdefault(label, []).append(after.ru_utime - before.ru_utime +
+                                         after.ru_stime - before.ru_stime)
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd[:6])}... failed:\n{proc.stdout[-2000:]}\n"
                          f"{proc.stderr[-2000:]}")
@@ -157,11 +167,12 @@ def main() -> None:
         floor = [sys.executable, "-c", "pass"]
         times = {"floor": [], "idle": [], "rsync": []}  # type: Dict[str, List[float]]
         for _ in range(args.runs):  # interleaved, so that load hits all three alike
-            times["floor"].append(run(floor, env))
-            times["idle"].append(run(sync, env))
-            times["rsync"].append(run(rsync, env))
+            times["floor"].append(run(floor, env, "floor"))
+            times["idle"].append(run(sync, env, "idle"))
+            times["rsync"].append(run(rsync, env, "rsync"))
         t_floor, t_idle, t_rsync = (statistics.median(times[k])
                                     for k in ("floor", "idle", "rsync"))
+        c_floor, c_idle = (statistics.median(CPU[k]) for k in ("floor", "idle"))
         read_idle = bytes_read(sync, env, deploy_root, work)
         read_rsync = bytes_read(rsync, env, deploy_root, work)
         forget_record(node)
@@ -173,6 +184,8 @@ def main() -> None:
         "floor_s": round(t_floor, 4), "idle_sync_s": round(t_idle, 4),
         "rsync_c_s": round(t_rsync, 4),
         "idle_vs_floor": round(t_idle / t_floor, 2), "idle_vs_rsync": round(t_idle / t_rsync, 2),
+        "floor_cpu_s": round(c_floor, 4), "idle_cpu_s": round(c_idle, 4),
+        "idle_vs_floor_cpu": round(c_idle / c_floor, 2),
         "read_idle_bytes": read_idle, "read_before_bytes": read_before,
         "read_rsync_bytes": read_rsync,
         "read_idle_pct_of_tree": round(100.0 * read_idle / tree_bytes, 4),
@@ -182,7 +195,8 @@ def main() -> None:
     }
     print(json.dumps(result, indent=1))
     print(f"no-change node sync, {args.users} users: {t_idle * 1000:.0f} ms vs interpreter floor "
-          f"{t_floor * 1000:.0f} ms ({t_idle / t_floor:.2f}x; goal <= 2x) vs rsync -c "
+          f"{t_floor * 1000:.0f} ms ({t_idle / t_floor:.2f}x wall, {c_idle / c_floor:.2f}x CPU; "
+          f"goal <= 2x) vs rsync -c "
           f"{t_rsync * 1000:.0f} ms; read from the deploy root {read_idle} bytes = "
           f"{100.0 * read_idle / tree_bytes:.4f}% of the tree's {tree_bytes} (goal <= 2%; before: "
           f"{read_before}, rsync -c: {read_rsync})")

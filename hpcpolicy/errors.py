@@ -11,8 +11,7 @@ import errno
 import math
 import os
 import re
-from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, List, Optional, Sequence
+from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Sequence
 
 from hpcpolicy.interrupt import Interrupted
 
@@ -21,9 +20,12 @@ EXIT_FAILURE = 1
 EXIT_INVALID = 2
 
 
-@dataclass(frozen=True)
-class Problem:
-    """One finding in an input file: `FILE: key.path: message` (path may be empty)."""
+class Problem(NamedTuple):
+    """One finding in an input file: `FILE: key.path: message` (path may be empty).
+
+    A NamedTuple, not a dataclass: `dataclasses` imports `inspect` (and ast, dis, tokenize),
+    which every command would pay at start-up, the node's timer-run `node sync` included.
+    """
 
     file: str
     path: str
@@ -165,7 +167,6 @@ def check_seconds(value: float, what: str) -> float:
     return value
 
 
-@dataclass
 class Failure:
     """What a face reports for one exception.
 
@@ -173,10 +174,15 @@ class Failure:
     CLI suggests --debug, the Ansible module adds the traceback.
     """
 
-    exit_code: int
-    msg: str
-    fields: Dict[str, Any] = field(default_factory=dict)
-    internal: bool = False
+    def __init__(self, exit_code: int, msg: str, fields: Optional[Dict[str, Any]] = None,
+                 internal: bool = False) -> None:
+        self.exit_code = exit_code
+        self.msg = msg
+        self.fields: Dict[str, Any] = {} if fields is None else fields
+        self.internal = internal
+
+    def __repr__(self) -> str:
+        return f"Failure({self.exit_code}, {self.msg!r}, internal={self.internal})"
 
 
 def _reason(err: OSError) -> str:

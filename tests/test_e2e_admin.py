@@ -282,6 +282,10 @@ def test_signed_generation_verified_by_node(cli: Any, tmp_path: Path) -> None:
     manifest = json.loads((gen / "manifest.json").read_text())
     manifest["operator"] = "mallory"
     (gen / "manifest.json").write_text(json.dumps(manifest))
-    res = cli("node", "sync", "--from", tmp_path / "shared", "--root", node,
+    # a node that holds this generation does not read its manifest again (only the channel
+    # link): it keeps the files it verified; a node that reads the altered manifest refuses it
+    fresh = tmp_path / "fresh-node"
+    fresh.mkdir()
+    res = cli("node", "sync", "--from", tmp_path / "shared", "--root", fresh,
               "--allowed-signers", signers, "--no-reload", "--format", "json")
     assert res.rc == 1 and as_json(res.out)["failed"] is True

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Optional
 
 
-@dataclass
 class Outcome:
     """Result of one command.
 
@@ -15,15 +13,24 @@ class Outcome:
     a failure it reports as data (e.g. `node doctor`, `subid check`).
     """
 
-    msg: str
-    data: Dict[str, Any] = field(default_factory=dict)
-    text: str = ""
-    changed: bool = False
-    exit_code: int = 0
-    # printed as it is produced instead of `data`/`text` (JSON Lines: `audit --decisions`)
-    stream: Optional[Iterable[str]] = None
-    # lines for stderr, whatever the format (e.g. the failures of a node sync that went on)
-    notes: List[str] = field(default_factory=list)
+    # A plain class, not a dataclass: `dataclasses` imports `inspect` (and with it ast, dis,
+    # tokenize), a third of the start-up of the `node sync` every node's timer runs.
+    def __init__(self, msg: str, data: Optional[Dict[str, Any]] = None, text: str = "",
+                 changed: bool = False, exit_code: int = 0,
+                 stream: Optional[Iterable[str]] = None,
+                 notes: Optional[List[str]] = None) -> None:
+        self.msg = msg
+        self.data: Dict[str, Any] = {} if data is None else data
+        self.text = text
+        self.changed = changed
+        self.exit_code = exit_code
+        # printed as it is produced instead of `data`/`text` (JSON Lines: `audit --decisions`)
+        self.stream = stream
+        # lines for stderr, whatever the format (e.g. the failures of a node sync that went on)
+        self.notes: List[str] = [] if notes is None else notes
+
+    def __repr__(self) -> str:
+        return f"Outcome(msg={self.msg!r}, exit_code={self.exit_code}, changed={self.changed})"
 
     def payload(self) -> Dict[str, Any]:
         out: Dict[str, Any] = {

@@ -21,8 +21,7 @@ from __future__ import annotations
 import os
 import pwd
 import sys
-from dataclasses import dataclass, replace
-from typing import Any, Optional, Set, Union
+from typing import Any, NamedTuple, Optional, Set, Union
 
 from hpcpolicy.errors import InvalidInput, ProblemCollector, UsageError
 from hpcpolicy.generation.naming import CHANNEL_RE, CLASS_RE, STABLE
@@ -32,9 +31,12 @@ DEFAULT_PATH = "/etc/hpcpolicy/node.toml"
 KEYS = ("deploy_root", "deploy_owner", "allowed_signers", "channel", "class")
 
 
-@dataclass(frozen=True)
-class NodeConfig:
-    """The node's settings after node.toml and the command line (None: not set anywhere)."""
+class NodeConfig(NamedTuple):
+    """The node's settings after node.toml and the command line (None: not set anywhere).
+
+    A NamedTuple, not a dataclass: every timer run of `node sync` reads it, and `dataclasses`
+    would import `inspect` (and ast, dis, tokenize) into that run.
+    """
 
     path: Optional[str] = None  # the file read, None when there was none
     deploy_root: Optional[str] = None
@@ -49,7 +51,7 @@ class NodeConfig:
         given = {k: v for k, v in options.items() if v is not None}
         if "deploy_owner" in given:
             given["owner_where"] = "--deploy-owner"
-        return replace(self, **given)
+        return self._replace(**given)
 
     @property
     def channel_name(self) -> str:
@@ -127,7 +129,7 @@ def load(path: Optional[str] = None) -> NodeConfig:
         raise InvalidInput(f"not valid TOML: {err}", file=file) from None
     config = _check(doc, problems)
     problems.raise_if_any()
-    config = replace(config, path=file, owner_where=f"{file}: deploy_owner")
+    config = config._replace(path=file, owner_where=f"{file}: deploy_owner")
     if config.deploy_owner is not None:
         config.owner_uid()  # an unknown user name is this file's error, said now
     return config

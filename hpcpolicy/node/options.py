@@ -2,21 +2,21 @@
 
 Kept apart from `sync.py` so that a sync with nothing to do (`node.idle`) imports only this,
 the node's record and the channel link's checks: the timer runs it on every node every few
-minutes, and its cost is mostly Python's own start-up and imports.
+minutes, and its cost is mostly Python's own start-up and imports. No dataclasses here (nor in
+what this imports): `dataclasses` imports `inspect` (and ast, dis, tokenize), about as much
+CPU as Python's own start-up, which every idle run would pay.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Set, Union
+from typing import Any, Dict, List, NamedTuple, Optional, Set, Union
 
 from hpcpolicy.errors import UsageError
 from hpcpolicy.generation.naming import STABLE
 from hpcpolicy.node.config import DEFAULT_PATH, NodeConfig
 
 
-@dataclass
-class SyncOptions:
+class SyncOptions(NamedTuple):
     """What `node sync` was asked to do (the CLI flags)."""
 
     deploy_root: str
@@ -40,22 +40,26 @@ class SyncOptions:
         return {0, self.deploy_owner}
 
 
-@dataclass
 class SyncResult:
     """What a sync did (or, with --check, would do)."""
 
-    generation: str
-    node_class: str
-    class_reason: str
-    channel: str
-    check: bool
-    changes: List[Dict[str, str]] = field(default_factory=list)
-    diff: Optional[List[Dict[str, Any]]] = None
-    notes: List[str] = field(default_factory=list)
-    errors: List[str] = field(default_factory=list)
-    pending: Dict[str, str] = field(default_factory=dict)  # step -> why it failed (still due)
-    stale_userns: List[Dict[str, Any]] = field(default_factory=list)
-    migrated: List[Dict[str, Any]] = field(default_factory=list)
+    def __init__(self, generation: str, node_class: str, class_reason: str, channel: str,
+                 check: bool) -> None:
+        self.generation = generation
+        self.node_class = node_class
+        self.class_reason = class_reason
+        self.channel = channel
+        self.check = check
+        self.changes: List[Dict[str, str]] = []
+        self.diff: Optional[List[Dict[str, Any]]] = None
+        self.notes: List[str] = []
+        self.errors: List[str] = []
+        self.pending: Dict[str, str] = {}  # step -> why it failed (still due)
+        self.stale_userns: List[Dict[str, Any]] = []
+        self.migrated: List[Dict[str, Any]] = []
+
+    def __repr__(self) -> str:
+        return f"SyncResult({self.msg!r})"
 
     @property
     def changed(self) -> bool:

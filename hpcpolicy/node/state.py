@@ -28,7 +28,6 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from hpcpolicy.errors import RuntimeFailure
 from hpcpolicy.fsutil import atomic_write, read_bytes_nofollow
-from hpcpolicy.node.install import make_parents, target_path
 
 STATE_FILE = "var/lib/hpcpolicy/installed.json"
 SYNC_LOCK = "var/lib/hpcpolicy/sync.lock"
@@ -36,7 +35,7 @@ FORMAT = 1
 
 
 def state_path(root: str) -> str:
-    return target_path(root, STATE_FILE)
+    return os.path.join(root, *STATE_FILE.split("/"))
 
 
 def load_state(root: str) -> Optional[Dict[str, Any]]:
@@ -76,6 +75,8 @@ def same_state(old: Optional[Dict[str, Any]], new: Dict[str, Any]) -> bool:
 
 
 def save_state(root: str, doc: Dict[str, Any]) -> None:
+    from hpcpolicy.node.install import make_parents  # here: an idle sync only reads the state
+
     make_parents(root, STATE_FILE)
     data = (json.dumps(doc, sort_keys=True, indent=1) + "\n").encode()
     owner = 0 if os.geteuid() == 0 else None
