@@ -50,35 +50,43 @@ def _writable_by_others(st: os.stat_result) -> bool:
     return st.st_uid != 0 or bool(st.st_mode & (stat.S_IWGRP | stat.S_IWOTH))
 
 
-def _metadata(path: str, driver: str) -> List[str]:
-    """What every user's containers/storage reads in a store, relative to it: the image and
-    layer metadata, each image's directory and files, each layer's directory and its own files
-    (not its contents, `diff`, which keep the image's permissions). A pull by root adds 0700
-    directories, so this is checked again after every pull."""
-    out = [f"{driver}-images", f"{driver}-images/images.json", f"{driver}-layers",
-           f"{driver}-layers/layers.json", driver]
-    for top, skip in ((f"{driver}-images", ()), (driver, ("diff", "work", "merged"))):
+def _open_to_all(mode: int) -> bool:
+    want = stat.S_IROTH | (stat.S_IXOTH if stat.S_ISDIR(mode) else 0)
+    return stat.S_ISLNK(mode) or mode & want == want
+
+
+def _unreadable(path: str, driver: str) -> List[str]:
+    """What every user's containers/storage reads in a store and cannot, relative to it: the
+    image and layer metadata, each image's directory and files, each layer's directory and its
+    own files (not its contents, `diff`, which keep the image's permissions). A pull by root
+    adds 0700 directories, so this is checked again after every pull. One lstat per entry
+    (scandir), since a site store holds thousands of layers."""
+    out: List[str] = []
+    for rel in (f"{driver}-images", f"{driver}-images/images.json", f"{driver}-layers",
+                f"{driver}-layers/layers.json", driver):
         try:
-            entries = sorted(os.listdir(os.path.join(path, top)))
+            if not _open_to_all(os.lstat(os.path.join(path, rel)).st_mode):
+                out.append(rel)
         except OSError:
             continue
-        for name in entries:
-            rel = f"{top}/{name}"
-            out.append(rel)
-            if os.path.isdir(os.path.join(path, rel)) and not os.path.islink(
-                    os.path.join(path, rel)):
-                try:
-                    inner = sorted(os.listdir(os.path.join(path, rel)))
-                except OSError:
-                    continue
-                out += [f"{rel}/{n}" for n in inner if n not in skip]
-    return out
-
-
-def _readable_by_all(path: str) -> bool:
-    mode = os.stat(path).st_mode
-    want = stat.S_IROTH | (stat.S_IXOTH if stat.S_ISDIR(mode) else 0)
-    return mode & want == want
+    for top, skip in ((f"{driver}-images", ()), (driver, ("diff", "work", "merged"))):
+        try:
+            entries = list(os.scandir(os.path.join(path, top)))
+        except OSError:
+            continue
+        for entry in entries:
+            mode = entry.stat(follow_symlinks=False).st_mode
+            if not _open_to_all(mode):
+                out.append(f"{top}/{entry.name}")
+            if not stat.S_ISDIR(mode):
+                continue
+            try:
+                inner = list(os.scandir(entry.path))
+            except OSError:
+                continue
+            out += [f"{top}/{entry.name}/{e.name}" for e in inner if e.name not in skip
+                    and not _open_to_all(e.stat(follow_symlinks=False).st_mode)]
+    return sorted(out)
 
 
 def readable_command(store: str, driver: str) -> str:
@@ -115,10 +123,7 @@ def _store_problems(root: str, store: str, driver: str) -> List[str]:
         sub_path = os.path.join(path, sub)
         if os.path.isdir(sub_path) and _writable_by_others(os.lstat(sub_path)):
             problems.append(f"{store}/{sub} is writable by someone other than root")
-    unreadable = [f"{store}/{rel}" for rel in _metadata(path, driver)
-                  if os.path.exists(os.path.join(path, rel))
-                  and not os.path.islink(os.path.join(path, rel))
-                  and not _readable_by_all(os.path.join(path, rel))]
+    unreadable = [f"{store}/{rel}" for rel in _unreadable(path, driver)]
     if unreadable:
         more = f" and {len(unreadable) - SHOWN} more" if len(unreadable) > SHOWN else ""
         problems.append("users cannot read " + ", ".join(unreadable[:SHOWN]) + more)
