@@ -54,3 +54,10 @@ def test_html_loads_in_chromium(tmp_path: Path) -> None:
                           f"file://{path}"], capture_output=True, text=True, timeout=120,
                          env={**os.environ, "HOME": str(home)})
     assert dom.returncode == 0 and 'id="findings"' in dom.stdout and 'class="mx"' in dom.stdout
+    pdf = tmp_path / "report.pdf"  # it prints (the print stylesheet hides the filter box)
+    printed = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu",
+                              f"--print-to-pdf={pdf}", f"file://{path}"], capture_output=True,
+                             text=True, timeout=120, env={**os.environ, "HOME": str(home)})
+    assert printed.returncode == 0 and pdf.read_bytes().startswith(b"%PDF")
+    assert pdf.stat().st_size < 5_000_000  # no per-cell vector hatching in print
+    assert "@media print" in page and ".filter { display: none; }" in page

@@ -351,6 +351,8 @@ td.n { color: #666; }
   .mx td, .mx th { padding: 1px 2px; }
   thead { display: table-header-group; }
   tr, .f { page-break-inside: avoid; }
+  td.a.g, td.d.g { background-image: none; text-decoration: underline; }
+  td.a, td.d { -webkit-print-color-adjust: exact; print-color-adjust: exact; }
 }
 """
 
