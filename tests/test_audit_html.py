@@ -61,3 +61,24 @@ def test_html_loads_in_chromium(tmp_path: Path) -> None:
     assert printed.returncode == 0 and pdf.read_bytes().startswith(b"%PDF")
     assert pdf.stat().st_size < 5_000_000  # no per-cell vector hatching in print
     assert "@media print" in page and ".filter { display: none; }" in page
+
+
+def test_html_escapes_directory_names() -> None:
+    """Group and user names come from a directory the audit does not control."""
+    from hpcpolicy.audit.decide import Observation, make_context, parse_target
+    from hpcpolicy.audit.matrix import audited_users, build_report
+    from hpcpolicy.directory.model import Group, Snapshot, User
+    from tests.audit_fixtures import make_policy, rule
+
+    evil = "<img src=x onerror=alert(1)>"
+    snap = Snapshot.of([User("a</script><script>alert(2)</script>", 5001, 5001, "files"),
+                        User("carol", 5003, 5003, "files")],
+                       [Group(evil, 6001, frozenset({"a</script><script>alert(2)</script>"}),
+                              "files")])
+    p = make_policy([rule("registry.example.org/x", groups=[evil])], runtimes=("podman",))
+    ctx = make_context(p, snap)
+    r = build_report(ctx, [parse_target("registry.example.org/x/y:1")], Observation(),
+                     audited_users(ctx))
+    page = report.profile_html(r, "t", "h", members=True)
+    assert evil not in page and "<script>alert(2)" not in page
+    assert page.count("<script") == 2  # the cell table (JSON) and the filter script only
