@@ -58,7 +58,8 @@ def add_parser(subparsers: Any, common_parent: argparse.ArgumentParser) -> None:
     sync.add_argument("--lock-timeout", type=seconds, default=30.0, metavar="S",
                       help="seconds to wait for shadow's and the node's locks (default 30)")
     sync.add_argument("--format", choices=("text", "json"), default="text")
-    sync.set_defaults(run=run_sync, json_on_error={"generation": None, "changes": []})
+    sync.set_defaults(run=run_sync, json_on_error={"generation": None, "changes": []},
+                      defer_logging=True)
 
     doctor = actions.add_parser("doctor", parents=[common_parent],
                                 help="check what the policy needs of this node")
@@ -86,7 +87,10 @@ def run_sync(args: argparse.Namespace) -> Outcome:
         migrate_users=args.migrate_users)
     result = idle(opts)  # nothing to do: decided without importing the verification code
     if result is None:
+        from hpcpolicy.cli.main import ensure_logging
         from hpcpolicy.node.sync import full_sync
+
+        ensure_logging()  # deferred (defer_logging): the idle path logs nothing
 
         result = full_sync(opts)
     return Outcome(msg=result.msg, data=describe(result), text=as_text(result),

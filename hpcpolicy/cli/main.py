@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
+import os
 import sys
 from typing import Any, Callable, Dict, List, NoReturn, Optional, Sequence, Tuple
 
@@ -39,7 +39,6 @@ examples:
   hpcpolicy COMMAND --help           (each command's options and examples)
 """
 
-log = logging.getLogger("hpcpolicy")
 
 # Order is the order of `hpcpolicy --help`.
 COMMAND_MODULES = (
@@ -76,6 +75,28 @@ class _Parser(argparse.ArgumentParser):
     def _print_message(self, message: str, file: Any = None) -> None:
         if message:
             _Parser.printed.append(message)
+
+    def _get_formatter(self) -> argparse.HelpFormatter:
+        # the width argparse would take, without its `import shutil` (which brings zlib, lzma
+        # and bz2): every add_argument makes a formatter, also in the timer's `node sync`
+        make: Any = self.formatter_class
+        formatter: argparse.HelpFormatter = make(prog=self.prog, width=_columns() - 2)
+        return formatter
+
+
+def _columns() -> int:
+    """The terminal width as shutil.get_terminal_size() gives it ($COLUMNS, stdout, else 80)."""
+    try:
+        columns = int(os.environ.get("COLUMNS", "0"))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
+        stdout: Any = sys.__stdout__
+        try:
+            columns = os.get_terminal_size(stdout.fileno()).columns
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return columns or 80
 
 
 def _json_hint(argv: Sequence[str]) -> bool:
@@ -121,19 +142,30 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
 # ------------------------------------------------------------------------------ main
 
 
-class _PrintableFormatter(logging.Formatter):
-    """Log lines quote what others wrote (directory values, manifests, lock records): their
-    control characters are escaped like every other output."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        return printable(super().format(record), limit=None, keep="\n")
+_LOGGING: Dict[str, bool] = {"debug": False, "verbose": False}
 
 
-def _setup_logging(debug: bool) -> None:
+def ensure_logging() -> None:
+    """Log lines to stderr as `hpcpolicy: LEVEL: message`, their control characters escaped
+    (they quote what others wrote: directory values, manifests, lock records).
+
+    Called before a command runs, unless its parser set `defer_logging` (the idle `node sync`:
+    importing `logging` is a tenth of its run); such a command calls it before any code that
+    logs. Imported here, not at the top, for that reason.
+    """
+    import logging
+
+    class _PrintableFormatter(logging.Formatter):
+        def format(self, record: logging.LogRecord) -> str:
+            return printable(super().format(record), limit=None, keep="\n")
+
+    debug = _LOGGING["debug"]
     logging.raiseExceptions = False  # a closed stderr must not print "--- Logging error ---"
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_PrintableFormatter("hpcpolicy: %(levelname)s: %(message)s"))
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, handlers=[handler])
+    if _LOGGING["verbose"] and not debug:
+        logging.getLogger().setLevel(logging.INFO)
 
 
 def _run(argv: List[str]) -> Tuple[Report, bool]:
@@ -142,7 +174,6 @@ def _run(argv: List[str]) -> Tuple[Report, bool]:
     on_error: Dict[str, Any] = {}
     _Parser.printed = []
     try:
-        _setup_logging(debug)
         try:
             args = build_parser(argv).parse_args(argv)
         except _UsageError as err:
@@ -155,8 +186,9 @@ def _run(argv: List[str]) -> Tuple[Report, bool]:
         debug = bool(getattr(args, "debug", False))
         if hasattr(args, "site_option"):  # SITE positional or --site: one site, never a default
             args.site = site_of(args, args.command)
-        if getattr(args, "verbose", False) and not debug:
-            logging.getLogger().setLevel(logging.INFO)
+        _LOGGING.update(debug=debug, verbose=bool(getattr(args, "verbose", False)))
+        if not getattr(args, "defer_logging", False):
+            ensure_logging()
         # a command may name JSON fields its error objects carry too (apply: generation, changes)
         on_error = dict(getattr(args, "json_on_error", None) or {})
         run: Callable[[argparse.Namespace], Outcome] = args.run

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import traceback
 from typing import Any, Dict, Iterable, Optional, Tuple, Union
 
 from hpcpolicy.cli.outcome import Outcome
@@ -42,6 +41,8 @@ def failure(err: BaseException, as_json: bool, debug: bool, on_error: Dict[str, 
     err_text = ""
     if failure.internal:
         if debug:
+            import traceback  # only with --debug: it imports tokenize and linecache
+
             err_text = "".join(traceback.format_exception(type(err), err, err.__traceback__))
         else:
             msg += " (run with --debug for details)"
