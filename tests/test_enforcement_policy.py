@@ -458,3 +458,16 @@ def test_limit_names_must_resolve_in_the_directory(tmp_path: Path, cli: Any) -> 
             "the directory (files)") in res.err
     assert "container_groups[2]: group 'physics' not found" in res.err
     assert "container_owners[1]" not in res.err and "container_owners[2]" not in res.err
+
+
+def test_stores_without_a_rootless_path_are_a_warning(tmp_path: Path, cli: Any) -> None:
+    site = _write(tmp_path, _site({
+        "runtime.storage": {"additional_image_stores": ["/shared/containers/store"]}}))
+    res = cli("validate", site, "--offline")
+    assert res.rc == 0
+    assert (f"{site}: runtime.storage.rootless_storage_path: warning: not set: rootless Podman "
+            "keeps each user's storage in $HOME") in res.out
+    site = _write(tmp_path, _site({"runtime.storage": {
+        "additional_image_stores": ["/shared/containers/store"],
+        "rootless_storage_path": "/local/$UID"}}))
+    assert "rootless_storage_path" not in cli("validate", site, "--offline").out
