@@ -28,7 +28,8 @@ with open(sys.argv[1], "wb") as f:
 PY
 set -x
 "$hp" validate "$out/site.toml"
-"$hp" apply "$out/site.toml" --deploy-root "$out/shared" --diff
+# --init: the first apply creates the deploy root; later ones refuse a missing one (an unmounted share)
+"$hp" apply "$out/site.toml" --deploy-root "$out/shared" --init --diff
 "$hp" apply "$out/site.toml" --deploy-root "$out/shared"
 "$hp" status --deploy-root "$out/shared"
 "$hp" subid list --deploy-root "$out/shared"

@@ -94,11 +94,15 @@ def write_site(
     files: Tuple[str, str],
     binds: Tuple[str, ...] = ("/scratch",),
     name: str = "test",
+    make_root: bool = True,
     **site: object,
 ) -> Path:
-    """A real site.toml (written with tomli_w) for CLI and subprocess tests."""
+    """A real site.toml (written with tomli_w) for CLI and subprocess tests; with `make_root`
+    its deploy root exists (0755), as an initialised share does."""
     import tomli_w
 
+    if make_root:
+        root.mkdir(mode=0o755, parents=True, exist_ok=True)
     doc = {
         "schema": 1,
         "site": {"name": name, "deploy_root": str(root), "runtimes": list(RUNTIMES),

@@ -117,7 +117,7 @@ def test_approval_site_needs_signing_key_instead_of_a_prompt(ansible: Ansible,
 
 
 def test_deploy_root_and_channel_options(ansible: Ansible, tmp_path: Path) -> None:
-    site = make_site(tmp_path)
+    site = make_site(tmp_path, make_root=False)
     other = tmp_path / "other-root"
     os.mkdir(other, 0o755)
     run = ansible.play(apply_task(site, deploy_root=str(other), channel="canary",

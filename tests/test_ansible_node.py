@@ -33,8 +33,8 @@ __all__ = ["ansible", "ansible_system_python"]  # fixtures, imported for pytest
 @pytest.fixture
 def published(cli: Any, tmp_path: Path) -> Tuple[Path, Path]:
     """(deploy root holding one generation of the demo site, an empty node root)."""
-    site = make_site(tmp_path)
-    assert cli("apply", site).rc == 0
+    site = make_site(tmp_path, make_root=False)
+    assert cli("apply", site, "--init").rc == 0
     root = tmp_path / "node"
     root.mkdir()
     return tmp_path / "shared", root
@@ -107,7 +107,7 @@ def test_local_edit_restored_tampered_generation_refused(ansible: Ansible, cli: 
 
 def test_system_python_fails_clearly_or_runs_the_cli(ansible_system_python: Ansible,
                                                      tmp_path: Path) -> None:
-    site = make_site(tmp_path)
+    site = make_site(tmp_path, make_root=False)
     shared, root = tmp_path / "shared", tmp_path / "node"
     root.mkdir()
     play = ansible_system_python.play
@@ -119,7 +119,7 @@ def test_system_python_fails_clearly_or_runs_the_cli(ansible_system_python: Ansi
     assert "/usr/bin/python3" in msg and "executable" in msg
     assert not shared.exists()
 
-    applied = play(apply_task(site, executable=VENV_CLI))
+    applied = play(apply_task(site, executable=VENV_CLI, init=True))
     assert applied.rc == 0, applied.show()
     assert applied.result["changed"] is True
     assert applied.result["generation"] == generation_of(shared)

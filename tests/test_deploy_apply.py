@@ -28,6 +28,7 @@ from tests.deploy_fixtures import NOW, listing
 def site(tmp_path: Path) -> tuple:
     files = write_directory(tmp_path / "dir", 5)
     root = tmp_path / "deploy"
+    root.mkdir(mode=0o755)
     return root, files
 
 
@@ -99,7 +100,8 @@ def test_check_writes_nothing(site: tuple) -> None:
 
 def test_check_on_a_new_root_creates_nothing(site: tuple) -> None:
     root, files = site
-    result = apply(make_policy(str(root), files), check=True, now=NOW)
+    root.rmdir()
+    result = apply(make_policy(str(root), files), check=True, init=True, now=NOW)
     assert result.changed and not root.exists()
 
 
@@ -201,7 +203,7 @@ def test_unsafe_root_refused_before_anything(site: tuple) -> None:
     try:
         with pytest.raises(UnsafePath, match="writable by group and other"):
             apply(make_policy(str(root), files), now=NOW)
-        assert not root.exists()
+        assert list(root.iterdir()) == []
     finally:
         root.parent.chmod(0o755)
 
@@ -230,7 +232,7 @@ def test_bad_channel_name(site: tuple) -> None:
     root, files = site
     with pytest.raises(UsageError, match="invalid channel"):
         apply(make_policy(str(root), files), channel="../x", now=NOW)
-    assert not root.exists()
+    assert list(root.iterdir()) == []
 
 
 def test_umask_does_not_leak_into_modes(site: tuple) -> None:

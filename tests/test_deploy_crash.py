@@ -105,6 +105,7 @@ def trials(tmp_path: Path, count: int, seed: int) -> Dict[str, int]:
     base = fast_dir(tmp_path)
     try:
         root = str(base / "deploy")
+        os.mkdir(root, 0o755)
         apply(variant(base, root, -1))  # in-process first: children inherit warm imports
         rng = random.Random(seed)
         outcome: Dict[str, int] = {}
@@ -185,6 +186,7 @@ def test_sigkill_before_every_io_step(tmp_path: Path) -> None:
     base = fast_dir(tmp_path)
     try:
         root = str(base / "deploy")
+        os.mkdir(root, 0o755)
         apply(variant(base, root, -1))
         seen = {"killed": 0, "building": 0, "before-switch": 0}
         step = 1

@@ -78,9 +78,8 @@ def test_json_error_paths(cli: Cli, site: Path, tmp_path: Path) -> None:
     res = cli("apply", bad, "--format", "json")
     doc = as_json(res)
     assert res.rc == 2 and doc["failed"] and doc["generation"] is None and doc["errors"]
-    assert not root_of(site).exists()
+    assert list(root_of(site).iterdir()) == []
     # unsafe deploy root: exit 1
-    root_of(site).mkdir(mode=0o777)
     os.chmod(root_of(site), 0o777)
     res = cli("apply", site, "--format", "json")
     doc = as_json(res)
@@ -157,3 +156,76 @@ def test_concurrent_applies_are_serialised(tmp_path: Path) -> None:
     previous = {d["previous"] for d in docs}
     assert previous == {None} | {d["generation"] for d in docs} - {current}
     assert [e["action"] for e in read_changes(str(root))] == ["apply"] * 5
+
+
+# ---------------------------------------------------------------- a missing deploy root
+
+
+def _tree(top: Path) -> list:
+    return sorted(str(p.relative_to(top)) for p in top.rglob("*"))
+
+
+def test_apply_never_creates_a_missing_deploy_root(cli: Cli, tmp_path: Path) -> None:
+    """A share that is not mounted (or a mistyped path) is a missing root: exit 1, naming it,
+    and nothing is created (no fresh ledger that would hand out ranges again)."""
+    files = write_directory(tmp_path / "dir", 2)
+    site = write_site(tmp_path / "site", tmp_path / "share" / "hpcpolicy", files, make_root=False)
+    (tmp_path / "share").mkdir(mode=0o755)
+    before = _tree(tmp_path)
+    for extra in ((), ("--check",)):
+        res = cli("apply", site, "--format", "json", *extra)
+        doc = as_json(res)
+        assert res.rc == 1 and doc["failed"] and doc["generation"] is None
+        missing = f"deploy root {tmp_path}/share/hpcpolicy: does not exist (not mounted?)"
+        assert missing in doc["msg"]
+        assert "--init" in doc["msg"] and "Traceback" not in res.err
+    res = cli("apply", site)  # text: the same one line on stderr
+    assert res.rc == 1 and "not mounted?" in res.err and res.out == ""
+    assert _tree(tmp_path) == before
+
+
+def test_init_creates_the_root_and_publishes_generation_1(cli: Cli, tmp_path: Path) -> None:
+    files = write_directory(tmp_path / "dir", 2)
+    root = tmp_path / "share" / "hpcpolicy"
+    site = write_site(tmp_path / "site", root, files, make_root=False)
+    (tmp_path / "share").mkdir(mode=0o755)
+    old = os.umask(0o077)  # a strict umask must not decide the root's mode
+    try:
+        check = cli("apply", site, "--init", "--check", "--format", "json")
+        assert check.rc == 0 and as_json(check)["changed"] and not root.exists()
+        res = cli("apply", site, "--init", "--format", "json")
+    finally:
+        os.umask(old)
+    doc = as_json(res)
+    assert res.rc == 0 and doc["changed"] and doc["generation"].startswith("000001-")
+    st = root.stat()
+    assert st.st_mode & 0o7777 == 0o755 and st.st_uid == os.geteuid()
+    assert (root / "current").resolve().name == doc["generation"]
+    # on an initialised root --init is a no-op: nothing new published, nothing changed
+    again = cli("apply", site, "--init", "--format", "json")
+    assert again.rc == 0 and not as_json(again)["changed"]
+    assert sorted(p.name for p in (root / "generations").iterdir()) == [doc["generation"]]
+
+
+def test_init_never_creates_missing_parents(cli: Cli, tmp_path: Path) -> None:
+    files = write_directory(tmp_path / "dir", 2)
+    site = write_site(tmp_path / "site", tmp_path / "share" / "hpcpolicy", files, make_root=False)
+    res = cli("apply", site, "--init", "--format", "json")
+    doc = as_json(res)
+    assert res.rc == 1 and f"its parent {tmp_path}/share does not exist" in doc["msg"]
+    assert not (tmp_path / "share").exists()
+
+
+def test_subid_import_refuses_a_missing_root_unless_init(cli: Cli, tmp_path: Path) -> None:
+    files = write_directory(tmp_path / "dir", 2)
+    root = tmp_path / "share" / "hpcpolicy"
+    site = write_site(tmp_path / "site", root, files, make_root=False)
+    (tmp_path / "share").mkdir(mode=0o755)
+    (tmp_path / "subuid").write_text("2000:524288:65536\n")
+    (tmp_path / "subgid").write_text("2000:524288:65536\n")
+    args = ("subid", "import", tmp_path / "subuid", tmp_path / "subgid", "--site", site)
+    res = cli(*args)
+    assert res.rc == 1 and "not mounted?" in res.err and not root.exists()
+    res = cli(*args, "--init")
+    assert res.rc == 0, res.err
+    assert root.stat().st_mode & 0o777 == 0o755 and (root / "state/subid-ledger.json").is_file()

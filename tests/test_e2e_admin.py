@@ -21,8 +21,9 @@ from tests.conftest import REPO
 DEMO = REPO / "etc" / "demo"
 
 
-def make_site(tmp: Path, **overrides: Any) -> Path:
-    """A copy of the demo site in `tmp`, deploy root `tmp/shared`, owned by the test's user."""
+def make_site(tmp: Path, make_root: bool = True, **overrides: Any) -> Path:
+    """A copy of the demo site in `tmp`, deploy root `tmp/shared`, owned by the test's user
+    (and, with `make_root`, existing: an initialised deploy root)."""
     try:
         import tomllib
     except ImportError:  # pragma: no cover - Python < 3.11
@@ -41,6 +42,8 @@ def make_site(tmp: Path, **overrides: Any) -> Path:
     path = tmp / "site.toml"
     path.write_bytes(tomli_w.dumps(site).encode())
     os.chmod(tmp, 0o755)
+    if make_root:
+        (tmp / "shared").mkdir(mode=0o755, exist_ok=True)
     return path
 
 
@@ -85,7 +88,7 @@ def test_render_writes_only_out_dir(cli: Any, site: Path, tmp_path: Path) -> Non
     assert (out / "etc/apptainer/apptainer.conf").is_file()
     assert (out / "etc/containers/policy.json").is_file()
     assert (out / "etc/subuid").is_file()
-    assert not (tmp_path / "shared").exists(), "render must write nothing but DIR"
+    assert list((tmp_path / "shared").iterdir()) == [], "render must write nothing but DIR"
 
 
 def test_apply_publishes_then_is_idempotent(cli: Any, site: Path, tmp_path: Path) -> None:
@@ -226,7 +229,6 @@ def test_subid_revoke_grant_published_by_next_apply(cli: Any, site: Path, tmp_pa
 
 def test_unsafe_deploy_root_refused(cli: Any, site: Path, tmp_path: Path) -> None:
     root = tmp_path / "shared"
-    root.mkdir()
     os.chmod(root, 0o777)
     res = cli("apply", site, "--format", "json")
     assert res.rc == 1

@@ -13,7 +13,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import tarfile
 import zipfile
 from pathlib import Path
@@ -220,7 +219,8 @@ def test_deb_contents_are_in_their_places(deb_dir: Path) -> None:
 def test_deb_metadata_and_lintian(deb_dir: Path) -> None:
     (deb,) = deb_dir.glob("hpcpolicy_*_all.deb")
     fields = _run(["dpkg-deb", "-f", str(deb), "Depends", "Architecture", "Version"]).stdout
-    depends = {d.strip().split()[0] for d in re.split(r"[,|]", fields.split("\n")[0].split(":", 1)[1])}
+    line = fields.split("\n")[0].split(":", 1)[1]
+    depends = {d.strip().split()[0] for d in re.split(r"[,|]", line)}
     assert {"python3-ldap3", "python3-clustershell", "python3-tomli-w", "python3-pampy",
             "python3-six"} <= depends
     assert "python3-pam" not in depends  # another library that also installs a module "pam"

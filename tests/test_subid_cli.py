@@ -139,6 +139,7 @@ def test_import_all_or_nothing_then_partial(cli: Callable[..., CliResult], root:
 def test_import_needs_site_for_a_new_ledger(cli: Callable[..., CliResult],
                                             tmp_path: Path) -> None:
     (tmp_path / "f").write_text("")
+    (tmp_path / "new").mkdir(mode=0o755)
     res = cli("subid", "import", tmp_path / "f", tmp_path / "f", "--deploy-root",
               tmp_path / "new")
     assert res.rc == 2 and "give --site" in res.err

@@ -27,6 +27,10 @@ def add_parser(subparsers: Any, common_parent: argparse.ArgumentParser) -> None:
     parser.add_argument("--lock-timeout", type=seconds, default=60.0, metavar="S",
                         help="seconds to wait for another writer (default 60)")
     parser.add_argument("--deploy-root", metavar="DIR", help="override site.deploy_root")
+    parser.add_argument("--init", action="store_true",
+                        help="create a missing deploy root (mode 0755, owned by the deploy "
+                             "owner; never its parents); without it a missing deploy root, "
+                             "e.g. an unmounted share, is an error")
     parser.add_argument("--channel", default="stable", metavar="NAME",
                         help="publish to this channel only (default: stable, i.e. current)")
     add_format(parser)
@@ -64,5 +68,5 @@ def run(args: argparse.Namespace) -> Outcome:
     result = apply_site(site_of(args, "apply"), deploy_root=args.deploy_root, check=args.check,
                         diff=args.diff, allow_revoke=args.allow_revoke,
                         lock_timeout=args.lock_timeout, channel=args.channel,
-                        batch=args.non_interactive)
+                        batch=args.non_interactive, init=args.init)
     return outcome_of(result, args.diff)

@@ -49,6 +49,8 @@ def add_parser(subparsers: Any, common_parent: argparse.ArgumentParser) -> None:
     imp.add_argument("subgid", metavar="SUBGID")
     imp.add_argument("--partial", action="store_true",
                      help="adopt the clean lines even when others have problems")
+    imp.add_argument("--init", action="store_true",
+                     help="create a missing deploy root first (as apply --init does)")
     chk = action("check", "check a subuid/subgid file (exit 2 on problems)", run_check,
                  site=False)
     chk.add_argument("file", metavar="FILE")
@@ -121,7 +123,7 @@ def run_import(args: argparse.Namespace) -> Outcome:
     from hpcpolicy.deploy.ledger_ops import import_ranges
 
     done = import_ranges(args.subuid, args.subgid, site=args.site, deploy_root=args.deploy_root,
-                         partial=args.partial, lock_timeout=args.lock_timeout,
+                         partial=args.partial, lock_timeout=args.lock_timeout, init=args.init,
                          batch=getattr(args, "non_interactive", False))
     msg = (f"adopted {len(done.adopted)} range(s); {len(done.skipped)} line problem(s) "
            f"skipped; {NEXT_APPLY}")

@@ -14,7 +14,7 @@ from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 from hpcpolicy.deploy.changelog import append_change
 from hpcpolicy.deploy.lock import DeployLock
-from hpcpolicy.deploy.store import check_deploy_root, ensure_layout
+from hpcpolicy.deploy.store import check_deploy_root, ensure_layout, init_root, require_root
 from hpcpolicy.errors import InvalidInput, Problem, RuntimeFailure, UsageError
 from hpcpolicy.policy.inputs import Trust
 from hpcpolicy.policy.model import Policy
@@ -166,13 +166,16 @@ def _text(path: str, trust: Optional[Trust]) -> str:
 
 def import_ranges(subuid: str, subgid: str, *, site: Optional[str] = None,
                   deploy_root: Optional[str] = None, partial: bool = False,
-                  lock_timeout: float = 60.0, batch: bool = False) -> Imported:
+                  lock_timeout: float = 60.0, batch: bool = False,
+                  init: bool = False) -> Imported:
     """`subid import SUBUID SUBGID`: adopt existing lines; every problem of both files at once,
-    nothing adopted unless `partial`. The ownership rule of apply applies to both files."""
+    nothing adopted unless `partial`. The ownership rule of apply applies to both files.
+    A missing deploy root is refused unless `init` (as for apply)."""
     from hpcpolicy.policy.inputs import trust_for
     from hpcpolicy.subid.importer import import_files
 
     where = writer(site, deploy_root, "subid import", batch)
+    require_root(where.root, init)  # before reading the directory: fail fast
     trust = trust_for(where.owner)
     texts, refused = [], []
     for path in (subuid, subgid):
@@ -187,6 +190,8 @@ def import_ranges(subuid: str, subgid: str, *, site: Optional[str] = None,
         from hpcpolicy.deploy.plan import checked_snapshot
 
         snapshot = checked_snapshot(where.policy, against=False)
+    if init:
+        init_root(where.root, where.owner)
     ensure_layout(where.root)
     with DeployLock(where.root, lock_timeout, purpose="subid import"):
         before = load_ledger(where.root, where.site_name)

@@ -46,7 +46,13 @@ from hpcpolicy.deploy.published import (
 )
 from hpcpolicy.deploy.result import ApplyResult
 from hpcpolicy.deploy.site_record import save_record
-from hpcpolicy.deploy.store import Target, check_deploy_root, ensure_layout
+from hpcpolicy.deploy.store import (
+    Target,
+    check_deploy_root,
+    ensure_layout,
+    init_root,
+    require_root,
+)
 from hpcpolicy.deploy.writer import requirements_of, switch_channel, utc_now, write_generation
 from hpcpolicy.generation.naming import STABLE, channel_generation, channel_link
 from hpcpolicy.policy.model import Policy
@@ -82,15 +88,23 @@ def apply(
     channel: str = STABLE,
     operator: Optional[str] = None,
     now: Optional[datetime] = None,
+    init: bool = False,
 ) -> ApplyResult:
-    """Validate, plan and publish `policy` to its deploy root (see the module docstring)."""
+    """Validate, plan and publish `policy` to its deploy root (see the module docstring).
+
+    A missing deploy root is refused (an unmounted share must not get a fresh ledger) unless
+    `init`, which creates it (not its parents); on an existing root `init` changes nothing.
+    """
     target = Target.from_policy(policy, deploy_root)
     channel_link(target.root, channel)  # a bad channel name is a usage error, before anything
     run = _Run(policy, target, check, diff, allow_revoke, channel,
                operator or current_operator(), now or utc_now())
     check_deploy_root(target.root, target.owner, write=True)
+    require_root(target.root, init)
     if check:
         return _apply(run)
+    if init:
+        init_root(target.root, target.owner)
     ensure_layout(target.root)
     purpose = f"apply {policy.site.name} by {run.operator}"
     with DeployLock(target.root, lock_timeout, purpose=purpose):
@@ -111,6 +125,7 @@ def apply_site(
     lock_timeout: float = 60.0,
     channel: str = STABLE,
     batch: bool = False,
+    init: bool = False,
 ) -> ApplyResult:
     """`hpcpolicy apply SITE`: load the site file, warn of what it risks, get the operator's
     approval (`batch`: a declared non-interactive run, accountable through its signature), and
@@ -128,7 +143,7 @@ def apply_site(
         operator = approve(policy.site.approval, policy.site.signing_key, batch=batch)
     result = apply(policy, deploy_root=os.path.abspath(deploy_root) if deploy_root else None,
                    check=check, diff=diff, allow_revoke=allow_revoke,
-                   lock_timeout=lock_timeout, channel=channel, operator=operator)
+                   lock_timeout=lock_timeout, channel=channel, operator=operator, init=init)
     result.warnings = warnings + result.warnings
     return result
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Optional, Set
 
 from hpcpolicy.errors import RuntimeFailure, UnsafePath
+from hpcpolicy.fsutil import make_dirs
 from hpcpolicy.generation import trust
 from hpcpolicy.generation.naming import CHANNELS, CURRENT, GENERATIONS
 from hpcpolicy.generation.trust import check_dirs
@@ -23,7 +24,8 @@ STATE = "state"
 LOG = "log"
 LOCK = ".lock"
 __all__ = ["CHANNELS", "CURRENT", "GENERATIONS", "LAYOUT_DIRS", "LOCK", "LOG", "STATE",
-           "Target", "check_deploy_root", "ensure_layout", "resolve_owner"]
+           "Target", "check_deploy_root", "ensure_layout", "init_root", "require_root",
+           "resolve_owner"]
 LAYOUT_DIRS = (GENERATIONS, STATE, LOG)
 
 
@@ -105,8 +107,43 @@ def check_layout(root: str, allowed: Set[int]) -> None:
                              " refusing to write through it")
 
 
+def require_root(path: str, init: bool) -> None:
+    """A missing deploy root is an error unless `init` (then its parent must exist).
+
+    A writer never creates a deploy root on its own: a mistyped path, or a share that is not
+    mounted, would otherwise get a fresh, empty sub-ID ledger and hand out ranges again.
+    """
+    if os.path.lexists(path):
+        return
+    if not init:
+        raise RuntimeFailure(
+            f"deploy root {path}: does not exist (not mounted?); a new deploy root is "
+            "created with `hpcpolicy apply --init`")
+    parent = os.path.dirname(path)
+    if not os.path.isdir(parent):
+        raise RuntimeFailure(
+            f"deploy root {path}: its parent {parent} does not exist (not mounted?); --init "
+            "creates the deploy root itself, never its parents")
+
+
+def init_root(path: str, owner: str) -> bool:
+    """Create a missing deploy root: mode 0755, owned by the deploy owner. True when created."""
+    if os.path.isdir(path):
+        return False
+    uid = resolve_owner(owner)
+    parent, name = os.path.split(path)
+    make_dirs(parent, name, 0o755, sync=True)
+    if os.stat(path).st_uid != uid:
+        os.chown(path, uid, -1)  # a root-run --init for a service-account deploy owner
+    return True
+
+
 def ensure_layout(root: str) -> None:
-    """Create the deploy root and generations/ state/ log/ (0755) when missing."""
+    """Create the deploy root and generations/ state/ log/ (0755) when missing.
+
+    Writers that take a site's deploy root call `require_root` first: this creates a root only
+    for callers that were given one to create (tests, `init_root`).
+    """
     if not os.path.isdir(root):
         os.makedirs(root, mode=0o755, exist_ok=True)
         os.chmod(root, 0o755)

@@ -59,6 +59,14 @@ options:
       - Seconds to wait for another writer holding the deploy lock before failing.
     type: float
     default: 60
+  init:
+    description:
+      - Create the deploy root when it is missing (mode 0755, owned by the deploy owner; its
+        parent must exist). Without it a missing deploy root, for example a share that is not
+        mounted, fails the task instead of starting a fresh sub-ID ledger. Changes nothing on an
+        existing deploy root.
+    type: bool
+    default: false
   executable:
     description:
       - Run this C(hpcpolicy) CLI instead of importing the library (for example the CLI of a venv
@@ -83,6 +91,11 @@ EXAMPLES = r"""
     site: /srv/hpcpolicy/site.toml
   run_once: true
   register: published
+
+- name: First publication into a new deploy root (a subdirectory of the mounted share)
+  hpcpolicy.site.hpcpolicy_apply:
+    site: /srv/hpcpolicy/site.toml
+    init: true
 
 - name: Publish a candidate to the canary channel, refusing mass sub-ID withdrawals
   hpcpolicy.site.hpcpolicy_apply:
@@ -163,6 +176,7 @@ ARGUMENT_SPEC: Dict[str, Any] = {
     "channel": {"type": "str", "default": "stable"},
     "allow_revoke": {"type": "bool", "default": False},
     "lock_timeout": {"type": "float", "default": 60},
+    "init": {"type": "bool", "default": False},
     "executable": {"type": "path"},
 }
 
@@ -173,7 +187,7 @@ def library_apply(params: Dict[str, Any], check: bool, diff: bool) -> Dict[str, 
 
     return apply_site(params["site"], deploy_root=params["deploy_root"], check=check, diff=diff,
                       allow_revoke=params["allow_revoke"], lock_timeout=params["lock_timeout"],
-                      channel=params["channel"], batch=True).as_dict()
+                      channel=params["channel"], batch=True, init=params["init"]).as_dict()
 
 
 def cli_argv(exe: str, params: Dict[str, Any], check: bool, diff: bool) -> list:
@@ -182,7 +196,7 @@ def cli_argv(exe: str, params: Dict[str, Any], check: bool, diff: bool) -> list:
     return [exe, "apply", params["site"], "--format", "json", "--non-interactive"] + cli_flags([
         ("--deploy-root", params["deploy_root"]), ("--channel", params["channel"]),
         ("--lock-timeout", params["lock_timeout"]), ("--allow-revoke", params["allow_revoke"]),
-        ("--check", check), ("--diff", diff),
+        ("--init", params["init"]), ("--check", check), ("--diff", diff),
     ])
 
 
