@@ -6,7 +6,18 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 pkgs="podman skopeo buildah umoci docker-registry uidmap slapd ldap-utils ansible-core gpg gpg-agent
       openssh-client util-linux libpam-modules libpam-runtime passwd openssl procps
-      libldap2-dev libsasl2-dev runc busybox-static fuse-overlayfs systemd-container chromium"
+      libldap2-dev libsasl2-dev runc busybox-static fuse-overlayfs systemd-container chromium
+      debhelper dh-python python3-all python3-setuptools dpkg-dev fakeroot lintian rpm man-db
+      python3-argparse-manpage python3-shtab python3-ldap3 python3-clustershell python3-tomli-w
+      python3-pampy python3-six"
+# The pure part of the suite (no server, no external program, no root): run again on every other
+# Python 3.9-3.13 this machine has (~/.pyenv/versions), each in its own .venv-pyX.Y.
+pure_tests="tests/test_policy_commands.py tests/test_policy_paths.py tests/test_images_reference.py
+      tests/test_images_scope.py tests/test_render_apptainer.py tests/test_render_apptainer_golden.py
+      tests/test_subid_allocate.py tests/test_subid_properties.py tests/test_subid_ledger.py
+      tests/test_subid_render.py tests/test_subid_import.py tests/test_subid_disabled.py
+      tests/test_generation_verify.py tests/test_directory_files.py tests/test_audit_decide.py
+      tests/test_deploy_gc.py tests/test_deploy_diff.py tests/test_node_config.py tests/test_layers.py"
 missing=()
 for p in $pkgs; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -38,4 +49,21 @@ if [ $rc -eq 5 ]; then
     echo "pytest collected no tests" >&2
     exit 1
 fi
-exit $rc
+[ $rc -eq 0 ] || exit $rc
+# with arguments (a file, -k ...) only what was asked
+[ $# -eq 0 ] || exit 0
+main_version="$(.venv/bin/python -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+for version in 3.9 3.10 3.11 3.12 3.13; do
+    [ "$version" = "$main_version" ] && continue
+    py="$(ls -d "$HOME"/.pyenv/versions/"$version".*/bin/python 2>/dev/null | sort -V | tail -1 || true)"
+    [ -n "$py" ] && [ -x "$py" ] || continue   # not on this machine: nothing to say
+    venv=".venv-py$version"
+    if [ ! -x "$venv/bin/python" ]; then
+        "$py" -m venv "$venv"
+    fi
+    "$venv/bin/python" -m pip install -q --upgrade pip >/dev/null
+    "$venv/bin/python" -m pip install -q -e ".[test]" >/dev/null
+    echo "pure tests on Python $version" >&2
+    # shellcheck disable=SC2086
+    "$venv/bin/python" -m pytest -q -p no:cacheprovider $pure_tests
+done

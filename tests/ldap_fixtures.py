@@ -259,12 +259,24 @@ def broken_ldif() -> str:
 # TLS
 
 
+# Python >= 3.13 verifies with VERIFY_X509_STRICT: a CA needs keyUsage (keyCertSign) and a
+# critical basicConstraints, a leaf an authorityKeyIdentifier. Real site CAs must too
+# (docs/install.md); these throwaway ones carry what a well-formed CA carries.
+CA_EXTENSIONS = ("basicConstraints=critical,CA:TRUE", "keyUsage=critical,keyCertSign,cRLSign",
+                 "subjectKeyIdentifier=hash")
+SERVER_EXTENSIONS = ("subjectAltName=IP:127.0.0.1,DNS:localhost", "basicConstraints=CA:FALSE",
+                     "keyUsage=critical,digitalSignature,keyEncipherment",
+                     "extendedKeyUsage=serverAuth", "subjectKeyIdentifier=hash",
+                     "authorityKeyIdentifier=keyid,issuer")
+
+
 def make_ca(directory: Path, name: str) -> Tuple[Path, Path]:
     """A throwaway CA (cert, key)."""
     cert, key = directory / f"{name}.crt", directory / f"{name}.key"
+    addext = [arg for ext in CA_EXTENSIONS for arg in ("-addext", ext)]
     subprocess.run(
         ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-         "-subj", f"/CN={name}", "-keyout", str(key), "-out", str(cert)],
+         "-subj", f"/CN={name}", "-keyout", str(key), "-out", str(cert), *addext],
         check=True, capture_output=True,
     )
     return cert, key
@@ -274,7 +286,7 @@ def make_server_cert(directory: Path, ca: Tuple[Path, Path]) -> Tuple[Path, Path
     """A server certificate for 127.0.0.1/localhost signed by `ca`."""
     cert, key, csr = directory / "server.crt", directory / "server.key", directory / "server.csr"
     ext = directory / "server.ext"
-    ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    ext.write_text("".join(line + "\n" for line in SERVER_EXTENSIONS))
     subprocess.run(
         ["openssl", "req", "-new", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
          "-keyout", str(key), "-out", str(csr)],

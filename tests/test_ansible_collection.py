@@ -21,7 +21,7 @@ from tests.conftest import REPO
 COLLECTION = REPO / "ansible_collections" / "hpcpolicy" / "site"
 MODULES = ("hpcpolicy_apply", "hpcpolicy_node_sync", "hpcpolicy_node_doctor")
 UNITS = REPO / "packaging" / "systemd"
-INSTALLED_CLI = "/opt/hpcpolicy/bin/hpcpolicy"
+INSTALLED_CLI = "/usr/bin/hpcpolicy"  # where the deb and RPM packages put it
 
 
 def tool(name: str) -> str:

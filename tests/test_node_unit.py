@@ -60,8 +60,8 @@ M="$W/merged"
 cp "$W/machine-id" "$M/etc/machine-id"
 cp "$W/units/"* "$M/etc/systemd/system/"
 install -m 0755 "$W/driver" "$M/usr/local/sbin/hpcpolicy-test"
-mkdir -p "$M/opt/hpcpolicy/bin" "$M/etc/hpcpolicy"
-ln -sf "$2" "$M/opt/hpcpolicy/bin/hpcpolicy"
+mkdir -p "$M/etc/hpcpolicy"
+ln -sf "$2" "$M/usr/bin/hpcpolicy"
 cp "$W/etc-hpcpolicy/"* "$M/etc/hpcpolicy/"
 timeout 240 systemd-nspawn --register=no --keep-unit --link-journal=no -D "$M" \
     --console=pipe --bind="$W/out:/out" --bind="$W/deploy:/shared/hpcpolicy" \
