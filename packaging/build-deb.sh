@@ -8,7 +8,8 @@
 # 5. the Ansible collection's Galaxy tarball (ansible-galaxy collection build).
 # OUTDIR gets hpcpolicy_VERSION-1_all.deb, the source package files, the lintian report and
 # hpcpolicy-site-VERSION.tar.gz. Needs (Debian): debhelper dh-python python3-all
-# python3-setuptools python3-argparse-manpage python3-shtab python3-tomli-w lintian ansible-core.
+# python3-setuptools dpkg-dev fakeroot lintian ansible-core, and for the sdist step a Python
+# with argparse-manpage and shtab >= 1.6 (PYTHON, default this tree's .venv: see build-sdist.sh).
 set -euo pipefail
 [ $# -eq 1 ] || { echo "usage: $0 OUTDIR" >&2; exit 2; }
 here="$(cd "$(dirname "$0")" && pwd)"

@@ -3,14 +3,17 @@
 #
 # Built from a copy of this tree, so the tree gets no build/ or egg-info. The sdist command
 # generates the man pages and bash completion from the parser (packaging/gen-docs.py) and ships
-# them: PYTHON must have setuptools, argparse-manpage, shtab and tomli-w (Debian:
-# python3-setuptools python3-argparse-manpage python3-shtab python3-tomli-w).
+# them: PYTHON must have setuptools, argparse-manpage, shtab >= 1.6 and tomli-w. Default: this
+# tree's .venv (scripts/setup.sh --test installs them there), else python3.
 set -euo pipefail
 [ $# -eq 1 ] || { echo "usage: $0 OUTDIR" >&2; exit 2; }
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 mkdir -p "$1"
 out="$(cd "$1" && pwd)"
-py=${PYTHON:-/usr/bin/python3}
+py=${PYTHON:-}
+if [ -z "$py" ]; then
+    if [ -x "$repo/.venv/bin/python" ]; then py="$repo/.venv/bin/python"; else py=python3; fi
+fi
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 (cd "$repo" && tar --exclude=./.git --exclude=./.venv --exclude='*.egg-info' --exclude=./build \

@@ -9,8 +9,10 @@ it is derived from the parser, and writing it by hand would drift.
     packaging/gen-docs.py [OUTDIR]      # default: packaging/generated
 
 OUTDIR/man/hpcpolicy.8 (every command), OUTDIR/man/hpcpolicy-COMMAND.8 (one per command group)
-and OUTDIR/bash-completion/hpcpolicy. Needs argparse-manpage (Debian: python3-argparse-manpage)
-and shtab (python3-shtab), and hpcpolicy importable (this tree is put first on sys.path).
+and OUTDIR/bash-completion/hpcpolicy. Needs argparse-manpage (1.x as in Debian 12, or newer)
+and shtab >= 1.6 (Debian 12's 1.5.5 completes only the first choice of a positional argument:
+`hpcpolicy subid <TAB>` would offer `list` alone), and hpcpolicy importable (this tree is put
+first on sys.path). `pip install -e '.[test]'` brings both.
 """
 
 from __future__ import annotations
@@ -26,13 +28,34 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 DEFAULT_OUT = os.path.join(HERE, "generated")
 SECTION = "8"
+MIN_SHTAB = (1, 6)
+
+
+class GenError(Exception):
+    """What is missing to generate the pages, said in one line."""
+
+
+def _shtab():  # type: ignore[no-untyped-def]
+    try:
+        import shtab
+    except ImportError:
+        raise GenError("shtab is not installed (pip install 'shtab>=1.6')") from None
+    version = tuple(int(p) for p in re.findall(r"\d+", shtab.__version__)[:2])
+    if version < MIN_SHTAB:
+        raise GenError(f"shtab {shtab.__version__} completes only the first choice of a "
+                       "positional argument; need >= 1.6 (pip install 'shtab>=1.6')")
+    return shtab
 
 
 def _manpage_class() -> type:
     try:  # argparse-manpage >= 2
         from argparse_manpage.manpage import Manpage
-    except ImportError:  # argparse-manpage 1.x (Debian 12) names its module build_manpages
-        from build_manpages.manpage import Manpage
+    except ImportError:
+        try:  # argparse-manpage 1.x (Debian 12) names its module build_manpages
+            from build_manpages.manpage import Manpage
+        except ImportError:
+            raise GenError("argparse-manpage is not installed (pip install argparse-manpage, "
+                           "or Debian's python3-argparse-manpage)") from None
     return Manpage
 
 
@@ -83,7 +106,7 @@ def _page(parser: argparse.ArgumentParser, name: str, summary: str, version: str
             out.append(".PP")
     lines = out
     lines.append(".SH SEE ALSO")
-    lines.append(",\n".join(f".BR {ref} ({SECTION})" for ref in see_also))
+    lines.append(",\n".join(f".BR {_escape(ref)} ({SECTION})" for ref in see_also))
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
@@ -93,7 +116,8 @@ def generate(out_dir: str) -> Dict[str, str]:
     # argparse wraps text at the terminal width and the man page library turns every line
     # break into a hard one (.br): a huge width leaves the paragraph to man to fill
     os.environ["COLUMNS"] = "100000"
-    import shtab
+    shtab = _shtab()
+    _manpage_class()
 
     from hpcpolicy import __version__
     from hpcpolicy.cli.main import build_parser
@@ -123,9 +147,8 @@ def main(argv: List[str]) -> int:
     out_dir = os.path.abspath(argv[0]) if argv else DEFAULT_OUT
     try:
         files = generate(out_dir)
-    except ImportError as err:
-        sys.stderr.write(f"gen-docs: {err}: install argparse-manpage and shtab (Debian: "
-                         "python3-argparse-manpage python3-shtab)\n")
+    except GenError as err:
+        sys.stderr.write(f"gen-docs: {err}\n")
         return 1
     sys.stderr.write(f"gen-docs: {len(files)} files in {out_dir}\n")
     return 0
