@@ -399,3 +399,17 @@ def test_offline_wheel_build_works(label: str, tmp_path: Path) -> None:
     res = _run([str(venv / "bin/hpcpolicy"), "--version"])
     assert res.returncode == 0 and res.stdout.strip() == f"hpcpolicy {__version__}", res.stderr
 
+
+
+def test_user_facing_text_cites_no_internal_document(sdist: Path, tmp_path: Path) -> None:
+    """README, docs, the example sites, packaging files and the generated man pages state
+    behaviour in their own words: users cannot read the project's internal contract."""
+    with tarfile.open(sdist) as tar:
+        tar.extractall(tmp_path)
+    top = next(tmp_path.glob("hpcpolicy-*"))
+    texts = [top / "README.md", *(top / "docs").glob("*.md"), *(top / "etc").rglob("*.toml"),
+             *(top / "packaging/systemd").iterdir(), *(top / "packaging/pam.d").iterdir(),
+             *(top / "packaging/generated/man").iterdir(), top / "packaging/rpm/hpcpolicy.spec",
+             *(top / "packaging/debian").glob("control")]
+    cited = [str(p.relative_to(top)) for p in texts if re.search(r"SPEC(\.md| §)", p.read_text())]
+    assert cited == []
