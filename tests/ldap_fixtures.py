@@ -334,7 +334,9 @@ class Slapd:
 
     @property
     def ldaps_uri(self) -> str:
-        return f"ldaps://127.0.0.1:{self.tls_port}"
+        # by name, as sites name their servers: ldap3's own hostname check (used on Python >=
+        # 3.12, where ssl.match_hostname is gone) accepts DNS names only, never an IP address
+        return f"ldaps://localhost:{self.tls_port}"
 
     @property
     def ldapi_uri(self) -> str:

@@ -78,10 +78,10 @@ def _boot(work: Path, fixed: str) -> subprocess.CompletedProcess:
     (prep / "unit.d" / "fast.conf").write_text(FAST)
     cli = Path(sys.executable).parent / "hpcpolicy"
     place = f"""\
-        mkdir -p $M/etc/hpcpolicy $M/opt/hpcpolicy/bin $M/shared
+        mkdir -p $M/etc/hpcpolicy $M/shared
         mkdir -p $M/etc/systemd/system/hpcpolicy-sync.timer.d
         install -m 0644 {prep}/node.toml $M/etc/hpcpolicy/node.toml
-        ln -sfn {cli} $M/opt/hpcpolicy/bin/hpcpolicy
+        ln -sfn {cli} $M/usr/bin/hpcpolicy
         install -m 0644 {REPO}/packaging/systemd/hpcpolicy-sync.service \\
             {REPO}/packaging/systemd/hpcpolicy-sync.timer $M/etc/systemd/system/
         install -m 0644 {prep}/unit.d/fast.conf $M/etc/systemd/system/hpcpolicy-sync.timer.d/
