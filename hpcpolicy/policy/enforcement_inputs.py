@@ -55,6 +55,17 @@ def check_classes(rt: Runtime, classes: Sequence[NodeClass], site: Site,
         ok = enforcement.check_class_runtime(merged, f"node_class[{i}].runtime", out) and ok
     for where, limits in all_limits(rt, classes):
         ok = enforcement.check_limit_releases(limits, site, where, out) and ok
+        if not {"apptainer", "singularity"} & set(site.runtimes):
+            out.add(where, "renders nothing: neither apptainer nor singularity is in "
+                    "site.runtimes")
+            ok = False
+    stores = [("runtime.storage", rt.storage)] if rt.storage else []
+    stores += [(f"node_class[{i}].runtime.storage", dict(c.runtime)["storage"])
+               for i, c in enumerate(classes, 1) if dict(c.runtime).get("storage")]
+    if stores and "podman" not in site.runtimes:
+        for where, _ in stores:
+            out.add(where, "renders nothing: podman is not in site.runtimes")
+        ok = False
     return ok
 
 
