@@ -1,6 +1,6 @@
 """Benchmark: `hpcpolicy fleet status` over 1,000 nodes vs ClusterShell's own `clush`.
 
-Run: `.venv/bin/python bench/fleet.py [--nodes 1000] [--fanout 64] [--runs 3]` (root not needed).
+Run: `.venv/bin/python bench/fleet.py [--nodes 1000] [--fanout 64] [--runs 3] [--ssh 100]`.
 
 Both run the same cheap command per node through ClusterShell's exec worker on this machine
 (`cat DIR/%h.json`, a prepared doctor answer per node), so what is timed is the fan-out, the
@@ -8,6 +8,11 @@ gathering and, for hpcpolicy, the fold into node sets; `clush -b` (gathered, ide
 folded) is the peer, measured in the same run. `node doctor`'s own cost on one node is measured
 apart (real doctor on a synced node root), since over ssh every node pays it in parallel.
 Medians of RUNS, fresh processes.
+
+With `--ssh N` (root, Debian openssh-server), the same over ClusterShell's ssh worker: a
+throwaway sshd on 127.0.0.1 (its own port, host key and authorized key, in a temp dir), N node
+names that an ssh config maps to it, the real `node doctor` on a synced node root as the
+command, against `clush -b` running it over the same connections.
 """
 
 from __future__ import annotations
@@ -15,12 +20,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
@@ -49,11 +55,82 @@ def timed(cmd: List[str], env: Dict[str, str], ok: tuple = (0,)) -> float:
     return elapsed
 
 
+def start_sshd(work: str) -> Tuple[subprocess.Popen, str]:
+    """A throwaway sshd on 127.0.0.1; returns it and a CLUSTERSHELL_CFGDIR for clush.conf."""
+    import socket
+
+    for name in ("host_key", "client_key"):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f",
+                        os.path.join(work, name)], check=True, stdin=subprocess.DEVNULL)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    shutil.copy(os.path.join(work, "client_key.pub"), os.path.join(work, "authorized_keys"))
+    config = os.path.join(work, "sshd_config")
+    with open(config, "w", encoding="utf-8") as out:
+        out.write("\n".join([
+            f"Port {port}", "ListenAddress 127.0.0.1", f"HostKey {work}/host_key",
+            f"AuthorizedKeysFile {work}/authorized_keys", f"PidFile {work}/sshd.pid",
+            "PermitRootLogin prohibit-password", "PasswordAuthentication no", "UsePAM no",
+            "PrintMotd no", "UseDNS no", "StrictModes no", "MaxStartups 200:30:400",
+            "MaxSessions 200", ""]))
+    os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
+    proc = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", config],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with open(os.path.join(work, "host_key.pub"), encoding="utf-8") as handle:
+        pub = handle.read().split()
+    with open(os.path.join(work, "known_hosts"), "w", encoding="utf-8") as out:
+        out.write(f"localnode {pub[0]} {pub[1]}\n")
+    with open(os.path.join(work, "ssh_config"), "w", encoding="utf-8") as out:
+        out.write(f"Host *\n  HostName 127.0.0.1\n  Port {port}\n  User root\n"
+                  f"  IdentityFile {work}/client_key\n  HostKeyAlias localnode\n"
+                  f"  UserKnownHostsFile {work}/known_hosts\n  GlobalKnownHostsFile /dev/null\n"
+                  "  StrictHostKeyChecking yes\n")
+    cfgdir = os.path.join(work, "clustershell")
+    os.mkdir(cfgdir)
+    with open(os.path.join(cfgdir, "clush.conf"), "w", encoding="utf-8") as out:
+        out.write(f"[Main]\nssh_options: -F {work}/ssh_config\n")
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    return proc, cfgdir
+
+
+def ssh_round(count: int, fanout: int, runs: int, env: Dict[str, str], deploy: str,
+              node: str, work: str) -> Dict[str, float]:
+    """fleet status vs clush -b over ssh to 127.0.0.1, the real doctor as the command."""
+    os.mkdir(os.path.join(work, "sshd"), 0o700)
+    proc, cfgdir = start_sshd(os.path.join(work, "sshd"))
+    try:
+        env = dict(env, CLUSTERSHELL_CFGDIR=cfgdir)
+        bindir = os.path.dirname(sys.executable)
+        command = f"{bindir}/hpcpolicy node doctor --root {node} --format json"
+        nodeset = f"s[001-{count:03d}]"
+        ours = [sys.executable, "-m", "hpcpolicy", "fleet", "status", nodeset, "--command",
+                command, "--deploy-root", deploy, "--fanout", str(fanout), "--timeout", "60",
+                "--format", "json"]
+        peer = [os.path.join(bindir, "clush"), "-w", nodeset, "-f", str(fanout), "-b", command]
+        mine = [timed(ours, env, ok=(0, 1)) for _ in range(runs)]
+        theirs = [timed(peer, env, ok=(0, 1)) for _ in range(runs)]
+        doc = json.loads(subprocess.run(ours, env=env, capture_output=True, check=False).stdout)
+        assert len(doc["nodes"]) == count and not doc["unreachable"], doc["msg"]
+        return {"ssh_nodes": count, "ssh_fleet_status_s": round(statistics.median(mine), 3),
+                "ssh_clush_b_s": round(statistics.median(theirs), 3)}
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--nodes", type=int, default=1000)
     parser.add_argument("--fanout", type=int, default=64)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--ssh", type=int, default=0, metavar="N",
+                        help="also N nodes over ssh to a throwaway sshd on 127.0.0.1 (root)")
     args = parser.parse_args()
     bindir = os.path.dirname(sys.executable)
     clush = os.path.join(bindir, "clush")
@@ -94,16 +171,23 @@ def main() -> None:
             doc_times.append(timed(doctor, env, ok=(0, 1)))
         check = json.loads(subprocess.run(ours, env=env, capture_output=True, check=False).stdout)
         assert len(check["nodes"]) == args.nodes, check["msg"]
+        over_ssh = ssh_round(args.ssh, args.fanout, args.runs, env, deploy, node, work) \
+            if args.ssh else {}
     m, t, d = (statistics.median(x) for x in (mine, theirs, doc_times))
     result = {"nodes": args.nodes, "fanout": args.fanout, "runs": args.runs,
               "fleet_status_s": round(m, 3), "clush_b_s": round(t, 3),
               "ratio": round(m / t, 3), "per_node_ms": round(m / args.nodes * 1000, 3),
               "doctor_one_node_s": round(d, 3),
-              "behind_nodes": sum(1 for n in check["nodes"].values() if n["generation"] == old)}
+              "behind_nodes": sum(1 for n in check["nodes"].values() if n["generation"] == old),
+              **over_ssh}
     print(json.dumps(result, indent=1))
     print(f"fleet status over {args.nodes} exec nodes (fan-out + fold): {m:.2f} s vs clush -b "
           f"{t:.2f} s (ratio {m / t:.2f}); {m / args.nodes * 1000:.2f} ms per node; node doctor "
           f"itself {d:.2f} s on one node")
+    if over_ssh:
+        print(f"over ssh to 127.0.0.1, {args.ssh} nodes running the real doctor: fleet status "
+              f"{over_ssh['ssh_fleet_status_s']:.2f} s vs clush -b "
+              f"{over_ssh['ssh_clush_b_s']:.2f} s")
 
 
 if __name__ == "__main__":
