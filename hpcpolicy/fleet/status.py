@@ -187,9 +187,8 @@ def parse_answer(raw: Raw, worker: str, timeout: float) -> NodeAnswer:
         if worker == "ssh" and raw.rc == SSH_UNREACHABLE:
             return NodeAnswer(None, None, None, True, said or "ssh failed (exit 255)",
                               UNREACHABLE, answered=False)
-        what = said or f"no output (exit {raw.rc})"
-        return NodeAnswer(None, None, None, True,
-                          f"not a node doctor answer (exit {raw.rc}): {what}", FAILING,
+        what = f"(exit {raw.rc}): {said}" if said else f"(exit {raw.rc}, no output)"
+        return NodeAnswer(None, None, None, True, f"not a node doctor answer {what}", FAILING,
                           answered=False)
     failed = bool(doc["failed"]) or raw.rc not in (0, None)
     msg = str(doc["msg"])[:MSG_LIMIT]

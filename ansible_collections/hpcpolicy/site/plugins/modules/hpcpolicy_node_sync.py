@@ -33,7 +33,10 @@ description:
     I(reload=false).
   - A node that already holds the generation reports C(changed=false). A file edited locally is
     put back and reported as modified.
-  - Check mode (C(--check)) compares and writes nothing, not even the lock file. Diff mode
+  - Check mode (C(--check)) compares and writes nothing, not even the lock file. On a node where
+    hpcpolicy is not installed yet (the check-mode run of a first rollout, whose install task
+    only reported what it would do), it reports C(changed=true) and "would install" instead of
+    failing. Diff mode
     (C(--diff)) shows each file's change at its path under I(root).
   - The module calls the hpcpolicy library when the Python that runs it can import C(hpcpolicy);
     otherwise it runs the C(hpcpolicy) CLI with C(--format json), found on C(PATH) or named by
