@@ -61,8 +61,11 @@ for version in 3.9 3.10 3.11 3.12 3.13; do
     if [ ! -x "$venv/bin/python" ]; then
         "$py" -m venv "$venv"
     fi
-    "$venv/bin/python" -m pip install -q --upgrade pip >/dev/null
-    "$venv/bin/python" -m pip install -q -e ".[test]" >/dev/null
+    if ! { "$venv/bin/python" -m pip install -q --upgrade pip \
+           && "$venv/bin/python" -m pip install -q -e ".[test]"; } >"$venv/pip.log" 2>&1; then
+        cat "$venv/pip.log" >&2
+        exit 1
+    fi
     echo "pure tests on Python $version" >&2
     # shellcheck disable=SC2086
     "$venv/bin/python" -m pytest -q -p no:cacheprovider $pure_tests
