@@ -238,9 +238,9 @@ def test_site_file_echo_of_unbounded_input_is_cut(cli: Cli, tmp_path: Path) -> N
 def test_log_lines_escape_control_characters() -> None:
     import logging
 
-    from hpcpolicy.cli.main import _PrintableFormatter
+    from hpcpolicy.cli.logfmt import PrintableFormatter
 
     record = logging.LogRecord("hpcpolicy", logging.WARNING, __file__, 1,
                                "holder %s", (ESC,), None)
-    line = _PrintableFormatter("hpcpolicy: %(message)s").format(record)
+    line = PrintableFormatter("hpcpolicy: %(message)s").format(record)
     assert "\x1b" not in line and line == "hpcpolicy: holder \\x1b[2J\\x1b[31mPWNED"

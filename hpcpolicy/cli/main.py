@@ -21,7 +21,6 @@ from hpcpolicy.cli.options import site_of
 from hpcpolicy.cli.outcome import Outcome
 from hpcpolicy.cli.report import Report, deliver, failure, success, usage
 from hpcpolicy.cli.signals import install_signals, quiet_signals, restore_signals
-from hpcpolicy.errors import printable
 
 DESCRIPTION = """\
 Keep the container policy of every HPC node in one reviewed site.toml: validate it, render every
@@ -155,14 +154,12 @@ def ensure_logging() -> None:
     """
     import logging
 
-    class _PrintableFormatter(logging.Formatter):
-        def format(self, record: logging.LogRecord) -> str:
-            return printable(super().format(record), limit=None, keep="\n")
+    from hpcpolicy.cli.logfmt import PrintableFormatter
 
     debug = _LOGGING["debug"]
     logging.raiseExceptions = False  # a closed stderr must not print "--- Logging error ---"
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_PrintableFormatter("hpcpolicy: %(levelname)s: %(message)s"))
+    handler.setFormatter(PrintableFormatter("hpcpolicy: %(levelname)s: %(message)s"))
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, handlers=[handler])
     if _LOGGING["verbose"] and not debug:
         logging.getLogger().setLevel(logging.INFO)
