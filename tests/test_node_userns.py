@@ -193,3 +193,14 @@ def test_own_id_alone_is_never_stale(deploy: Deploy) -> None:
     assert userns.stale_users([own, old, rooted], current, current) == []
     (found,) = userns.stale_users([own, old, rooted], b"1001:589824:65536\n", current)
     assert found.uid == 1001 and found.pause == [11] and found.containers == []
+
+
+def test_migrate_users_refused_under_a_unit(cli: Any, deploy: Deploy, tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ending users' processes is a person's decision: never from the timer's unit."""
+    deploy.publish()
+    monkeypatch.setenv("INVOCATION_ID", "0123456789abcdef")  # what systemd sets for a unit
+    res = cli("node", "sync", "--from", deploy.root, "--root", tmp_path, "--migrate-users",
+              "--format", "json")
+    assert res.rc == 2 and "systemd unit" in json.loads(res.out)["msg"]
+    assert not (tmp_path / "var").exists()  # refused before anything was read or written
