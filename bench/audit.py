@@ -43,7 +43,7 @@ from hpcpolicy.audit.decide import (  # noqa: E402
 )
 from hpcpolicy.audit.matrix import audited_users, build_report  # noqa: E402
 from hpcpolicy.audit.observe import observe  # noqa: E402
-from hpcpolicy.audit.report import profile_html, report_line  # noqa: E402
+from hpcpolicy.audit.profile_report import profile_html, report_line  # noqa: E402
 from hpcpolicy.directory.read import read_directory  # noqa: E402
 from hpcpolicy.policy.load import load  # noqa: E402
 from tests.audit_scale import write_site  # noqa: E402

@@ -12,7 +12,7 @@ from typing import Tuple
 
 import pytest
 
-from hpcpolicy.audit import api, report
+from hpcpolicy.audit import api, profile_report
 from tests.audit_scale import write_site
 
 
@@ -21,7 +21,7 @@ def _sizes(work: Path, users: int) -> Tuple[int, int, str]:
     result = api.run(site)
     r = result.report
     assert r is not None
-    page = report.profile_html(r, "t", report.report_line(r))
+    page = profile_report.profile_html(r, "t", profile_report.report_line(r))
     return len(json.dumps(r.as_dict(), sort_keys=True)), len(page), page
 
 
@@ -79,6 +79,6 @@ def test_html_escapes_directory_names() -> None:
     ctx = make_context(p, snap)
     r = build_report(ctx, [parse_target("registry.example.org/x/y:1")], Observation(),
                      audited_users(ctx))
-    page = report.profile_html(r, "t", "h", members=True)
+    page = profile_report.profile_html(r, "t", "h", members=True)
     assert evil not in page and "<script>alert(2)" not in page
     assert page.count("<script") == 2  # the cell table (JSON) and the filter script only

@@ -54,3 +54,54 @@ def test_no_default_deploy_root(site: Path) -> None:
         status_of()
     with pytest.raises(UsageError, match="give --site SITE or --deploy-root DIR"):
         ledger_ops.change("revoke", "alice")
+
+
+def test_audit_and_diff_give_what_the_cli_prints(cli: Any, site: Path) -> None:
+    """`audit.run` and `access_diff_of` are the commands' one call each: their message and
+    JSON object are what `--format json` prints (the audit's clock aside)."""
+    from hpcpolicy import audit
+    from hpcpolicy.deploy.access_diff import access_diff_of
+
+    def clockless(doc: Any) -> Any:
+        doc["provenance"].pop("time")
+        return doc
+
+    for options, argv in (({}, []), ({"image": "registry.example.org/bio:latest"},
+                                     ["--image", "registry.example.org/bio:latest"]),
+                          ({"user": "alice"}, ["--user", "alice"]),
+                          ({"user": "alice", "image": "docker.io/library/example:latest",
+                            "explain": True},
+                           ["--user", "alice", "--image", "docker.io/library/example:latest",
+                            "--explain"])):
+        result = audit.run(str(site), **options)
+        printed = json.loads(cli("audit", site, *argv, "--format", "json").out)
+        assert printed.pop("msg") == result.msg and result.msg
+        assert (printed.pop("changed"), printed.pop("failed")) == (False, False)
+        mine = result.as_dict()
+        if result.report is not None:
+            printed, mine = clockless(printed), clockless(mine)
+        assert printed == json.loads(json.dumps(mine)), argv
+    apply_site(str(site))
+    group = site.parent / "group"
+    group.write_text(group.read_text().replace("bio:x:2001:alice", "bio:x:2001:alice,bob"))
+    apply_site(str(site))
+    doc = access_diff_of(str(site), None)
+    assert doc["changes"] and "bob" in json.dumps(doc["changes"])
+    printed = json.loads(cli("diff", "--site", site, "--format", "json").out)
+    assert printed == json.loads(json.dumps(doc))
+
+
+def test_audit_refuses_what_apply_refuses(cli: Any, site: Path) -> None:
+    """The audit reads the directory the one checked way apply does: a group the site names
+    that the directory lacks and a real user inside the sub-ID space are the same problems,
+    all at once, exit 2, and nothing is audited."""
+    group, passwd = site.parent / "group", site.parent / "passwd"
+    group.write_text(group.read_text().replace("bio:x:2001:alice\n", ""))
+    passwd.write_text(passwd.read_text() + "big:x:600000:2000::/home/big:/bin/bash\n")
+    audited = cli("audit", site, "--format", "json")
+    applied = cli("apply", site, "--check", "--format", "json")
+    assert audited.rc == applied.rc == 2
+    a, b = json.loads(audited.out), json.loads(applied.out)
+    assert a["msg"] == b["msg"] and "bio" in a["msg"] and "600000" in a["msg"]
+    assert a["errors"] == b["errors"] and len(a["errors"]) == 2
+    assert "Traceback" not in audited.err

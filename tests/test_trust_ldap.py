@@ -185,10 +185,13 @@ def test_slow_drip_is_exit_1_for_validate(server: Slapd, secret: str, tmp_path: 
         "subid": {"enabled": False}, "runtime": {"fakeroot": False}}))
     try:
         res = cli("validate", site, "--format", "json")
+        audited = cli("audit", site, "--format", "json")  # the same one way into the directory
     finally:
         proxy.close()
     assert res.rc == 1, res.out
     assert "directory.ldap.deadline" in json.loads(res.out)["msg"]
+    assert audited.rc == 1, audited.out
+    assert "directory.ldap.deadline" in json.loads(audited.out)["msg"]
 
 
 def test_referrals_are_reported_not_dropped(server: Slapd, secret: str, tmp_path: Path,
@@ -212,6 +215,12 @@ def test_referrals_are_reported_not_dropped(server: Slapd, secret: str, tmp_path
     assert "referrals are not followed" in caplog.text  # also logged as read (apply, render)
     snapshot = read_directory(load(str(site)))
     assert [w.path for w in snapshot.warnings] == [PEOPLE]
+    # the audit reads the directory the same way and says in its provenance who it may miss
+    caplog.clear()
+    audited = cli("audit", site, "--format", "json")
+    assert audited.rc == 0, audited.out + audited.err
+    assert json.loads(audited.out)["provenance"]["directory warnings"] == warnings
+    assert "referrals are not followed" in caplog.text
 
 
 def test_multi_valued_id_refused(server: Slapd, secret: str, backend: str) -> None:

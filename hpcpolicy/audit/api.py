@@ -1,15 +1,19 @@
 """`audit.run`: the one library call behind `hpcpolicy audit` (the CLI only formats its result).
 
-It loads the site, reads the directory, checks the site against it, observes the collection
-paths the targets need, and answers one of three questions:
+It loads the site, reads the directory the one checked way render and apply read it
+(`deploy.plan.checked_snapshot`: the same problems refused, the same LDAP deadline, the same
+referral warnings), observes the collection paths the targets need, and answers one of three
+questions:
 
 * `explain` (`user` and `image`): one decision with every detail;
 * `user` alone: that user's decisions;
 * otherwise the report by access profile (summary, findings, image x profile matrix), also for
   `image` or `group` alone (who may run this image, by profile).
 
-The full cross product (`--decisions`) is `decisions(result)`, a generator: it never holds more
-than the report and one decision.
+`AuditResult.msg` and `AuditResult.as_dict()` are the one-line answer and the JSON object of
+`--format json`, so a site's own script gets what the command prints. The full cross product
+(`--decisions`) is `decisions(result)`, a generator: it never holds more than the report and
+one decision.
 """
 
 from __future__ import annotations
@@ -35,18 +39,54 @@ from hpcpolicy.audit.decide import (
 )
 from hpcpolicy.audit.enforce import store_paths
 from hpcpolicy.audit.matrix import Report, audited_users, build_report, decisions_stream
-from hpcpolicy.errors import HpcPolicyError, InvalidInput, UsageError
+from hpcpolicy.errors import HpcPolicyError, UsageError
 from hpcpolicy.node import mountinfo
 
 
 @dataclass
 class AuditResult:
-    """What one audit computed: `decisions` (explain / user) or `report` (by profile)."""
+    """What one audit computed: `decisions` (explain / user) or `report` (by profile).
+
+    `explain` and `image` are the question asked: they choose the answer's message.
+    """
 
     ctx: Context
     obs: Observation
     decisions: List[AuditDecision] = field(default_factory=list)
     report: Optional[Report] = None
+    explain: bool = False
+    image: Optional[str] = None
+
+    @property
+    def site(self) -> str:
+        return self.ctx.policy.site.name
+
+    @property
+    def msg(self) -> str:
+        """The answer in one line: the verdict (explain), the counts (user), or the report's
+        (who may run the image, when `image` alone was asked)."""
+        from hpcpolicy.audit import report
+        from hpcpolicy.audit.profile_report import report_line, who_line
+
+        if self.report is not None:
+            return who_line(self.report) if self.image else report_line(self.report)
+        if self.explain:
+            d = self.decisions[0]
+            return f"{d.user} {'may run' if d.allowed else 'may not run'} {d.image} ({d.rule})"
+        counts = report.summary(self.decisions)
+        return report.summary_line(self.site, self.ctx.node_class, counts)
+
+    def as_dict(self, members: bool = False) -> Dict[str, Any]:
+        """The JSON object of the answer (`members`: each access profile's member names)."""
+        if self.report is not None:
+            return self.report.as_dict(members)
+        if self.explain:
+            return self.decisions[0].as_dict()
+        from hpcpolicy.audit import report
+
+        return {"decisions": report.to_json(self.decisions),
+                "summary": report.summary(self.decisions), "site": self.site,
+                "class": self.ctx.node_class}
 
 
 def _target(arg: str, cwd: str) -> Target:
@@ -69,18 +109,14 @@ def run(
 ) -> AuditResult:
     """Audit `site` (see the module docstring); UsageError / InvalidInput for bad input."""
     from hpcpolicy.audit.observe import observe
-    from hpcpolicy.directory.against import check_against_directory
-    from hpcpolicy.directory.read import read_directory
+    from hpcpolicy.deploy.plan import checked_snapshot
     from hpcpolicy.policy.load import load
 
     if explain and not (user and image):
         raise UsageError("audit --explain needs --user U and --image REF")
     targets = [_target(image, cwd or os.getcwd())] if image else None
     policy = load(site)
-    snapshot = read_directory(policy)
-    problems = list(check_against_directory(policy, snapshot))
-    if problems:
-        raise InvalidInput(problems)
+    snapshot = checked_snapshot(policy)  # the one way into the directory, as apply reads it
     ctx = make_context(policy, snapshot, node_class)
     chosen = targets or default_targets(policy)
     walk, single = paths_to_observe(policy, chosen)
@@ -90,18 +126,21 @@ def run(
         users = select_users(ctx, user, group)
         if not users:
             raise UsageError(f"--user {user} is not a member of --group {group}")
-        return AuditResult(ctx, obs, audit(ctx, users, chosen, obs))
+        return AuditResult(ctx, obs, audit(ctx, users, chosen, obs), explain=explain,
+                           image=image)
     select_users(ctx, None, group)  # an unknown --group is exit 2
     report = build_report(ctx, chosen, obs, audited_users(ctx, group))
     uid_names = {u.uid: u.name for u in snapshot.users.values()}
     report.findings += enforce.findings(policy, node_class, obs.states, uid_names,
                                         mountinfo.read_mount_points())  # this host's mounts
     report.provenance = provenance(ctx, report, now)
-    return AuditResult(ctx, obs, report=report)
+    return AuditResult(ctx, obs, report=report, image=image)
 
 
 def provenance(ctx: Context, report: Report, now: Optional[datetime] = None) -> Dict[str, Any]:
     """Where a report comes from: what a reader needs to trust (or date) it."""
+    from hpcpolicy.deploy.plan import directory_warnings
+
     when = (now or datetime.now(timezone.utc)).strftime("%Y-%m-%dT%H:%M:%SZ")
     policy = ctx.policy
     return {
@@ -110,6 +149,10 @@ def provenance(ctx: Context, report: Report, now: Optional[datetime] = None) -> 
         "directory": ", ".join(policy.directory.sources),
         "users": sum(len(p.members) for p in report.profiles),
         "generation": _current(policy.site.deploy_root),
+        # what the directory read noticed but did not refuse (LDAP referrals not followed:
+        # users there are missing from this report); only when there is something to say
+        **({"directory warnings": directory_warnings(ctx.snapshot)}
+           if ctx.snapshot.warnings else {}),
     }
 
 

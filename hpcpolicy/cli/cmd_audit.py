@@ -54,20 +54,25 @@ def _lines(result: Any) -> Iterator[str]:
         yield dumps(d.as_dict()) + "\n"
 
 
-def _explain(d: Any, fmt: str, site: str) -> Outcome:
-    from hpcpolicy.audit import report
+def _text(result: Any, fmt: str, members: bool) -> str:
+    """The answer in a text format: table (or explanation), CSV or an HTML page."""
+    from hpcpolicy.audit import profile_report, report
 
-    verb = "may run" if d.allowed else "may not run"
-    msg = f"{d.user} {verb} {d.image} ({d.rule})"
-    text = {
-        "csv": lambda: report.to_csv([d]),
-        "html": lambda: report.to_html([d], f"hpcpolicy audit: {site}", msg),
-    }.get(fmt, lambda: report.explain(d))()
-    return Outcome(msg, d.as_dict(), text)
+    site, node_class = result.site, result.ctx.node_class
+    r, found, msg = result.report, result.decisions, result.msg
+    if r is not None:
+        title = f"hpcpolicy audit: {site} (class {node_class})"
+        return {"csv": lambda: profile_report.profile_csv(r),
+                "html": lambda: profile_report.profile_html(r, title, msg, members),
+                }.get(fmt, lambda: profile_report.profile_table(r, msg, members))()
+    return {"csv": lambda: report.to_csv(found),
+            "html": lambda: report.to_html(found, f"hpcpolicy audit: {site}", msg),
+            }.get(fmt, lambda: (report.explain(found[0]) if result.explain
+                                else report.table(found, msg)))()
 
 
 def run(args: argparse.Namespace) -> Outcome:
-    from hpcpolicy.audit import api, report
+    from hpcpolicy.audit import api
 
     if args.decisions and args.format != "json":
         raise UsageError("audit --decisions prints JSON Lines: it needs --format json")
@@ -75,28 +80,8 @@ def run(args: argparse.Namespace) -> Outcome:
         raise UsageError("audit --decisions and --explain are exclusive")
     result = api.run(args.site, user=args.user, image=args.image, group=args.group,
                      node_class=args.node_class, explain=args.explain)
-    ctx = result.ctx
-    site = ctx.policy.site.name
-    if args.explain:
-        return _explain(result.decisions[0], args.format, site)
     if args.decisions:
         return Outcome("", stream=_lines(result))
-    if result.report is None:  # --user
-        decisions = result.decisions
-        counts = report.summary(decisions)
-        msg = report.summary_line(site, ctx.node_class, counts)
-        data = {"decisions": report.to_json(decisions), "summary": counts, "site": site,
-                "class": ctx.node_class}
-        text = {"csv": lambda: report.to_csv(decisions),
-                "html": lambda: report.to_html(decisions, f"hpcpolicy audit: {site}", msg),
-                }.get(args.format, lambda: report.table(decisions, msg))()
-        return Outcome(msg, data, text)
-    r = result.report
-    msg = report.who_line(r) if args.image else report.report_line(r)
-    title = f"hpcpolicy audit: {site} (class {ctx.node_class})"
     if args.format == "json":
-        return Outcome(msg, r.as_dict(args.users))
-    text = {"csv": lambda: report.profile_csv(r),
-            "html": lambda: report.profile_html(r, title, msg, args.users),
-            }.get(args.format, lambda: report.profile_table(r, msg, args.users))()
-    return Outcome(msg, {}, text)
+        return Outcome(result.msg, result.as_dict(args.users))
+    return Outcome(result.msg, {}, _text(result, args.format, args.users))

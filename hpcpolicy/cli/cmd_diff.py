@@ -32,11 +32,9 @@ def add_parser(subparsers: Any, common_parent: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> Outcome:
     from hpcpolicy.access.document import describe
-    from hpcpolicy.deploy.access_diff import access_diff
-    from hpcpolicy.deploy.targets import reader
+    from hpcpolicy.deploy.access_diff import access_diff_of
 
-    target, _ = reader(args.site, args.deploy_root, "diff")
-    doc = access_diff(target, args.from_, args.to, args.node_class)
+    doc = access_diff_of(args.site, args.deploy_root, args.from_, args.to, args.node_class)
     lines = [doc["msg"]] + [f"  {line}" for line in describe(doc["changes"], limit=10**9)]
     return Outcome(doc["msg"], {k: v for k, v in doc.items() if k != "msg"},
                    "\n".join(lines) + "\n")

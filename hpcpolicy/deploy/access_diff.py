@@ -4,7 +4,8 @@ Reads the two generations' `access.json` (verified against their manifests) and 
 user by user, grouped by (image, before, after, groups) so the answer grows with access
 profiles, not users. TO defaults to `current`; FROM to the generation TO replaced on its
 channel (its manifest's `previous`), else the highest-numbered one below TO. It reads the
-deploy root and writes nothing.
+deploy root and writes nothing. `access_diff_of` is the call behind the command: the deploy root
+named by a site file or a bare `--deploy-root`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any, Dict, List, Optional
 from hpcpolicy.access.document import changes, summary
 from hpcpolicy.deploy.published import access_changes, gen_dir, read_access
 from hpcpolicy.deploy.store import Target, check_deploy_root
+from hpcpolicy.deploy.targets import reader
 from hpcpolicy.errors import RuntimeFailure, UsageError
 from hpcpolicy.generation.naming import STABLE, channel_generation, list_generations, number_of
 from hpcpolicy.generation.naming import resolve as resolve_name
@@ -62,3 +64,11 @@ def access_diff(target: Target, from_: Optional[str] = None, to: Optional[str] =
         found = access_changes(before, after)
     return {"changed": False, "failed": False, "from": from_name, "to": to_name,
             "changes": found, "msg": f"{from_name} -> {to_name}: {summary(found)}"}
+
+
+def access_diff_of(site: Optional[str], deploy_root: Optional[str], from_: Optional[str] = None,
+                   to: Optional[str] = None, node_class: Optional[str] = None) -> Dict[str, Any]:
+    """`access_diff` of the deploy root `--site SITE` or `--deploy-root DIR` names (one of them
+    is required: no default site)."""
+    target, _ = reader(site, deploy_root, "diff")
+    return access_diff(target, from_, to, node_class)

@@ -70,6 +70,12 @@ def checked_snapshot(policy: Policy, snapshot: Optional[Snapshot] = None, *,
     return snapshot
 
 
+def directory_warnings(snapshot: Snapshot) -> List[str]:
+    """What the directory read noticed but did not refuse (LDAP referrals it did not follow),
+    one line each, as every command that reports them words them."""
+    return [f"{w.file}: {w.path}: warning: {w.message}" for w in snapshot.warnings]
+
+
 def _build(policy: Policy, root: str, snapshot: Optional[Snapshot], now: Optional[str],
            against_published: bool = False) -> Plan:
     snapshot = checked_snapshot(policy, snapshot)

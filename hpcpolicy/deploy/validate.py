@@ -25,14 +25,13 @@ class Validation:
 def validate_site(site: str, offline: bool = False) -> Validation:
     """Load `site` (every problem at once, InvalidInput) and, unless offline, check it against
     its directory; the summary a reviewer reads and the warnings of what the file risks."""
-    from hpcpolicy.deploy.plan import checked_snapshot
+    from hpcpolicy.deploy.plan import checked_snapshot, directory_warnings
     from hpcpolicy.policy.cautions import cautions
     from hpcpolicy.policy.load import load
 
     policy = load(site)
     snapshot = None if offline else checked_snapshot(policy, fit=True)
-    seen = [] if snapshot is None else [f"{w.file}: {w.path}: warning: {w.message}"
-                                        for w in snapshot.warnings]
+    seen = [] if snapshot is None else directory_warnings(snapshot)
     return Validation(policy, snapshot, summary(policy), [str(w) for w in cautions(policy)],
                       seen)
 
