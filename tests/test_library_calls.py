@@ -105,3 +105,27 @@ def test_audit_refuses_what_apply_refuses(cli: Any, site: Path) -> None:
     assert a["msg"] == b["msg"] and "bio" in a["msg"] and "600000" in a["msg"]
     assert a["errors"] == b["errors"] and len(a["errors"]) == 2
     assert "Traceback" not in audited.err
+
+
+def test_validate_is_one_call_with_this_hosts_view(cli: Any, tmp_path: Path) -> None:
+    """`validate_here` is the whole of `hpcpolicy validate`: the file, its directory and what
+    this host shows (a store below a user's home is refused, read from the directory)."""
+    from hpcpolicy.audit.local_view import validate_here
+    from hpcpolicy.errors import InvalidInput
+
+    (tmp_path / "good").mkdir()
+    (tmp_path / "bad").mkdir()
+    good = make_site(tmp_path / "good")
+    done = validate_here(str(good))
+    printed = json.loads(cli("validate", good, "--format", "json").out)
+    assert printed["warnings"] == done.warnings + done.directory_warnings
+    bad = make_site(tmp_path / "bad", runtime={"storage": {
+        "additional_image_stores": ["/shared/home/alice/store"]}})
+    passwd = tmp_path / "bad/passwd"
+    passwd.write_text(passwd.read_text().replace(":/home/alice:", ":/shared/home/alice:"))
+    assert validate_here(str(bad), offline=True).policy.runtime.storage is not None
+    with pytest.raises(InvalidInput) as info:
+        validate_here(str(bad))
+    printed = json.loads(cli("validate", bad, "--format", "json").out)
+    assert printed["errors"] == [str(p) for p in info.value.problems]
+    assert "below the home of alice" in printed["msg"]

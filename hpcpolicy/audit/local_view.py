@@ -8,7 +8,8 @@
   writable in Podman and Enroot containers (a bind is read-only on its top mount only).
 
 The host may not be a node (an admin host without the shared storage): what is not here is
-not judged; `node doctor` checks both on every node.
+not judged; `node doctor` checks both on every node. `validate_here` is the call behind
+`hpcpolicy validate`: the site file and its directory (`deploy.validate`), then this host.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import os
 import stat
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from hpcpolicy.deploy.validate import Validation, validate_site
 from hpcpolicy.errors import InvalidInput, Problem
 from hpcpolicy.node import mountinfo
 from hpcpolicy.node.enforce_checks import weak_readonly_binds
@@ -120,3 +122,17 @@ def home_problems(policy: Policy) -> List[Problem]:
                                        "image store must be writable by nobody but root"))
                     break
     return out
+
+
+def validate_here(site: str, offline: bool = False) -> Validation:
+    """`validate_site`, then what this host shows of the site's stores (and, with the directory
+    read, the homes they may sit in): InvalidInput for every such problem at once; the binds'
+    weak spots join the warnings."""
+    done = validate_site(site, offline)
+    local = store_problems(done.policy)
+    if not offline:
+        local += home_problems(done.policy)
+    if local:
+        raise InvalidInput(local)
+    done.warnings += bind_warnings(done.policy)
+    return done

@@ -11,10 +11,8 @@ from __future__ import annotations
 import argparse
 from typing import Any, Dict, Optional
 
-from hpcpolicy.audit import local_view
 from hpcpolicy.cli.options import add_format, add_site, site_of
 from hpcpolicy.cli.outcome import Outcome
-from hpcpolicy.errors import InvalidInput
 
 
 def add_parser(subparsers: Any, common_parent: argparse.ArgumentParser) -> None:
@@ -46,19 +44,14 @@ def _n(count: int, noun: str) -> str:
 
 
 def run(args: argparse.Namespace) -> Outcome:
-    from hpcpolicy.deploy.validate import validate_site
+    from hpcpolicy.audit.local_view import validate_here
 
     site = site_of(args, "validate")
-    done = validate_site(site, args.offline)
-    local = local_view.store_problems(done.policy)  # what this host shows of the site's stores
-    if not args.offline:
-        local += local_view.home_problems(done.policy)
-    if local:
-        raise InvalidInput(local)
+    done = validate_here(site, args.offline)  # the file, its directory, and this host
     counts = None if done.snapshot is None else {"users": len(done.snapshot.users),
                                                  "groups": len(done.snapshot.groups)}
     line = summary_line(done.summary, counts)
-    warnings = done.warnings + local_view.bind_warnings(done.policy)
+    warnings = done.warnings
     text = "".join(f"{w}\n" for w in warnings)  # the directory's own are logged as read
     data: Dict[str, Any] = {"valid": True, "offline": bool(args.offline),
                             "summary": done.summary,
