@@ -24,19 +24,16 @@ from datetime import datetime, timezone
 from typing import Any, Dict, Iterator, List, Optional
 
 from hpcpolicy import __version__
+from hpcpolicy.access.targets import Target, default_targets, parse_target, paths_to_observe
 from hpcpolicy.audit import enforce
-from hpcpolicy.audit.decide import (
+from hpcpolicy.audit.context import (
     AuditDecision,
     Context,
     Observation,
-    Target,
-    audit,
-    default_targets,
     make_context,
-    parse_target,
-    paths_to_observe,
     select_users,
 )
+from hpcpolicy.audit.decide import audit
 from hpcpolicy.audit.enforce import store_paths
 from hpcpolicy.audit.matrix import Report, audited_users, build_report, decisions_stream
 from hpcpolicy.errors import HpcPolicyError, UsageError

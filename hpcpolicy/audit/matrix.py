@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
 from hpcpolicy.access.profiles import Profile, build_profiles, directory_users, named_groups
-from hpcpolicy.audit.decide import (
+from hpcpolicy.access.targets import Target, classified, collection_of
+from hpcpolicy.audit.context import (
     FILE_PERMISSIONS,
     LOCAL_RULE,
     NO_CONTROL,
@@ -27,14 +28,8 @@ from hpcpolicy.audit.decide import (
     AuditDecision,
     Context,
     Observation,
-    Target,
-    classified,
-    collection_of,
-    decide_body,
-    decide_one,
-    for_user,
-    user_notes,
 )
+from hpcpolicy.audit.decide import decide_body, decide_one, for_user, user_notes
 from hpcpolicy.directory.model import User
 from hpcpolicy.policy.reference import parse
 

@@ -13,7 +13,7 @@ import os
 from collections import deque
 from typing import Deque, Iterable
 
-from hpcpolicy.audit.decide import Observation, PathState, mode_kind
+from hpcpolicy.audit.context import Observation, PathState, mode_kind
 
 WALK_LIMIT = 10000
 ACL_XATTR = "system.posix_acl_access"

@@ -14,7 +14,7 @@ import html
 import io
 from typing import Any, Dict, List, Sequence, Tuple
 
-from hpcpolicy.audit.decide import NO_CONTROL, AuditDecision
+from hpcpolicy.audit.context import NO_CONTROL, AuditDecision
 
 FORMATS = ("table", "csv", "json", "html")
 CSV_COLUMNS = (
