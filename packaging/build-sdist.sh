@@ -16,10 +16,11 @@ if [ -z "$py" ]; then
 fi
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
-(cd "$repo" && tar --exclude=./.git --exclude=./.venv --exclude='*.egg-info' --exclude=./build \
+# (packaging/generated comes along: regenerated when the generator can run, kept otherwise,
+# e.g. when this tree is an unpacked sdist)
+(cd "$repo" && tar --exclude=./.git --exclude='./.venv*' --exclude='*.egg-info' --exclude=./build \
      --exclude=./dist --exclude=./demo-out --exclude=__pycache__ --exclude=.pytest_cache \
-     --exclude=.mypy_cache --exclude=.ruff_cache --exclude=.hypothesis \
-     --exclude=./packaging/generated -cf - .) | tar -xf - -C "$work"
+     --exclude=.mypy_cache --exclude=.ruff_cache --exclude=.hypothesis -cf - .) | tar -xf - -C "$work"
 (cd "$work" && HPCPOLICY_GEN_PYTHON="$py" "$py" setup.py -q sdist -d "$out" >"$work/.log" 2>&1) \
     || { cat "$work/.log" >&2; exit 1; }
 version="$("$py" -c 'import sys; sys.path.insert(0, sys.argv[1]); import hpcpolicy; print(hpcpolicy.__version__)' "$repo")"

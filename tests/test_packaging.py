@@ -379,7 +379,7 @@ def test_offline_wheel_build_works(label: str, tmp_path: Path) -> None:
         pytest.skip(f"cannot install {setuptools}: {res.stderr.strip()[-300:]}")
     src = tmp_path / "src"  # a copy: the build writes egg-info and build/ into its tree
     shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(
-        ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", "demo-out", ".*cache"))
+        ".git", ".venv*", "build", "dist", "*.egg-info", "__pycache__", "demo-out", ".*cache"))
     res = _run(pip + ["wheel", "--no-build-isolation", "--no-deps", "--no-index",
                       "-w", str(tmp_path / "dist"), str(src)])
     assert res.returncode == 0, res.stderr
