@@ -264,7 +264,7 @@ def broken_ldif() -> str:
 # (docs/install.md); these throwaway ones carry what a well-formed CA carries.
 CA_EXTENSIONS = ("basicConstraints=critical,CA:TRUE", "keyUsage=critical,keyCertSign,cRLSign",
                  "subjectKeyIdentifier=hash")
-SERVER_EXTENSIONS = ("subjectAltName=IP:127.0.0.1,DNS:localhost", "basicConstraints=CA:FALSE",
+SERVER_EXTENSIONS = ("basicConstraints=CA:FALSE",
                      "keyUsage=critical,digitalSignature,keyEncipherment",
                      "extendedKeyUsage=serverAuth", "subjectKeyIdentifier=hash",
                      "authorityKeyIdentifier=keyid,issuer")
@@ -286,7 +286,10 @@ def make_server_cert(directory: Path, ca: Tuple[Path, Path]) -> Tuple[Path, Path
     """A server certificate for 127.0.0.1/localhost signed by `ca`."""
     cert, key, csr = directory / "server.crt", directory / "server.key", directory / "server.csr"
     ext = directory / "server.ext"
-    ext.write_text("".join(line + "\n" for line in SERVER_EXTENSIONS))
+    # libldap (python-ldap) checks a "localhost" URI against this machine's own name
+    names = sorted({"localhost", socket.gethostname(), socket.getfqdn()} - {""})
+    san = "subjectAltName=IP:127.0.0.1," + ",".join(f"DNS:{n}" for n in names)
+    ext.write_text("".join(line + "\n" for line in (san, *SERVER_EXTENSIONS)))
     subprocess.run(
         ["openssl", "req", "-new", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
          "-keyout", str(key), "-out", str(csr)],
@@ -414,7 +417,8 @@ class Slapd:
         for _ in range(attempts):
             self.port = free_port()
             self.tls_port = free_port() if self.tls else 0
-            urls = [self.uri, self.ldapi_uri] + ([self.ldaps_uri] if self.tls else [])
+            listen_tls = f"ldaps://127.0.0.1:{self.tls_port}"  # clients say localhost
+            urls = [self.uri, self.ldapi_uri] + ([listen_tls] if self.tls else [])
             log = open(self.dir / "slapd.log", "ab")  # noqa: SIM115 - handed to Popen
             try:
                 self.proc = subprocess.Popen(
