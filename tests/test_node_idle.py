@@ -139,3 +139,39 @@ def test_a_changed_setting_is_no_idle_sync(deploy: Deploy, node_root: Path,
     with pytest.raises(Exception, match="signature"):
         sync(SyncOptions(str(deploy.root), str(node_root), node_class="gpu",
                          allowed_signers=str(signers)))
+
+
+CONSOLE = str(Path(sys.executable).parent / "hpcpolicy")
+
+
+def _console(*args: str, importtime: bool = False) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, *(["-X", "importtime"] if importtime else []), CONSOLE, *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_idle_answer_before_argparse_equals_the_cli(cli: Any, deploy: Deploy,
+                                                    node_root: Path) -> None:
+    """The console script answers an idle `node sync` without importing argparse or the rest
+    of the CLI (`cli/quick.py`), and prints exactly what the full CLI prints for it."""
+    if not os.path.exists(CONSOLE):
+        pytest.skip("no console script next to this interpreter")
+    deploy.publish()
+    sync(SyncOptions(str(deploy.root), str(node_root)))
+    base = ("node", "sync", "--from", str(deploy.root), f"--root={node_root}")
+    for fmt in ("json", "text"):
+        quick = _console(*base, "--format", fmt, importtime=True)
+        full = cli(*base, "--format", fmt)
+        assert quick.returncode == full.rc == 0, quick.stderr[-500:]
+        assert quick.stdout == full.out
+        imported = {line.rsplit("|", 1)[-1].strip() for line in quick.stderr.splitlines()}
+        assert "hpcpolicy.node.idle" in imported
+        assert not {"argparse", "logging", "hpcpolicy.cli.main", "hpcpolicy.node.sync",
+                    "dataclasses"} & imported
+    # what the quick path leaves to argparse: an abbreviation, an option it does not take,
+    # and an error, all answered by the full CLI through its funnel
+    for extra in (("--form", "json"), ("--lock-timeout", "5", "--format", "json")):
+        run = _console(*base, *extra)
+        assert run.returncode == 0 and json.loads(run.stdout)["changed"] is False, run.stderr
+    bad = _console("node", "sync", "--from", str(deploy.root), "--root", "/nonexistent-root",
+                   "--format", "json")
+    assert bad.returncode == 2 and "--root" in json.loads(bad.stdout)["msg"]
