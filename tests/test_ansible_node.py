@@ -11,11 +11,14 @@ from __future__ import annotations
 import json
 import os
 import stat
+import subprocess
 from pathlib import Path
 from typing import Any, Dict, Tuple
 
 import pytest
+from node_fixtures import BASE_TREE, Deploy
 
+from hpcpolicy.deploy.store import ensure_layout
 from tests.ansible_fixtures import (
     VENV_CLI,
     Ansible,
@@ -202,3 +205,52 @@ def test_check_mode_first_rollout_would_install(ansible_system_python: Ansible,
     assert list(root.iterdir()) == []
     real = ansible_system_python.play(task)
     assert real.rc == 2 and real.recap["failed"] == 1, real.show()
+
+
+FACE_KEYS = ("changed", "msg", "generation", "class", "class_reason", "channel",
+             "check", "changes", "notes", "pending", "stale_userns")
+
+
+def _console_sync(deploy_root: Path, root: Path) -> Dict[str, Any]:
+    """`hpcpolicy node sync --format json` as the timer runs it: a fresh process of the console
+    script (an idle sync is answered by its fast path, before argparse)."""
+    proc = subprocess.run([VENV_CLI, "node", "sync", "--from", str(deploy_root), "--root",
+                           str(root), "--no-reload", "--format", "json"],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return dict(json.loads(proc.stdout))
+
+
+def test_module_and_cli_answer_alike_idle_and_changed(ansible: Ansible, tmp_path: Path) -> None:
+    """The module and the CLI make the same library call (`node.sync.sync`): on an idle node
+    and on a changed generation they report the same, and leave the same files."""
+    deploy = tmp_path / "deploy"
+    ensure_layout(str(deploy))
+    publisher = Deploy(deploy)
+    publisher.publish()
+    by_module, by_cli = tmp_path / "node-ansible", tmp_path / "node-cli"
+    by_module.mkdir()
+    by_cli.mkdir()
+    for step in ("first install", "idle", "changed generation", "idle again"):
+        if step == "changed generation":
+            publisher.publish({"default": {**BASE_TREE, "etc/subuid": b"1001:600000:65536\n"}})
+        play = ansible.play(sync_task(deploy, by_module))
+        assert play.rc == 0, play.show()
+        module, cli_doc = play.result, _console_sync(deploy, by_cli)
+        for key in FACE_KEYS:
+            mine, theirs = module.get(key), cli_doc.get(key)
+            if isinstance(mine, str) and isinstance(theirs, str):  # the node roots differ
+                mine, theirs = mine.replace(str(by_module), "ROOT"), theirs.replace(
+                    str(by_cli), "ROOT")
+            elif key == "notes":
+                mine = [n.replace(str(by_module), "ROOT") for n in mine]
+                theirs = [n.replace(str(by_cli), "ROOT") for n in theirs]
+            assert mine == theirs, (step, key, mine, theirs)
+        assert module["changed"] is (step in ("first install", "changed generation")), step
+        assert installed(by_module) == installed(by_cli), step
+
+
+def installed(root: Path) -> Dict[str, Tuple[int, bytes]]:
+    """{path: (mode, bytes)} of what a sync put under the node root's etc/."""
+    return {str(p.relative_to(root)): (p.lstat().st_mode, p.read_bytes())
+            for p in sorted((root / "etc").rglob("*")) if p.is_file()}

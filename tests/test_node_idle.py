@@ -164,8 +164,8 @@ def test_idle_answer_before_argparse_equals_the_cli(cli: Any, deploy: Deploy,
         assert quick.returncode == full.rc == 0, quick.stderr[-500:]
         assert quick.stdout == full.out
         imported = {line.rsplit("|", 1)[-1].strip() for line in quick.stderr.splitlines()}
-        assert "hpcpolicy.node.idle" in imported
-        assert not {"argparse", "logging", "hpcpolicy.cli.main", "hpcpolicy.node.sync",
+        assert {"hpcpolicy.node.sync", "hpcpolicy.node.idle"} <= imported  # the library call
+        assert not {"argparse", "logging", "hpcpolicy.cli.main", "hpcpolicy.node.full",
                     "dataclasses"} & imported
     # what the quick path leaves to argparse: an abbreviation, an option it does not take,
     # and an error, all answered by the full CLI through its funnel

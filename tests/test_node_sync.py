@@ -26,8 +26,8 @@ from node_fixtures import (
 from pytest_subprocess import FakeProcess
 
 from hpcpolicy.errors import UnsafePath, UsageError, VerificationError
+from hpcpolicy.node import full as node_sync
 from hpcpolicy.node import source
-from hpcpolicy.node import sync as node_sync
 from hpcpolicy.node.install import ORIG_SUFFIX
 from hpcpolicy.node.state import STATE_FILE
 from hpcpolicy.node.sync import SyncOptions, sync

@@ -74,8 +74,8 @@ def add_parser(subparsers: Any, common_parent: argparse.ArgumentParser) -> None:
 
 
 def run_sync(args: argparse.Namespace) -> Outcome:
-    from hpcpolicy.node.idle import idle
-    from hpcpolicy.node.options import as_text, describe, sync_options
+    from hpcpolicy.cli.main import ensure_logging
+    from hpcpolicy.node.sync import as_text, describe, sync, sync_options
 
     if args.migrate_users:
         _interactive_only("--migrate-users")
@@ -85,14 +85,8 @@ def run_sync(args: argparse.Namespace) -> Outcome:
         root=args.root, check=args.check, want_diff=args.diff, reload=not args.no_reload,
         lock_timeout=args.lock_timeout, allow_older=args.allow_older,
         migrate_users=args.migrate_users)
-    result = idle(opts)  # nothing to do: decided without importing the verification code
-    if result is None:
-        from hpcpolicy.cli.main import ensure_logging
-        from hpcpolicy.node.sync import full_sync
-
-        ensure_logging()  # deferred (defer_logging): the idle path logs nothing
-
-        result = full_sync(opts)
+    # logging is deferred (defer_logging): an idle sync logs nothing, only the full one needs it
+    result = sync(opts, before_full=ensure_logging)
     return Outcome(msg=result.msg, data=describe(result), text=as_text(result),
                    changed=result.changed, notes=[str(e) for e in result.errors],
                    exit_code=EXIT_FAILURE if result.errors else 0)

@@ -9,7 +9,9 @@ CLI (argparse, gettext, locale, every module `cli.main` pulls in) would be most 
   (`--from X`, `--from=X`, `--root`, `--config`, `--deploy-owner`, `--allowed-signers`,
   `--class`, `--channel`, `--format text|json`, `--check`, `--no-reload`, `--debug`, `-v`);
   anything else (an abbreviation, `--help`, `--lock-timeout`, `--diff`, a typo) returns None;
-* any error at all returns None too, and so does a sync that has work to do;
+* any error at all returns None too, and so does a sync that has work to do (the library's
+  one `node.sync.sync` call, whose `before_full` hook hands the command over before the full
+  sync starts);
 
 and None means the normal CLI runs the command from the start: it parses with argparse,
 reports errors through the funnel, and does the work. What this prints is what the normal CLI
@@ -61,6 +63,14 @@ def _text(value: Union[str, bool, None]) -> Optional[str]:
     return value if isinstance(value, str) else None
 
 
+class _HandOver(Exception):
+    """The sync has work to do: the full CLI runs the command (logging, argparse, funnel)."""
+
+
+def _hand_over() -> None:
+    raise _HandOver
+
+
 def run_idle(argv: List[str]) -> Optional[int]:
     """The exit code of an idle `node sync` (its report written), or None: run the full CLI."""
     options = parse(argv)
@@ -71,8 +81,7 @@ def run_idle(argv: List[str]) -> Optional[int]:
     as_json, debug = options["format"] == "json", bool(options["debug"])
     try:
         from hpcpolicy.node import config
-        from hpcpolicy.node.idle import idle
-        from hpcpolicy.node.options import as_text, describe, sync_options
+        from hpcpolicy.node.sync import as_text, describe, sync, sync_options
 
         opts = sync_options(
             config.load(_text(options["config"])), deploy_root=_text(options["deploy_root"]),
@@ -81,14 +90,14 @@ def run_idle(argv: List[str]) -> Optional[int]:
             node_class=_text(options["node_class"]), channel=_text(options["channel"]),
             root=str(options["root"]), check=bool(options["check"]),
             reload=not options["no_reload"])
-        result = idle(opts)
+        result = sync(opts, before_full=_hand_over)
+    except _HandOver:
+        return None
     except Interrupted as err:  # a signal: the command's own report, as the CLI would give
         from hpcpolicy.cli.report import deliver, failure
 
         return deliver(failure(err, as_json, debug, {"generation": None, "changes": []}), debug)
     except Exception:  # noqa: BLE001 - the full CLI repeats the checks and reports the error
-        return None
-    if result is None:
         return None
     from hpcpolicy.cli.outcome import Outcome
     from hpcpolicy.cli.report import deliver, success

@@ -31,8 +31,8 @@ from hpcpolicy.generation.naming import DEFAULT_CLASS, STABLE
 from hpcpolicy.generation.verify import verify_generation
 from hpcpolicy.node import enforce_checks, install, source
 from hpcpolicy.node.config import DEFAULT_PATH, NodeConfig
+from hpcpolicy.node.full import site_signs
 from hpcpolicy.node.state import load_state
-from hpcpolicy.node.sync import site_signs
 
 if sys.version_info >= (3, 11):
     import tomllib
