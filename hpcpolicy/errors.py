@@ -8,28 +8,42 @@ CLI prints it, the Ansible modules hand it to `fail_json`.
 from __future__ import annotations
 
 import errno
-import math
 import os
 import re
-from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Sequence
 
 from hpcpolicy.interrupt import Interrupted
+
+TYPE_CHECKING = False  # typing's, without importing typing: see node/idle.py
+if TYPE_CHECKING:
+    from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_INVALID = 2
 
 
-class Problem(NamedTuple):
+if TYPE_CHECKING:
+    from typing import NamedTuple
+
+    class _Problem(NamedTuple):
+        file: str
+        path: str
+        message: str
+else:  # the same tuple type at run time, without importing typing (tests/test_start_up.py)
+    from collections import namedtuple
+
+    _Problem = namedtuple("Problem", ("file", "path", "message"))
+
+
+class Problem(_Problem):
     """One finding in an input file: `FILE: key.path: message` (path may be empty).
 
-    A NamedTuple, not a dataclass: `dataclasses` imports `inspect` (and ast, dis, tokenize),
-    which every command would pay at start-up, the node's timer-run `node sync` included.
+    A named tuple, not a dataclass: `dataclasses` imports `inspect` (and ast, dis, tokenize),
+    which every command would pay at start-up, the node's timer-run `node sync` included; and
+    `collections.namedtuple` rather than typing's, which would import typing into that run.
     """
 
-    file: str
-    path: str
-    message: str
+    __slots__ = ()
 
     def __str__(self) -> str:
         # a key path or a message can carry input of any length (a 100,000-character key or
@@ -40,7 +54,8 @@ class Problem(NamedTuple):
 
 # C0 and C1 controls, DEL, and the invisible marks that reorder or hide text on a terminal
 # (bidi overrides and isolates, zero-width characters, line and paragraph separators).
-_HOSTILE = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]")
+# Compiled at first use: most runs (an idle node sync) print nothing read from others' files.
+_HOSTILE = "[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]"
 
 
 def printable(text: object, limit: Optional[int] = 200, keep: str = "") -> str:
@@ -58,7 +73,7 @@ def printable(text: object, limit: Optional[int] = 200, keep: str = "") -> str:
             return ch
         return f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}"
 
-    return _HOSTILE.sub(escape, s)
+    return re.sub(_HOSTILE, escape, s)
 
 
 class HpcPolicyError(Exception):
@@ -162,6 +177,8 @@ def first_line(err: BaseException, default: Optional[str] = None) -> str:
 def check_seconds(value: float, what: str) -> float:
     """A wait in seconds must be finite and non-negative: `nan` never compares past a deadline
     (an endless wait) and `inf` is one. UsageError (exit 2) otherwise."""
+    import math  # here: only lock waits check a number of seconds
+
     if not math.isfinite(value) or value < 0:
         raise UsageError(f"{what}: {value!r} is not a number of seconds (finite, >= 0)")
     return value

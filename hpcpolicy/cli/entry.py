@@ -5,9 +5,12 @@ the JSON object under --format json), never in a traceback."""
 from __future__ import annotations
 
 import sys
-from typing import NoReturn
 
 from hpcpolicy.cli.signals import install_signals
+
+TYPE_CHECKING = False  # typing's, without importing typing: see node/idle.py
+if TYPE_CHECKING:
+    from typing import NoReturn
 
 
 def run() -> NoReturn:

@@ -13,14 +13,17 @@ import argparse
 import importlib
 import os
 import sys
-from typing import Any, Callable, Dict, List, NoReturn, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, NoReturn, Optional, Sequence, Tuple
 
 from hpcpolicy import __version__
 from hpcpolicy.cli.help import decorate
 from hpcpolicy.cli.options import site_of
 from hpcpolicy.cli.outcome import Outcome
-from hpcpolicy.cli.report import Report, deliver, failure, success, usage
+from hpcpolicy.cli.report import deliver, failure, success, usage
 from hpcpolicy.cli.signals import install_signals, quiet_signals, restore_signals
+
+if TYPE_CHECKING:
+    from hpcpolicy.cli.report import Report
 
 DESCRIPTION = """\
 Keep the container policy of every HPC node in one reviewed site.toml: validate it, render every

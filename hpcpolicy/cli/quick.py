@@ -20,7 +20,12 @@ prints for the same idle result (same Outcome, same `report.success` and `report
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Union
+TYPE_CHECKING = False  # typing's, without importing typing: see node/idle.py
+if TYPE_CHECKING:
+    from typing import Dict, List, Optional, Union
+
+    Parsed = Dict[str, Union[str, bool, None]]
+
 
 VALUED = {"--config": "config", "--from": "deploy_root", "--deploy-owner": "deploy_owner",
           "--root": "root", "--allowed-signers": "allowed_signers", "--class": "node_class",
@@ -28,7 +33,6 @@ VALUED = {"--config": "config", "--from": "deploy_root", "--deploy-owner": "depl
 FLAGS = {"--check": "check", "--no-reload": "no_reload", "--debug": "debug", "-v": "verbose",
          "--verbose": "verbose"}
 
-Parsed = Dict[str, Union[str, bool, None]]
 
 
 def parse(argv: List[str]) -> Optional[Parsed]:

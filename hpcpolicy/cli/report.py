@@ -11,14 +11,18 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Any, Dict, Iterable, Optional, Tuple, Union
 
 from hpcpolicy.cli.outcome import Outcome
 from hpcpolicy.cli.signals import quiet_signals
 from hpcpolicy.errors import EXIT_FAILURE, EXIT_INVALID, failure_of, printable
 
+TYPE_CHECKING = False  # typing's, without importing typing: see node/idle.py
+if TYPE_CHECKING:
+    from typing import Any, Dict, Iterable, Optional, Tuple, Union
+
+    Report = Tuple[int, Union[str, Iterable[str]], str]
+
 # exit code, stdout (text, or chunks written as they are produced), stderr text
-Report = Tuple[int, Union[str, Iterable[str]], str]
 
 
 def success(outcome: Outcome, as_json: bool) -> Report:

@@ -4,9 +4,12 @@ them first thing, `main` for in-process callers)."""
 from __future__ import annotations
 
 import signal
-from typing import Any, List, Optional, Tuple
 
 from hpcpolicy.interrupt import Interrupted
+
+TYPE_CHECKING = False  # typing's, without importing typing: see node/idle.py
+if TYPE_CHECKING:
+    from typing import Any, List, Optional, Tuple
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 

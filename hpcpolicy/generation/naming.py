@@ -12,9 +12,12 @@ from __future__ import annotations
 import errno
 import os
 import re
-from typing import Dict, List, Mapping, Optional, Tuple
 
 from hpcpolicy.errors import RuntimeFailure, UsageError, os_failure
+
+TYPE_CHECKING = False  # typing's, without importing typing: see node/idle.py
+if TYPE_CHECKING:
+    from typing import Dict, List, Mapping, Optional, Tuple
 
 GENERATIONS = "generations"
 CURRENT = "current"

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import os
 import stat
-from typing import Iterable, List, Optional, Set
 
 from hpcpolicy.errors import RuntimeFailure, UnsafePath
+
+TYPE_CHECKING = False  # typing's, without importing typing: see node/idle.py
+if TYPE_CHECKING:
+    from typing import Iterable, List, Optional, Set
 
 MAX_LINKS = 40
 

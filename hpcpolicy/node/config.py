@@ -21,30 +21,47 @@ from __future__ import annotations
 import os
 import pwd
 import sys
-from typing import Any, NamedTuple, Optional, Set, Union
 
 from hpcpolicy.errors import InvalidInput, ProblemCollector, UsageError
 from hpcpolicy.generation.naming import CHANNEL_RE, CLASS_RE, STABLE
 from hpcpolicy.generation.trust import anchor_problem
 
+TYPE_CHECKING = False  # typing's, without importing typing: see node/idle.py
+if TYPE_CHECKING:
+    from typing import Any, Optional, Set, Union
+
 DEFAULT_PATH = "/etc/hpcpolicy/node.toml"
 KEYS = ("deploy_root", "deploy_owner", "allowed_signers", "channel", "class")
 
 
-class NodeConfig(NamedTuple):
+if TYPE_CHECKING:
+    from typing import NamedTuple
+
+    class _NodeConfig(NamedTuple):
+        path: Optional[str] = None  # the file read, None when there was none
+        deploy_root: Optional[str] = None
+        deploy_owner: Union[str, int, None] = None
+        allowed_signers: Optional[str] = None
+        channel: Optional[str] = None
+        node_class: Optional[str] = None
+        owner_where: str = "--deploy-owner"  # where deploy_owner came from, for messages
+else:  # the same tuple type at run time, without importing typing (tests/test_start_up.py)
+    from collections import namedtuple
+
+    _NodeConfig = namedtuple("NodeConfig", (
+        "path", "deploy_root", "deploy_owner", "allowed_signers", "channel", "node_class",
+        "owner_where"), defaults=(None, None, None, None, None, None, "--deploy-owner"))
+
+
+class NodeConfig(_NodeConfig):
     """The node's settings after node.toml and the command line (None: not set anywhere).
 
-    A NamedTuple, not a dataclass: every timer run of `node sync` reads it, and `dataclasses`
-    would import `inspect` (and ast, dis, tokenize) into that run.
+    A named tuple, not a dataclass: every timer run of `node sync` reads it, and `dataclasses`
+    would import `inspect` (and ast, dis, tokenize) into that run (typing's NamedTuple would
+    import typing).
     """
 
-    path: Optional[str] = None  # the file read, None when there was none
-    deploy_root: Optional[str] = None
-    deploy_owner: Union[str, int, None] = None
-    allowed_signers: Optional[str] = None
-    channel: Optional[str] = None
-    node_class: Optional[str] = None
-    owner_where: str = "--deploy-owner"  # where deploy_owner came from, for messages
+    __slots__ = ()
 
     def override(self, **options: Any) -> NodeConfig:
         """Command-line values win over the file's; None leaves the file's value."""

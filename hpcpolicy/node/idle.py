@@ -9,18 +9,25 @@ deploy owner and allowed-signers file, with no step pending, and every installed
 equals its record (see `record.py`). Anything else returns None and the full sync runs:
 it verifies the new generation, and rehashes (and repairs) what changed on the node.
 
-Imports are kept to what this needs: it decides the cost of every idle run.
+Imports are kept to what this needs: it decides the cost of every idle run. Every module on
+this path (the console script's fast path `cli.quick`, `node.sync`, this, and what they import)
+imports typing only for the type checker (`TYPE_CHECKING = False` and `if TYPE_CHECKING:`,
+which mypy reads as typing's own): typing would cost about a third of Python's start-up.
+tests/test_start_up.py checks that an idle sync imports neither typing nor the full sync.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping, Optional
 
 from hpcpolicy.errors import HpcPolicyError
 from hpcpolicy.node import link
 from hpcpolicy.node.options import UNCHECKED_NOTE, SyncOptions, SyncResult, class_key
 from hpcpolicy.node.record import file_key, intact
+
+TYPE_CHECKING = False  # typing's, without importing typing: see node/idle.py
+if TYPE_CHECKING:
+    from typing import Any, Mapping, Optional
 
 
 def basis_of(opts: SyncOptions, deploy_root: str) -> dict:

@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import os
 import stat
-from typing import Set, Tuple
 
 from hpcpolicy.errors import RuntimeFailure, UnsafePath
 from hpcpolicy.generation import trust
 from hpcpolicy.generation.naming import GENERATIONS, STABLE, channel_generation, channel_link
 from hpcpolicy.generation.trust import check_dirs
+
+TYPE_CHECKING = False  # typing's, without importing typing: see node/idle.py
+if TYPE_CHECKING:
+    from typing import Set, Tuple
 
 REFUSE = "; refusing to read it"
 OWNER_HINT = (" (a deploy owner other than root is set with deploy_owner in node.toml "

@@ -1,39 +1,57 @@
 """What `node sync` is asked (SyncOptions) and what it reports (SyncResult, its JSON and text).
 
-Kept apart from `sync.py` so that a sync with nothing to do (`node.idle`) imports only this,
+Kept apart from `full.py` so that a sync with nothing to do (`node.idle`) imports only this,
 the node's record and the channel link's checks: the timer runs it on every node every few
 minutes, and its cost is mostly Python's own start-up and imports. No dataclasses here (nor in
 what this imports): `dataclasses` imports `inspect` (and ast, dis, tokenize), about as much
-CPU as Python's own start-up, which every idle run would pay.
+CPU as Python's own start-up, which every idle run would pay; and no typing at run time
+(about a third of that start-up again).
 """
 
 from __future__ import annotations
-
-from typing import Any, Dict, List, NamedTuple, Optional, Set, Union
 
 from hpcpolicy.errors import UsageError
 from hpcpolicy.generation.naming import STABLE
 from hpcpolicy.node.config import DEFAULT_PATH, NodeConfig
 
+TYPE_CHECKING = False  # typing's, without importing typing: see node/idle.py
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Optional, Set, Union
 
-class SyncOptions(NamedTuple):
+
+if TYPE_CHECKING:
+    from typing import NamedTuple
+
+    class _SyncOptions(NamedTuple):
+        deploy_root: str
+        root: str = "/"
+        allowed_signers: Optional[str] = None
+        node_class: Optional[str] = None
+        channel: str = STABLE
+        check: bool = False
+        want_diff: bool = False
+        reload: bool = True
+        hostname: Optional[str] = None
+        lock_timeout: float = 30.0
+        deploy_owner: int = 0  # the uid besides root that may own what the node reads
+        allow_older: bool = False
+        migrate_users: bool = False  # end stale pause processes (interactive only: the CLI checks)
+        userns: Optional[bool] = None  # look for stale user namespaces; None: only when root is /
+        proc: str = "/proc"
+else:  # the same tuple type at run time, without importing typing (tests/test_start_up.py)
+    from collections import namedtuple
+
+    _SyncOptions = namedtuple("SyncOptions", (
+        "deploy_root", "root", "allowed_signers", "node_class", "channel", "check", "want_diff",
+        "reload", "hostname", "lock_timeout", "deploy_owner", "allow_older", "migrate_users",
+        "userns", "proc"), defaults=(
+        "/", None, None, STABLE, False, False, True, None, 30.0, 0, False, False, None, "/proc"))
+
+
+class SyncOptions(_SyncOptions):
     """What `node sync` was asked to do (the CLI flags)."""
 
-    deploy_root: str
-    root: str = "/"
-    allowed_signers: Optional[str] = None
-    node_class: Optional[str] = None
-    channel: str = STABLE
-    check: bool = False
-    want_diff: bool = False
-    reload: bool = True
-    hostname: Optional[str] = None
-    lock_timeout: float = 30.0
-    deploy_owner: int = 0  # the uid besides root that may own what the node reads
-    allow_older: bool = False
-    migrate_users: bool = False  # end stale pause processes (interactive use only: the CLI checks)
-    userns: Optional[bool] = None  # look for stale user namespaces; None: only when root is /
-    proc: str = "/proc"
+    __slots__ = ()
 
     @property
     def owners(self) -> Set[int]:

@@ -10,9 +10,13 @@ hash it. Only a mismatch costs a rehash (and a repair when the bytes or the mode
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, List, Mapping, Optional
 
-Record = List[int]
+TYPE_CHECKING = False  # typing's, without importing typing: see node/idle.py
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Mapping, Optional
+
+    Record = List[int]
+
 
 
 def record_of(path: str) -> Optional[Record]:

@@ -24,10 +24,13 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Dict, List, Optional, Tuple
 
 from hpcpolicy.errors import RuntimeFailure
 from hpcpolicy.fsutil import atomic_write, read_bytes_nofollow
+
+TYPE_CHECKING = False  # typing's, without importing typing: see node/idle.py
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Optional, Tuple
 
 STATE_FILE = "var/lib/hpcpolicy/installed.json"
 SYNC_LOCK = "var/lib/hpcpolicy/sync.lock"
