@@ -4,6 +4,7 @@ the JSON object under --format json), never in a traceback."""
 
 from __future__ import annotations
 
+import os
 import sys
 
 from hpcpolicy.cli.signals import install_signals
@@ -20,7 +21,23 @@ def run() -> NoReturn:
 
         code = run_idle(sys.argv[1:])
         if code is not None:
-            sys.exit(code)
+            exit_now(code)
     from hpcpolicy.cli.main import main
 
     sys.exit(main())
+
+
+def exit_now(code: int) -> NoReturn:
+    """End an answered idle `node sync` without the interpreter's teardown.
+
+    Freeing every module object costs about 2 ms, a tenth of the whole run that every node's
+    timer makes every few minutes. Nothing is left for the teardown to do: the run took no lock,
+    opened no file for writing, registered no atexit handler, and its report is written and
+    flushed (`report.deliver`). If a flush still fails, the normal way out reports it.
+    """
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError, AttributeError):
+        sys.exit(code)
+    os._exit(code)
