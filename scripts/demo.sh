@@ -33,9 +33,10 @@ set -x
 "$hp" apply "$out/site.toml" --deploy-root "$out/shared"
 "$hp" status --deploy-root "$out/shared"
 "$hp" subid list --deploy-root "$out/shared"
-# what a node does (into a private root here; on a node --root is /)
+# what a node does (into a private root here; on a node --root is /). A node trusts a deploy root
+# owned by root or by the deploy owner it is told about (node.toml or --deploy-owner).
 mkdir -p "$out/node"
-"$hp" node sync --from "$out/shared" --root "$out/node" --no-reload
+"$hp" node sync --from "$out/shared" --root "$out/node" --deploy-owner "$(id -un)" --no-reload
 "$hp" audit "$out/site.toml" --user alice --image registry.example.org/bio/blast:2.14 --explain
 set +x
 echo

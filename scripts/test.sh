@@ -9,7 +9,8 @@ pkgs="podman skopeo buildah umoci docker-registry uidmap slapd ldap-utils ansibl
       libldap2-dev libsasl2-dev runc busybox-static fuse-overlayfs systemd-container chromium
       debhelper dh-python python3-all python3-setuptools dpkg-dev fakeroot lintian rpm man-db
       python3-ldap3 python3-clustershell python3-tomli-w
-      python3-pampy python3-six"
+      python3-pampy python3-six
+      openssh-server strace rsync curl conmon python3-venv"
 # The pure part of the suite (no server, no external program, no root): run again on every other
 # Python 3.9-3.13 this machine has (~/.pyenv/versions), each in its own .venv-pyX.Y.
 pure_tests="tests/test_policy_commands.py tests/test_policy_paths.py tests/test_images_reference.py
