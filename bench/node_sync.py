@@ -1,12 +1,19 @@
 """Benchmark: the `node sync` a timer runs when nothing changed, on a 100,000-user generation.
 
-Run as root: `.venv/bin/python bench/node_sync.py [--users 100000] [--runs 15] [--ansible]`.
+Run as root: `.venv/bin/python bench/node_sync.py [--users 100000] [--runs 15] [--ansible] [--no-wheel]`.
 
 Measured in the same run, fresh processes, medians of RUNS, warm page cache:
 
 * the interpreter floor: `python -c pass` of the same interpreter (wall time, and user+sys
   CPU time, which a loaded machine disturbs less);
-* `hpcpolicy node sync --format json` with nothing to do (the node holds the generation);
+* `hpcpolicy node sync --format json` with nothing to do (the node holds the generation), for
+  each way of installing it, each against the floor of its own interpreter:
+  * `dev`: this interpreter's console script (the development venv: an editable install,
+    whose import finder makes its floor higher);
+  * `wheel`: a plain venv of the same base interpreter with the wheel of this tree installed
+    (built here, `--no-deps`), run through pip's console script;
+  * `packaged`: the same venv running `packaging/bin/hpcpolicy`, the deb's and rpm's
+    /usr/bin/hpcpolicy (`--no-wheel` leaves out this and `wheel`);
 * the peer, `rsync -a -c TREE/ NODE/` with nothing to copy (checksums both sides);
 * bytes read from the deploy root by each (strace of read/pread64/readv, by file descriptor
   path), and by the sync as it was before the node kept its record: a node without `stat`
@@ -138,12 +145,34 @@ def ansible_first_install(src: str, work: str, env: Dict[str, str], runs: int,
             "ansible_copy_first_s": statistics.median(peer)}
 
 
+KINDS = {"dev": "development venv, editable install", "wheel": "plain venv, wheel, pip's script",
+         "packaged": "plain venv, wheel, packaging/bin/hpcpolicy"}
+
+
+def plain_venv_with_wheel(work: str) -> str:
+    """A plain venv of this interpreter's base Python with the wheel of this tree installed
+    (no dependencies: an idle sync needs none); its python."""
+    wheels, venv = os.path.join(work, "wheels"), os.path.join(work, "venv")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps",
+                    "--no-build-isolation", "-w", wheels, REPO], check=True,
+                   capture_output=True)
+    base = getattr(sys, "_base_executable", sys.executable)
+    subprocess.run([base, "-m", "venv", venv], check=True, capture_output=True)
+    python = os.path.join(venv, "bin", "python")
+    wheel = [os.path.join(wheels, w) for w in os.listdir(wheels) if w.endswith(".whl")]
+    subprocess.run([python, "-m", "pip", "install", "-q", "--no-deps", "--no-index", *wheel],
+                   check=True, capture_output=True)
+    return python
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--users", type=int, default=100000)
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--ansible", action="store_true", help="also time the first install "
                         "against Ansible's copy module")
+    parser.add_argument("--no-wheel", action="store_true", help="time the development venv "
+                        "only (no wheel built, no plain venv made)")
     args = parser.parse_args()
     for tool in ("rsync", "strace") + (("ansible",) if args.ansible else ()):
         if shutil.which(tool) is None:
@@ -162,17 +191,38 @@ def main() -> None:
         os.mkdir(node)
         sync = [CLI, "node", "sync", "--from", deploy_root, "--root", node, "--format", "json"]
         rsync = ["rsync", "-a", "-c", src + "/", mirror + "/"]
+        # bytecode compiled, as an installed package has it (even with PYTHONDONTWRITEBYTECODE)
+        run([sys.executable, "-m", "compileall", "-q", os.path.join(REPO, "hpcpolicy")], env)
         run(sync, env)  # the first install
         run(rsync, env)
-        floor = [sys.executable, "-c", "pass"]
-        times = {"floor": [], "idle": [], "rsync": []}  # type: Dict[str, List[float]]
-        for _ in range(args.runs):  # interleaved, so that load hits all three alike
-            times["floor"].append(run(floor, env, "floor"))
-            times["idle"].append(run(sync, env, "idle"))
-            times["rsync"].append(run(rsync, env, "rsync"))
-        t_floor, t_idle, t_rsync = (statistics.median(times[k])
-                                    for k in ("floor", "idle", "rsync"))
-        c_floor, c_idle = (statistics.median(CPU[k]) for k in ("floor", "idle"))
+        args_sync = sync[1:]
+        kinds = {"dev": ([sys.executable, "-c", "pass"], sync, env)}
+        if not args.no_wheel:
+            python = plain_venv_with_wheel(work)
+            plain = {k: v for k, v in env.items() if k != "PYTHONPATH"}  # the wheel's code only
+            packaged = os.path.join(work, "packaged-hpcpolicy")
+            launcher = os.path.join(REPO, "packaging", "bin", "hpcpolicy")
+            with open(launcher, encoding="utf-8") as handle:
+                body = handle.read().split("\n", 1)[1]  # its shebang names /usr/bin/python3
+            with open(packaged, "w", encoding="utf-8") as handle:
+                handle.write(f"#!{python}\n{body}")
+            os.chmod(packaged, 0o755)
+            kinds["wheel"] = ([python, "-c", "pass"],
+                              [os.path.join(os.path.dirname(python), "hpcpolicy")] + args_sync,
+                              plain)
+            kinds["packaged"] = ([python, "-c", "pass"], [packaged] + args_sync, plain)
+        times: Dict[str, List[float]] = {}
+        for _ in range(args.runs):  # interleaved, so that load hits all alike
+            for kind, (floor, cmd, kind_env) in kinds.items():
+                if kind != "packaged":  # the same interpreter as wheel: one floor for both
+                    times.setdefault(f"floor-{kind}", []).append(
+                        run(floor, kind_env, f"floor-{kind}"))
+                times.setdefault(f"idle-{kind}", []).append(run(cmd, kind_env, f"idle-{kind}"))
+            times.setdefault("rsync", []).append(run(rsync, env, "rsync"))
+        med = {k: statistics.median(v) for k, v in times.items()}
+        cpu = {k: statistics.median(v) for k, v in CPU.items()}
+        t_floor, t_idle, t_rsync = med["floor-dev"], med["idle-dev"], med["rsync"]
+        c_floor, c_idle = cpu["floor-dev"], cpu["idle-dev"]
         read_idle = bytes_read(sync, env, deploy_root, work)
         read_rsync = bytes_read(rsync, env, deploy_root, work)
         forget_record(node)
@@ -193,11 +243,21 @@ def main() -> None:
         "fleet_bytes_per_hour_after": read_idle * per_hour,
         **{k: round(v, 3) for k, v in first.items()},
     }
+    installs = {}
+    for kind in kinds:
+        floor_key = f"floor-{'wheel' if kind == 'packaged' else kind}"
+        installs[kind] = {
+            "floor_s": round(med[floor_key], 4), "idle_sync_s": round(med[f"idle-{kind}"], 4),
+            "idle_vs_floor": round(med[f"idle-{kind}"] / med[floor_key], 2),
+            "idle_vs_floor_cpu": round(cpu[f"idle-{kind}"] / cpu[floor_key], 2)}
+    result["installs"] = installs
     print(json.dumps(result, indent=1))
-    print(f"no-change node sync, {args.users} users: {t_idle * 1000:.0f} ms vs interpreter floor "
-          f"{t_floor * 1000:.0f} ms ({t_idle / t_floor:.2f}x wall, {c_idle / c_floor:.2f}x CPU; "
-          f"goal <= 2x) vs rsync -c "
-          f"{t_rsync * 1000:.0f} ms; read from the deploy root {read_idle} bytes = "
+    for kind, fig in installs.items():
+        print(f"no-change node sync, {args.users} users, {kind:8} ({KINDS[kind]}): "
+              f"{fig['idle_sync_s'] * 1000:.1f} ms vs interpreter floor "
+              f"{fig['floor_s'] * 1000:.1f} ms = {fig['idle_vs_floor']:.2f}x wall, "
+              f"{fig['idle_vs_floor_cpu']:.2f}x CPU (goal <= 2x)")
+    print(f"rsync -c {t_rsync * 1000:.0f} ms; read from the deploy root {read_idle} bytes = "
           f"{100.0 * read_idle / tree_bytes:.4f}% of the tree's {tree_bytes} (goal <= 2%; before: "
           f"{read_before}, rsync -c: {read_rsync})")
     print(f"fleet of {NODES} nodes every 15 min reads per hour: before "

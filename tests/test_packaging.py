@@ -270,6 +270,8 @@ def test_deb_command_runs_from_the_extracted_package(deb_tree: Path) -> None:
     exe = str(deb_tree / "usr/bin/hpcpolicy")
     first = Path(exe).read_text().splitlines()[0]
     assert first == "#!/usr/bin/python3"
+    # the minimal launcher, not setuptools' script (which imports re and importlib.metadata)
+    assert Path(exe).read_text() == (REPO / "packaging/bin/hpcpolicy").read_text()
     res = _run([SYSTEM_PYTHON, exe, "--version"], env=env)
     assert res.returncode == 0 and res.stdout.strip() == f"hpcpolicy {__version__}", res.stderr
     # the packaged example site is valid, read by the packaged code
@@ -358,6 +360,8 @@ def test_rpm_command_runs_from_the_extracted_package(rpm_dir: Path, tmp_path: Pa
     res = _run([SYSTEM_PYTHON, str(tmp_path / "usr/bin/hpcpolicy"), "--version"],
                env={**os.environ, "PYTHONPATH": str(site)})
     assert res.returncode == 0 and res.stdout.strip() == f"hpcpolicy {__version__}", res.stderr
+    launcher = (tmp_path / "usr/bin/hpcpolicy").read_text()
+    assert launcher == (REPO / "packaging/bin/hpcpolicy").read_text()  # not setuptools' script
     service = (tmp_path / "usr/lib/systemd/system/hpcpolicy-sync.service").read_text()
     assert "ExecStart=/usr/bin/hpcpolicy " in service
 
