@@ -1,6 +1,7 @@
 """Benchmark: the `node sync` a timer runs when nothing changed, on a 100,000-user generation.
 
-Run as root: `.venv/bin/python bench/node_sync.py [--users 100000] [--runs 15] [--ansible] [--no-wheel]`.
+Run as root:
+`.venv/bin/python bench/node_sync.py [--users 100000] [--runs 15] [--ansible] [--no-wheel]`.
 
 Measured in the same run, fresh processes, medians of RUNS, warm page cache:
 
