@@ -72,7 +72,7 @@ def main() -> None:
         files = write_directory(work, args.users)
         site = write_site(work, files, "/scratch")
         policy = load(site)
-        apply(policy)
+        apply(policy, init=True)  # the first apply creates the deploy root
         root = policy.site.deploy_root
         ledger = load_ledger(root, policy.site.name)
         peer = median_ms(lambda: build(policy), args.runs)
