@@ -18,13 +18,14 @@ Medians of RUNS runs.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import statistics
 import sys
 import tempfile
 import time
-from typing import Any, Callable, Dict, List, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Tuple
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
@@ -119,16 +120,30 @@ def summary(label: str, runs: List[Dict[str, Any]], peer: float) -> None:
           f"ratio vs plan.build: {secs / peer:.2f}x")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def site_args(doc: str, runs: int) -> argparse.Namespace:
+    """The options of a bench on an apply-sized site: USERS, RUNS and DIR (where it works)."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--users", type=int, default=30000)
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=runs)
     parser.add_argument("--dir", default="/var/tmp")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+@contextlib.contextmanager
+def site_work(args: argparse.Namespace) -> Iterator[Tuple[str, Tuple[str, str]]]:
+    """A work folder on DIR, readable by all like a deploy root's parent, holding a files
+    directory of USERS users: (folder, (passwd, group)). Removed afterwards."""
     work = tempfile.mkdtemp(prefix="hpcpolicy-bench-", dir=args.dir)
     os.chmod(work, 0o755)
     try:
-        files = write_directory(work, args.users)
+        yield work, write_directory(work, args.users)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def main() -> None:
+    args = site_args(__doc__, runs=3)
+    with site_work(args) as (work, files):
         site_a, site_b = write_site(work, files, "/scratch"), write_site(work, files, "/project")
         first = timed_apply(site_a)
         peer = statistics.median(timed_plan(site_a) for _ in range(args.runs))
@@ -142,8 +157,6 @@ def main() -> None:
         summary("first", [first], peer)
         summary("no-change", same, peer)
         summary("changing", changing, peer)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

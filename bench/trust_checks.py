@@ -14,13 +14,10 @@ Run: `.venv/bin/python bench/trust_checks.py [--users 30000] [--runs 5] [--dir /
 
 from __future__ import annotations
 
-import argparse
 import base64
 import os
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from typing import Callable
 
@@ -28,7 +25,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 sys.path.insert(0, os.path.join(REPO, "bench"))
 
-from apply import write_directory, write_site  # noqa: E402
+from apply import site_args, site_work, write_site  # noqa: E402
 
 from hpcpolicy.deploy.ledger_guard import check_ledger_holds_published  # noqa: E402
 from hpcpolicy.deploy.plan import build  # noqa: E402
@@ -61,15 +58,8 @@ def big_keyring(keys: int) -> bytes:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--users", type=int, default=30000)
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--dir", default="/var/tmp")
-    args = parser.parse_args()
-    work = tempfile.mkdtemp(prefix="hpcpolicy-bench-", dir=args.dir)
-    os.chmod(work, 0o755)
-    try:
-        files = write_directory(work, args.users)
+    args = site_args(__doc__, runs=5)
+    with site_work(args) as (work, files):
         site = write_site(work, files, "/scratch")
         policy = load(site)
         apply(policy, init=True)  # the first apply creates the deploy root
@@ -94,8 +84,6 @@ def main() -> None:
               f"({checked / unchecked:.2f}x)")
         print(f"keyring walk, 200 keys   {walk:8.2f} ms  ({len(keyring)} bytes armoured) "
               f"= {walk / peer:.2%} of plan.build")
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
