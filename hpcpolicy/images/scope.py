@@ -212,7 +212,13 @@ def user_classes(policy: Policy, snapshot: Snapshot) -> List[FrozenSet[str]]:
     the users then only looks their set up (30,000 users, typically no or few rule groups).
     """
     named = {g for r in policy.images.rules for g in r.groups}
-    held: Dict[str, Set[str]] = {}  # user name -> rule groups they are in
+    return sorted(_classes(policy, snapshot, named), key=lambda c: (len(c), sorted(c)))
+
+
+def _classes(policy: Policy, snapshot: Snapshot, named: Iterable[str]) -> Set[FrozenSet[str]]:
+    """The distinct sets of the `named` groups that eligible users hold, from the members of
+    those groups only (the empty set when some eligible user holds none of them)."""
+    held: Dict[str, Set[str]] = {}  # user name -> named groups they are in
     for group in named:
         for member in snapshot.members_of(group):
             held.setdefault(member, set()).add(group)
@@ -221,7 +227,7 @@ def user_classes(policy: Policy, snapshot: Snapshot) -> List[FrozenSet[str]]:
                if name in snapshot.users and _may_run(d, snapshot.users[name])}
     if any(u.name not in held for u in _eligible(policy, snapshot)):  # stops at the first
         classes.add(frozenset())
-    return sorted(classes, key=lambda c: (len(c), sorted(c)))
+    return classes
 
 
 def parents(scope: str) -> List[str]:
@@ -301,16 +307,7 @@ def _decide_chain(
 def held_classes(policy: Policy, snapshot: Snapshot, named: Iterable[str]) -> List[FrozenSet[str]]:
     """`user_classes` projected on `named`: the distinct sets of those groups eligible users
     hold, from the members of those groups only (what one scope's node decision needs)."""
-    held: Dict[str, Set[str]] = {}
-    for group in named:
-        for member in snapshot.members_of(group):
-            held.setdefault(member, set()).add(group)
-    d = policy.directory
-    classes = {frozenset(groups) for name, groups in held.items()
-               if name in snapshot.users and _may_run(d, snapshot.users[name])}
-    if any(u.name not in held for u in _eligible(policy, snapshot)):  # stops at the first
-        classes.add(frozenset())
-    return sorted(classes, key=sorted)
+    return sorted(_classes(policy, snapshot, named), key=sorted)
 
 
 def node_rule_for(policy: Policy, snapshot: Snapshot, by_scope: Dict[str, List[ImageRule]],
