@@ -23,17 +23,8 @@ from hpcpolicy.errors import InvalidInput, Problem
 from hpcpolicy.node import mountinfo
 from hpcpolicy.node.enforce_checks import weak_readonly_binds
 from hpcpolicy.policy import inputs
-from hpcpolicy.policy.model import Policy, Storage
+from hpcpolicy.policy.model import Policy
 from hpcpolicy.render.needs import readonly_binds
-
-
-def _stores(policy: Policy) -> List[Tuple[str, Storage]]:
-    out = [("runtime.storage", policy.runtime.storage)] if policy.runtime.storage else []
-    for i, cls in enumerate(policy.node_classes, 1):
-        storage = dict(cls.runtime).get("storage")
-        if isinstance(storage, Storage):
-            out.append((f"node_class[{i}].runtime.storage", storage))
-    return out
 
 
 def _writable(path: str, min_uid: int) -> Optional[str]:
@@ -58,7 +49,7 @@ def _writable(path: str, min_uid: int) -> Optional[str]:
 
 def store_problems(policy: Policy) -> List[Problem]:
     out = []
-    for where, storage in _stores(policy):
+    for where, storage in policy.storages():
         for i, store in enumerate(storage.additional_image_stores, 1):
             if not os.path.lexists(store):
                 continue
@@ -113,7 +104,7 @@ def home_problems(policy: Policy) -> List[Problem]:
     """Stores below a user's home directory (the home's owner could write there)."""
     homes = _homes(policy)
     out = []
-    for where, storage in _stores(policy):
+    for where, storage in policy.storages():
         for i, store in enumerate(storage.additional_image_stores, 1):
             for user, home in homes:
                 if store == home or store.startswith(home + "/"):

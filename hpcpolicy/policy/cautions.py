@@ -6,10 +6,10 @@ the exit code. Pure: the policy alone.
 
 from __future__ import annotations
 
-from typing import List, Optional, Tuple
+from typing import List, Optional
 
 from hpcpolicy.errors import Problem
-from hpcpolicy.policy.model import Policy, Storage
+from hpcpolicy.policy.model import Policy
 from hpcpolicy.policy.paths import is_below, non_ascii_message
 from hpcpolicy.policy.spellings import bypassable_denies
 
@@ -82,7 +82,7 @@ def cautions(policy: Policy) -> List[Problem]:
             add(f"images.rule[{rule.index}].scope",
                 f"{rule.scope} is the namespace of the Docker Hub account {rest!r} "
                 f"({rule.scope}/...), not the official image docker.io/library/{rest}")
-    for where, storage in _storages(policy):
+    for where, storage in policy.storages():
         if storage.additional_image_stores and storage.rootless_storage_path is None:
             add(f"{where}.rootless_storage_path", "not set: rootless Podman keeps each user's "
                 "storage in $HOME/.local/share/containers/storage, often on a network file "
@@ -90,11 +90,3 @@ def cautions(policy: Policy) -> List[Problem]:
     return out
 
 
-def _storages(policy: Policy) -> List[Tuple[str, Storage]]:
-    """[runtime.storage] of the site and of every class that sets its own."""
-    out = [("runtime.storage", policy.runtime.storage)] if policy.runtime.storage else []
-    for i, cls in enumerate(policy.node_classes, 1):
-        storage = dict(cls.runtime).get("storage")
-        if isinstance(storage, Storage):
-            out.append((f"node_class[{i}].runtime.storage", storage))
-    return out

@@ -6,7 +6,7 @@ Every other package consumes these types, so field names follow the site file's 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any, Dict, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 RUNTIMES = ("apptainer", "singularity", "podman", "enroot")
 
@@ -237,3 +237,12 @@ class Policy:
         """This policy with [runtime] as `node_class` gets it (what its renderers read)."""
         rt = self.runtime_for(node_class)
         return self if rt == self.runtime else replace(self, runtime=rt)
+
+    def storages(self) -> List[Tuple[str, Storage]]:
+        """(key path, [runtime.storage]) of the site and of every class that sets its own."""
+        out = [("runtime.storage", self.runtime.storage)] if self.runtime.storage else []
+        for i, cls in enumerate(self.node_classes, 1):
+            storage = dict(cls.runtime).get("storage")
+            if isinstance(storage, Storage):
+                out.append((f"node_class[{i}].runtime.storage", storage))
+        return out
