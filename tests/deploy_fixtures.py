@@ -5,12 +5,16 @@ from __future__ import annotations
 import os
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Iterable, List, Optional, Tuple
 
 from hpcpolicy.deploy.site_record import save_record
 from hpcpolicy.deploy.store import Target, ensure_layout
 from hpcpolicy.deploy.writer import publish_trees
 from hpcpolicy.policy.model import Approval, Policy, Site
+from hpcpolicy.subid.allocate import allocate
+from hpcpolicy.subid.ledger import save_ledger
+from tests.subid_fixtures import policy as subid_policy
+from tests.subid_fixtures import snap, users
 
 Trees = Dict[str, Dict[str, bytes]]
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
@@ -50,6 +54,17 @@ def write_site_record(root: Path, approval: Optional[Approval] = None, owner: st
     site = Site(name=name, deploy_root=str(root), deploy_owner=owner, approval=approval,
                 signing_key=signing_key)
     save_record(str(root), Policy(path="site.toml", sha256="0", site=site))
+
+
+def ledger_root(tmp_path: Path, uids: Iterable[int]) -> Path:
+    """tmp_path/deploy as `subid` commands find it: the layout, a ledger that allocated users
+    u<uid> for `uids` (cluster-a's defaults), and the site record apply writes."""
+    root = tmp_path / "deploy"
+    ensure_layout(str(root))
+    led = allocate(subid_policy(), snap(users(uids)), None, now="2026-01-01T00:00:00Z")
+    save_ledger(str(root), led.ledger)
+    write_site_record(root, name=led.ledger.site)  # what apply records for bare --deploy-root
+    return root
 
 
 def publish(root: Path, trees: Trees, channel: str = "stable", now: datetime = NOW,

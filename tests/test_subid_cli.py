@@ -13,11 +13,9 @@ import pytest
 
 import hpcpolicy.cli.main as cli_main
 from hpcpolicy.deploy.changelog import read_changes
-from hpcpolicy.subid.allocate import allocate
-from hpcpolicy.subid.ledger import load_ledger, save_ledger
+from hpcpolicy.subid.ledger import load_ledger
 from tests.conftest import REPO, CliResult
-from tests.deploy_fixtures import write_site_record
-from tests.subid_fixtures import policy, snap, users
+from tests.deploy_fixtures import ledger_root
 
 C = 65536
 S = 524288
@@ -31,15 +29,7 @@ def only_subid(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
-    r = tmp_path / "deploy"
-    r.mkdir(mode=0o755)
-    r.chmod(0o755)
-    for sub in ("generations", "state", "log"):
-        (r / sub).mkdir(mode=0o755)
-    led = allocate(policy(), snap(users([1000, 1001, 1002])), None, now="2026-01-01T00:00:00Z")
-    save_ledger(str(r), led.ledger)
-    write_site_record(r, name=led.ledger.site)  # what apply records for bare --deploy-root
-    return r
+    return ledger_root(tmp_path, [1000, 1001, 1002])
 
 
 def _json(res: CliResult) -> dict:

@@ -17,12 +17,10 @@ import tomli_w
 from hpcpolicy.errors import InvalidInput, printable
 from hpcpolicy.policy.cautions import cautions
 from hpcpolicy.policy.load import load_text
-from hpcpolicy.subid.allocate import allocate
-from hpcpolicy.subid.ledger import LEDGER_RELPATH, load_ledger, save_ledger
+from hpcpolicy.subid.ledger import LEDGER_RELPATH, load_ledger
 from tests.apply_fixtures import write_directory, write_site
 from tests.conftest import REPO, CliResult
-from tests.deploy_fixtures import write_site_record
-from tests.subid_fixtures import policy, snap, users
+from tests.deploy_fixtures import ledger_root
 
 Cli = Callable[..., CliResult]
 ESC = "\x1b[2J\x1b[31mPWNED"
@@ -30,15 +28,7 @@ ESC = "\x1b[2J\x1b[31mPWNED"
 
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
-    r = tmp_path / "deploy"
-    r.mkdir(mode=0o755)
-    r.chmod(0o755)
-    for sub in ("generations", "state", "log"):
-        (r / sub).mkdir(mode=0o755)
-    led = allocate(policy(), snap(users([1000, 1001])), None, now="2026-01-01T00:00:00Z")
-    save_ledger(str(r), led.ledger)
-    write_site_record(r, name=led.ledger.site)  # what apply records for bare --deploy-root
-    return r
+    return ledger_root(tmp_path, [1000, 1001])
 
 
 def _edit_ledger(root: Path, change: Callable[[dict], None]) -> None:
