@@ -7,8 +7,10 @@ Measured in the same run, fresh processes, medians of RUNS, warm page cache:
 
 * the interpreter floor: `python -c pass` of the same interpreter (wall time, and user+sys
   CPU time, which a loaded machine disturbs less);
-* `hpcpolicy node sync --format json` with nothing to do (the node holds the generation), for
-  each way of installing it, each against the floor of its own interpreter:
+* `hpcpolicy node sync --config NODE_TOML --format json` with nothing to do (the node holds
+  the generation; the deploy root is in NODE_TOML, as the unit reads /etc/hpcpolicy/node.toml;
+  `--from-option` gives it with `--from` instead), for each way of installing it, each against
+  the floor of its own interpreter:
   * `dev`: this interpreter's console script (the development venv: an editable install,
     whose import finder makes its floor higher);
   * `wheel`: a plain venv of the same base interpreter with the wheel of this tree installed
@@ -40,6 +42,8 @@ import sys
 import tempfile
 import time
 from typing import Dict, List
+
+import tomli_w
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
@@ -172,6 +176,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--ansible", action="store_true", help="also time the first install "
                         "against Ansible's copy module")
+    parser.add_argument("--from-option", action="store_true", help="give the deploy root "
+                        "with --from (default: in a node.toml given with --config, as the "
+                        "unit's node sync reads /etc/hpcpolicy/node.toml)")
     parser.add_argument("--no-wheel", action="store_true", help="time the development venv "
                         "only (no wheel built, no plain venv made)")
     args = parser.parse_args()
@@ -190,7 +197,14 @@ def main() -> None:
                    ANSIBLE_HOME=os.path.join(work, "ansible-home"), PYTHONPATH=REPO)
         node, mirror = os.path.join(work, "node"), os.path.join(work, "mirror")
         os.mkdir(node)
-        sync = [CLI, "node", "sync", "--from", deploy_root, "--root", node, "--format", "json"]
+        if args.from_option:
+            where = ["--from", deploy_root]
+        else:  # as the unit runs it: the deploy root from the node's settings file
+            node_toml = os.path.join(work, "node.toml")
+            with open(node_toml, "wb") as handle:
+                handle.write(tomli_w.dumps({"deploy_root": deploy_root}).encode())
+            where = ["--config", node_toml]
+        sync = [CLI, "node", "sync", *where, "--root", node, "--format", "json"]
         rsync = ["rsync", "-a", "-c", src + "/", mirror + "/"]
         # bytecode compiled, as an installed package has it (even with PYTHONDONTWRITEBYTECODE)
         run([sys.executable, "-m", "compileall", "-q", os.path.join(REPO, "hpcpolicy")], env)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -102,3 +104,49 @@ def test_symlinked_config_judged_where_it_lives(tmp_path: Path) -> None:
     link.symlink_to(target)
     with pytest.raises(InvalidInput, match=f"its directory {home} is owned by uid 65534"):
         config.load(str(link))
+
+
+def _console(*args: str) -> subprocess.CompletedProcess[str]:
+    """The console script as the timer runs it, with the modules it imported (-X importtime)."""
+    console = str(Path(sys.executable).parent / "hpcpolicy")
+    if not os.path.exists(console):
+        pytest.skip("no console script next to this interpreter")
+    return subprocess.run([sys.executable, "-X", "importtime", console, *args],
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_idle_sync_reuses_the_checked_node_toml_until_it_changes(
+        tmp_path: Path, deploy: Deploy, node_root: Path) -> None:
+    """A full sync records node.toml's checked content with its identity; idle runs reuse it
+    (no TOML parser imported) while the file is unchanged, and any change is read again."""
+    deploy.publish()
+    path = write_config(tmp_path / "node.toml", f'deploy_root = "{deploy.root}"\n')
+    argv = ("node", "sync", "--config", str(path), "--root", str(node_root), "--format", "json")
+    first = _console(*argv)
+    assert first.returncode == 0 and json.loads(first.stdout)["changed"] is True, first.stderr
+    state = json.loads((node_root / "var/lib/hpcpolicy/installed.json").read_text())
+    assert state["node_toml"]["doc"] == {"deploy_root": str(deploy.root)}
+
+    idle = _console(*argv)
+    imported = {line.rsplit("|", 1)[-1].strip() for line in idle.stderr.splitlines()}
+    assert idle.returncode == 0 and "nothing to do" in json.loads(idle.stdout)["msg"]
+    assert "hpcpolicy.node.idle" in imported and not {"tomllib", "tomli"} & imported
+
+    # the same bytes written again (new ctime): read again and recorded, then reused
+    path.write_text(path.read_text())
+    for parsed in (True, False):
+        again = _console(*argv)
+        imported = {line.rsplit("|", 1)[-1].strip() for line in again.stderr.splitlines()}
+        assert again.returncode == 0 and "nothing to do" in json.loads(again.stdout)["msg"]
+        assert bool({"tomllib", "tomli"} & imported) is parsed
+
+    # a changed setting takes effect at once: a channel nobody published
+    path.write_text(f'deploy_root = "{deploy.root}"\nchannel = "canary"\n')
+    changed = _console(*argv)
+    assert changed.returncode == 1 and "channels/canary" in json.loads(changed.stdout)["msg"]
+
+    # a broken file is refused even though the state holds an earlier, good content
+    path.write_text("deploy_root = [\n")
+    broken = _console(*argv)
+    assert broken.returncode == 2 and str(path) in json.loads(broken.stdout)["msg"]
+    assert "not valid TOML" in json.loads(broken.stdout)["msg"]

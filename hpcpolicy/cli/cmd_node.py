@@ -80,7 +80,8 @@ def run_sync(args: argparse.Namespace) -> Outcome:
     if args.migrate_users:
         _interactive_only("--migrate-users")
     opts = sync_options(
-        config.load(args.config), deploy_root=args.deploy_root, deploy_owner=args.deploy_owner,
+        config.load(args.config, root=args.root), deploy_root=args.deploy_root,
+        deploy_owner=args.deploy_owner,
         allowed_signers=args.allowed_signers, node_class=args.node_class, channel=args.channel,
         root=args.root, check=args.check, want_diff=args.diff, reload=not args.no_reload,
         lock_timeout=args.lock_timeout, allow_older=args.allow_older,

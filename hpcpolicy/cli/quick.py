@@ -88,7 +88,8 @@ def run_idle(argv: List[str]) -> Optional[int]:
         from hpcpolicy.node.sync import as_text, describe, sync, sync_options
 
         opts = sync_options(
-            config.load(_text(options["config"])), deploy_root=_text(options["deploy_root"]),
+            config.load(_text(options["config"]), root=str(options["root"])),
+            deploy_root=_text(options["deploy_root"]),
             deploy_owner=_text(options["deploy_owner"]),
             allowed_signers=_text(options["allowed_signers"]),
             node_class=_text(options["node_class"]), channel=_text(options["channel"]),

@@ -14,6 +14,12 @@ it says whom this machine trusts, and a tree being filled (a node image) is what
 not what decides. The file must be root-owned and not writable by group or other, like the
 allowed-signers file it names: whoever could edit it could point the node at their own deploy
 root. A missing default file means "nothing configured"; a missing `--config FILE` is an error.
+
+Parsing TOML costs `tomllib`'s import, as much as the rest of a `node sync` with nothing to do,
+which every node's timer runs every few minutes. So every full sync records the file's checked
+content with its identity (size, mtime, ctime, inode, device: ctime cannot be set from user
+space, so any change or replacement shows) in the node's state, and `load(..., root=ROOT)`
+reuses that content while the identity is unchanged. The trust checks run every time.
 """
 
 from __future__ import annotations
@@ -22,13 +28,13 @@ import os
 import pwd
 import sys
 
-from hpcpolicy.errors import InvalidInput, ProblemCollector, UsageError
+from hpcpolicy.errors import HpcPolicyError, InvalidInput, ProblemCollector, UsageError
 from hpcpolicy.generation.naming import CHANNEL_RE, CLASS_RE, STABLE
 from hpcpolicy.generation.trust import anchor_problem
 
 TYPE_CHECKING = False  # typing's, without importing typing: see node/idle.py
 if TYPE_CHECKING:
-    from typing import Any, Optional, Set, Union
+    from typing import Any, Dict, List, Optional, Set, Union
 
 DEFAULT_PATH = "/etc/hpcpolicy/node.toml"
 KEYS = ("deploy_root", "deploy_owner", "allowed_signers", "channel", "class")
@@ -45,12 +51,14 @@ if TYPE_CHECKING:
         channel: Optional[str] = None
         node_class: Optional[str] = None
         owner_where: str = "--deploy-owner"  # where deploy_owner came from, for messages
+        record: Optional[Dict[str, Any]] = None  # {path, key, doc}: kept by a full sync
 else:  # the same tuple type at run time, without importing typing (tests/test_start_up.py)
     from collections import namedtuple
 
     _NodeConfig = namedtuple("NodeConfig", (
         "path", "deploy_root", "deploy_owner", "allowed_signers", "channel", "node_class",
-        "owner_where"), defaults=(None, None, None, None, None, None, "--deploy-owner"))
+        "owner_where", "record"), defaults=(None, None, None, None, None, None, "--deploy-owner",
+                                            None))
 
 
 class NodeConfig(_NodeConfig):
@@ -120,9 +128,50 @@ def _check(doc: Any, problems: ProblemCollector) -> NodeConfig:
                       node_class=doc.get("class"))
 
 
-def load(path: Optional[str] = None) -> NodeConfig:
+def _key(st: os.stat_result) -> List[int]:
+    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev]
+
+
+def _recorded(file: str, root: Optional[str]) -> Optional[Dict[str, Any]]:
+    """The content of `file` a full sync recorded under `root`, while the file is unchanged."""
+    if root is None:
+        return None
+    from hpcpolicy.node.state import load_state
+
+    try:
+        state = load_state(os.path.realpath(os.path.abspath(root)))
+        rec = (state or {}).get("node_toml")
+        if not isinstance(rec, dict) or rec.get("path") != file or \
+                not isinstance(rec.get("doc"), dict) or rec.get("key") != _key(os.stat(file)):
+            return None
+    except (HpcPolicyError, OSError):
+        return None  # read and checked the normal way
+    return rec
+
+
+def _parse(file: str) -> Dict[str, Any]:
+    """{path, key, doc}: the file parsed, with the identity of what was read (fstat of the
+    open file, so a change while reading shows as a different identity next time)."""
+    if sys.version_info >= (3, 11):  # here: most runs reuse the recorded content (no parser)
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+    try:
+        with open(file, "rb") as handle:
+            key = _key(os.fstat(handle.fileno()))
+            doc = tomllib.load(handle)
+    except OSError as err:
+        raise InvalidInput(f"cannot read: {err.strerror}", file=file) from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise InvalidInput(f"not valid TOML: {err}", file=file) from None
+    return {"path": file, "key": key, "doc": doc}
+
+
+def load(path: Optional[str] = None, root: Optional[str] = None) -> NodeConfig:
     """node.toml from `path` (`--config`), else the default path when it exists.
 
+    `root`: the node root of a `node sync`, whose state may hold this file's content as the
+    last full sync checked it (reused while the file is unchanged; see the module docstring).
     Raises InvalidInput (exit 2) naming the file, and every bad key at once.
     """
     explicit = path is not None
@@ -133,20 +182,10 @@ def load(path: Optional[str] = None) -> NodeConfig:
     why = anchor_problem(file, {0, os.geteuid()})
     if why:
         raise InvalidInput(why, file=file)
-    if sys.version_info >= (3, 11):  # here: most nodes run without the file (no parser then)
-        import tomllib
-    else:  # pragma: no cover
-        import tomli as tomllib
-    try:
-        with open(file, "rb") as handle:
-            doc = tomllib.load(handle)
-    except OSError as err:
-        raise InvalidInput(f"cannot read: {err.strerror}", file=file) from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
-        raise InvalidInput(f"not valid TOML: {err}", file=file) from None
-    config = _check(doc, problems)
+    record = _recorded(file, root) or _parse(file)
+    config = _check(record["doc"], problems)
     problems.raise_if_any()
-    config = config._replace(path=file, owner_where=f"{file}: deploy_owner")
+    config = config._replace(path=file, owner_where=f"{file}: deploy_owner", record=record)
     if config.deploy_owner is not None:
         config.owner_uid()  # an unknown user name is this file's error, said now
     return config

@@ -279,6 +279,7 @@ def _new_state(opts: SyncOptions, deploy_root: str, manifest: Mapping[str, Any],
         "checks_signatures": opts.allowed_signers is not None,
         "pending": {},
         "stale_userns": [],
+        "node_toml": opts.node_toml,  # reused by the next runs while the file is unchanged
     }
 
 

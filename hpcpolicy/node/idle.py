@@ -63,6 +63,8 @@ def idle(opts: SyncOptions) -> Optional[SyncResult]:
     name, _gen_dir = link.resolve(deploy_root, opts.channel)
     if state.get("generation") != name or state.get("idle") != basis_of(opts, deploy_root):
         return None
+    if opts.node_toml is not None and state.get("node_toml") != opts.node_toml:
+        return None  # node.toml was read anew: the full sync records it (next runs reuse it)
     files = state.get("files")
     if not isinstance(files, dict) or not all(intact(root, rel, state) for rel in files):
         return None

@@ -38,14 +38,16 @@ if TYPE_CHECKING:
         migrate_users: bool = False  # end stale pause processes (interactive only: the CLI checks)
         userns: Optional[bool] = None  # look for stale user namespaces; None: only when root is /
         proc: str = "/proc"
+        node_toml: Optional[Dict[str, Any]] = None  # node.toml as read (config.load), recorded
 else:  # the same tuple type at run time, without importing typing (tests/test_start_up.py)
     from collections import namedtuple
 
     _SyncOptions = namedtuple("SyncOptions", (
         "deploy_root", "root", "allowed_signers", "node_class", "channel", "check", "want_diff",
         "reload", "hostname", "lock_timeout", "deploy_owner", "allow_older", "migrate_users",
-        "userns", "proc"), defaults=(
-        "/", None, None, STABLE, False, False, True, None, 30.0, 0, False, False, None, "/proc"))
+        "userns", "proc", "node_toml"), defaults=(
+        "/", None, None, STABLE, False, False, True, None, 30.0, 0, False, False, None, "/proc",
+        None))
 
 
 class SyncOptions(_SyncOptions):
@@ -158,4 +160,4 @@ def sync_options(config: NodeConfig, *, deploy_root: Optional[str] = None,
         raise UsageError(f"no deploy root: give --from DEPLOY_ROOT or set deploy_root in {where}")
     return SyncOptions(deploy_root=merged.deploy_root, allowed_signers=merged.allowed_signers,
                        node_class=merged.node_class, channel=merged.channel_name,
-                       deploy_owner=merged.owner_uid(), **rest)
+                       deploy_owner=merged.owner_uid(), node_toml=merged.record, **rest)

@@ -223,7 +223,7 @@ def library_sync(params: Dict[str, Any], check: bool, diff: bool) -> Dict[str, A
     from hpcpolicy.node.sync import describe, sync, sync_options
 
     result = sync(sync_options(
-        config.load(params["config"]), deploy_root=params["deploy_root"],
+        config.load(params["config"], root=params["root"]), deploy_root=params["deploy_root"],
         deploy_owner=params["deploy_owner"], allowed_signers=params["allowed_signers"],
         node_class=params["node_class"], channel=params["channel"], root=params["root"],
         check=check, want_diff=diff, reload=params["reload"],
