@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Tuple
 
 from apply_fixtures import ledger_ranges, subuid_ranges, write_directory, write_site
 
@@ -24,17 +24,24 @@ def _users(where: Path, *extra: str) -> None:
     write_directory(where, 0, tuple((n, names[n]) for n in ("alice",) + extra))
 
 
+def _applied(tmp_path: Path, cli: CliRun, *extra: str) -> Tuple[Path, Path, Path]:
+    """A site whose directory has alice (and `extra`), applied once: (deploy root, directory
+    folder, site file)."""
+    root = tmp_path / "root"
+    d = tmp_path / "dir"
+    _users(d, *extra)
+    site = write_site(tmp_path / "site", root, (str(d / "passwd"), str(d / "group")))
+    assert cli("apply", site).rc == 0
+    return root, d, site
+
+
 def _current_subuid(root: Path) -> bytes:
     return (root / "current" / "tree" / "etc" / "subuid").read_bytes()
 
 
 def test_restored_ledger_refuses_to_reallocate_published_ranges(
         tmp_path: Path, cli: CliRun) -> None:
-    root = tmp_path / "root"
-    d = tmp_path / "dir"
-    _users(d)
-    site = write_site(tmp_path / "site", root, (str(d / "passwd"), str(d / "group")))
-    assert cli("apply", site).rc == 0
+    root, d, site = _applied(tmp_path, cli)
     backup = tmp_path / "ledger-backup.json"
     shutil.copy(root / "state" / "subid-ledger.json", backup)   # taken before bob came
     _users(d, "bob")
@@ -66,11 +73,7 @@ def test_restored_ledger_refuses_to_reallocate_published_ranges(
 
 def test_reclaimed_tombstone_is_not_a_loss(tmp_path: Path, cli: CliRun) -> None:
     """bob revoked and reclaimed: his line is still published until the next apply."""
-    root = tmp_path / "root"
-    d = tmp_path / "dir"
-    _users(d, "bob")
-    site = write_site(tmp_path / "site", root, (str(d / "passwd"), str(d / "group")))
-    assert cli("apply", site).rc == 0
+    root, _, site = _applied(tmp_path, cli, "bob")
     assert cli("subid", "revoke", "bob", "--site", site).rc == 0
     assert cli("subid", "reclaim", "bob", "--site", site).rc == 0
     assert b"3002:" in _current_subuid(root)
@@ -80,11 +83,7 @@ def test_reclaimed_tombstone_is_not_a_loss(tmp_path: Path, cli: CliRun) -> None:
 
 
 def test_a_channel_generation_counts_too(tmp_path: Path, cli: CliRun) -> None:
-    root = tmp_path / "root"
-    d = tmp_path / "dir"
-    _users(d)
-    site = write_site(tmp_path / "site", root, (str(d / "passwd"), str(d / "group")))
-    assert cli("apply", site).rc == 0
+    root, d, site = _applied(tmp_path, cli)
     backup = tmp_path / "ledger-backup.json"
     shutil.copy(root / "state" / "subid-ledger.json", backup)
     _users(d, "bob")
