@@ -527,3 +527,30 @@ def slapd_rfc2307(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LdapServ
 def slapd_rfc2307bis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LdapServer]:
     """rfc2307bis (member / uniqueMember DNs, nested groups with a cycle), size limit 500."""
     yield from _server(tmp_path_factory, "rfc2307bis", tls=False)
+
+
+def have_python_ldap() -> bool:
+    try:
+        import ldap  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+# both LDAP backends; python-ldap's tests skip where it is not installed
+BACKENDS = ["ldap3", pytest.param("python-ldap", marks=pytest.mark.skipif(
+    not have_python_ldap(), reason="python-ldap not installed"))]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def secret(tmp_path: Path) -> str:
+    """The reader's bind password file, 0600 (one trailing newline is stripped)."""
+    path = tmp_path / "ldap.secret"
+    path.write_text(READER_PW + "\n")
+    os.chmod(path, 0o600)
+    return str(path)

@@ -19,7 +19,6 @@ from ldap_fixtures import (
     PEOPLE,
     READER2_DN,
     READER_DN,
-    READER_PW,
     UGROUPS,
     LdapServer,
     free_port,
@@ -39,39 +38,11 @@ from hpcpolicy.policy.model import (
     Site,
 )
 
-# session-scoped servers, used by name as fixtures
+# fixtures, used by name (the servers are session-scoped)
 slapd_rfc2307 = ldap_fixtures.slapd_rfc2307
 slapd_rfc2307bis = ldap_fixtures.slapd_rfc2307bis
-
-
-def _have_python_ldap() -> bool:
-    try:
-        import ldap  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-BACKENDS = [
-    "ldap3",
-    pytest.param(
-        "python-ldap",
-        marks=pytest.mark.skipif(not _have_python_ldap(), reason="python-ldap not installed"),
-    ),
-]
-
-
-@pytest.fixture(params=BACKENDS)
-def backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-def secret(tmp_path: Path) -> str:
-    path = tmp_path / "ldap.secret"
-    path.write_text(READER_PW + "\n")  # one trailing newline is stripped
-    os.chmod(path, 0o600)
-    return str(path)
+backend = ldap_fixtures.backend
+secret = ldap_fixtures.secret
 
 
 def reader(server: LdapServer, secret: str, **kw: Any) -> LdapSource:

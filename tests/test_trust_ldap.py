@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import socket
 import threading
 import time
@@ -16,7 +15,7 @@ from typing import Any, Iterator, List
 import ldap_fixtures
 import pytest
 import tomli_w
-from ldap_fixtures import GROUPS, PEOPLE, READER_DN, READER_PW, SUFFIX, Slapd
+from ldap_fixtures import GROUPS, PEOPLE, READER_DN, SUFFIX, Slapd
 
 from hpcpolicy.directory.ldap import read_ldap, read_ldap_state
 from hpcpolicy.directory.read import read_directory
@@ -31,16 +30,9 @@ MULTI = f"ou=multi,{SUFFIX}"
 N_USERS = 60
 
 
-def _have_python_ldap() -> bool:
-    try:
-        import ldap  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-BACKENDS = ["ldap3", pytest.param("python-ldap", marks=pytest.mark.skipif(
-    not _have_python_ldap(), reason="python-ldap not installed"))]
+# fixtures, used by name
+backend = ldap_fixtures.backend
+secret = ldap_fixtures.secret
 
 
 def _ldif() -> str:
@@ -82,19 +74,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Slapd]:
         yield slapd
     finally:
         slapd.stop()
-
-
-@pytest.fixture(params=BACKENDS)
-def backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-def secret(tmp_path: Path) -> str:
-    path = tmp_path / "ldap.secret"
-    path.write_text(READER_PW + "\n")
-    os.chmod(path, 0o600)
-    return str(path)
 
 
 def source(uri: str, secret: str, **kw: Any) -> LdapSource:
