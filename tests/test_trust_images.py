@@ -6,10 +6,7 @@ names the loopback registry `reg.example.org`.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import socket
-import threading
 from pathlib import Path
 from typing import Iterator, List
 
@@ -25,6 +22,7 @@ from hpcpolicy.policy.model import ImageRule, Images, Policy, Site
 from hpcpolicy.policy.reference import check_scope
 from hpcpolicy.policy.spellings import bypassable_denies, port_aliases
 from hpcpolicy.render import containers
+from tests.net_fixtures import TcpProxy
 from tests.registry_fixtures import (  # noqa: F401 - the fixture is used by name
     Registry,
     in_ns,
@@ -46,55 +44,12 @@ def load_site(rules: List[dict], default: str) -> Policy:
     return load_text(site_text(rules, default), "site.toml", "/")
 
 
-class Forwarder:
-    """A TCP port forwarder: `reg.example.org` (port 80, on its own loopback address) reaches
-    the test registry, so a reference without a port is a real pull."""
-
-    def __init__(self, listen: str, target: int) -> None:
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((listen, 80))
-        self.sock.listen(16)
-        self.target = target
-        self.closed = False
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while not self.closed:
-            try:
-                client, _ = self.sock.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(("127.0.0.1", self.target))
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while True:
-                data = src.recv(65536)
-                if not data:
-                    break
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                with contextlib.suppress(OSError):
-                    s.shutdown(socket.SHUT_RDWR)
-
-    def close(self) -> None:
-        self.closed = True
-        self.sock.close()
-
-
 @pytest.fixture(scope="module")
 def named(registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:  # noqa: F811
     """A hosts file naming the registry reg.example.org on 127.88.0.1:80."""
     address = "127.88.0.1"
     try:
-        fwd = Forwarder(address, registry.port)
+        fwd = TcpProxy(registry.port, host=address, port=80)
     except OSError as err:
         pytest.skip(f"cannot listen on {address}:80: {err}")
     hosts = tmp_path_factory.mktemp("hosts") / "hosts"

@@ -4,10 +4,7 @@ Every test runs on both backends where python-ldap is installed."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import socket
-import threading
 import time
 from pathlib import Path
 from typing import Any, Iterator, List
@@ -22,6 +19,7 @@ from hpcpolicy.directory.read import read_directory
 from hpcpolicy.errors import DirectoryError, InvalidInput
 from hpcpolicy.policy.load import load
 from hpcpolicy.policy.model import LdapAttributes, LdapSource
+from tests.net_fixtures import TcpProxy
 
 REMOTE = f"ou=remote,{PEOPLE}"
 REF = f"ldap://ldap.elsewhere.example.org/{REMOTE}"
@@ -83,59 +81,11 @@ def source(uri: str, secret: str, **kw: Any) -> LdapSource:
     return LdapSource(**values)
 
 
-class DripProxy:
-    """A TCP proxy in front of slapd that passes requests at once and sends each answer back
-    `chunk` bytes every `pause` seconds: every receive is well inside any per-operation timeout,
-    the whole answer is not."""
-
-    def __init__(self, port: int, chunk: int = 64, pause: float = 0.05) -> None:
-        self.target, self.chunk, self.pause = port, chunk, pause
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(8)
-        self.port = self.sock.getsockname()[1]
-        self.closed = False
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while not self.closed:
-            try:
-                client, _ = self.sock.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(("127.0.0.1", self.target))
-            threading.Thread(target=self._pipe, args=(client, upstream, False), daemon=True).start()
-            threading.Thread(target=self._pipe, args=(upstream, client, True), daemon=True).start()
-
-    def _pipe(self, src: socket.socket, dst: socket.socket, drip: bool) -> None:
-        try:
-            while True:
-                data = src.recv(65536)
-                if not data:
-                    break
-                if not drip:
-                    dst.sendall(data)
-                    continue
-                for i in range(0, len(data), self.chunk):
-                    dst.sendall(data[i:i + self.chunk])
-                    time.sleep(self.pause)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                with contextlib.suppress(OSError):
-                    s.close()
-
-    def close(self) -> None:
-        self.closed = True
-        self.sock.close()
-
-
 def test_slow_drip_server_stops_at_the_deadline(server: Slapd, secret: str,
                                                 backend: str) -> None:
     """Answers drip in 64-byte pieces, 0.05 s apart (about 10 s for the users): each receive
     is far inside `timeout = 2`, so only the overall deadline (1 s) can end the read."""
-    proxy = DripProxy(server.port)
+    proxy = TcpProxy(server.port, chunk=64, pause=0.05)
     try:
         fast = source(server.uri, secret)
         users, _groups = read_ldap(fast, backend=backend)  # the same read, not dripped
@@ -153,7 +103,7 @@ def test_slow_drip_server_stops_at_the_deadline(server: Slapd, secret: str,
 
 def test_slow_drip_is_exit_1_for_validate(server: Slapd, secret: str, tmp_path: Path,
                                           cli: Any) -> None:
-    proxy = DripProxy(server.port)
+    proxy = TcpProxy(server.port, chunk=64, pause=0.05)
     site = tmp_path / "site.toml"
     site.write_text(tomli_w.dumps({
         "schema": 1, "site": {"name": "t", "deploy_root": str(tmp_path / "d")},
