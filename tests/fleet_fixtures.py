@@ -22,6 +22,8 @@ from typing import Any, Dict, Iterator, Mapping, Optional
 
 import pytest
 
+from tests.net_fixtures import free_port
+
 SSHD = "/usr/sbin/sshd"
 
 
@@ -42,12 +44,6 @@ def answers(directory: Path, docs: Mapping[str, Any]) -> str:
         text = doc if isinstance(doc, str) else json.dumps(doc)
         (directory / f"{node}.json").write_text(text + "\n")
     return f"cat {directory}/%h.json"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

@@ -34,6 +34,8 @@ from typing import Dict, Iterator, List, Optional, Set, Tuple
 
 import pytest
 
+from tests.net_fixtures import free_port
+
 SUFFIX = "dc=example,dc=org"
 ROOT_DN = f"cn=admin,{SUFFIX}"
 ROOT_PW = "secret"
@@ -74,12 +76,6 @@ def tools_missing() -> Optional[str]:
 
 def _tool(name: str) -> str:
     return shutil.which(name) or f"/usr/sbin/{name}"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""A TCP relay on loopback, for tests that put something between a client and a real server."""
+"""Loopback networking for tests: a free port for a server to start on, and a TCP relay that
+puts something between a client and a real server."""
 
 from __future__ import annotations
 
@@ -6,6 +7,13 @@ import contextlib
 import socket
 import threading
 import time
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (at the time of asking)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 class TcpProxy:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import time
 import urllib.request
@@ -24,6 +23,8 @@ from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence
 
 import pytest
+
+from tests.net_fixtures import free_port
 
 TOOLS = ("docker-registry", "umoci", "skopeo", "unshare")
 PERMISSIVE_POLICY = {"default": [{"type": "insecureAcceptAnything"}]}
@@ -115,12 +116,6 @@ def write_tree(tree: Dict[str, bytes], root: Path) -> Path:
     return etc
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @dataclass
 class Registry:
     """A running loopback registry holding `REPOS` x `TAGS` of one tiny image."""
@@ -185,7 +180,7 @@ def _build_image(base: Path) -> Path:
 
 def _start(base: Path) -> tuple[subprocess.Popen[bytes], int]:
     for _attempt in range(5):
-        port = _free_port()
+        port = free_port()
         config = base / "config.yml"
         config.write_text(
             "version: 0.1\n"

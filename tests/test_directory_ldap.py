@@ -21,7 +21,6 @@ from ldap_fixtures import (
     READER_DN,
     UGROUPS,
     LdapServer,
-    free_port,
     make_ca,
 )
 
@@ -37,6 +36,7 @@ from hpcpolicy.policy.model import (
     Policy,
     Site,
 )
+from tests.net_fixtures import free_port
 
 # fixtures, used by name (the servers are session-scoped)
 slapd_rfc2307 = ldap_fixtures.slapd_rfc2307

@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Any, Dict, Iterator
 
 import pytest
-from ldap_fixtures import GROUPS, PEOPLE, READER_DN, READER_PW, LdapServer, free_port
+from ldap_fixtures import GROUPS, PEOPLE, READER_DN, READER_PW, LdapServer
 from ldap_fixtures import slapd_rfc2307 as slapd_rfc2307  # noqa: F401 - session fixture
 
+from tests.net_fixtures import free_port
 from tests.test_e2e_admin import as_json, make_site, subuid_lines
 
 GROUP = "grp007"
