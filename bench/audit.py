@@ -57,7 +57,12 @@ def main() -> int:
     ap.add_argument("--collections", type=int, default=10)
     ap.add_argument("--sample", type=int, default=500)
     args = ap.parse_args()
-    work = tempfile.mkdtemp(prefix="hpcpolicy-bench-audit-")
+    # removed afterwards: at the default size the site and the HTML report are tens of MB
+    with tempfile.TemporaryDirectory(prefix="hpcpolicy-bench-audit-") as work:
+        return run(args, work)
+
+
+def run(args: argparse.Namespace, work: str) -> int:
     site = write_site(work, args.users, args.groups, args.rules, args.collections, named=50)
     policy = load(site)
     start = time.perf_counter()
