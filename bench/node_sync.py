@@ -1,7 +1,8 @@
 """Benchmark: the `node sync` a timer runs when nothing changed, on a 100,000-user generation.
 
 Run as root:
-`.venv/bin/python bench/node_sync.py [--users 100000] [--runs 15] [--ansible] [--no-wheel]`.
+`.venv/bin/python bench/node_sync.py [--users 100000] [--runs 15] [--ansible [--ansible-runs 3]]
+[--no-wheel]`.
 
 Measured in the same run, fresh processes, medians of RUNS, warm page cache:
 
@@ -176,6 +177,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--ansible", action="store_true", help="also time the first install "
                         "against Ansible's copy module")
+    parser.add_argument("--ansible-runs", type=int, default=3, metavar="N",
+                        help="first installs timed with --ansible, each side (median)")
     parser.add_argument("--from-option", action="store_true", help="give the deploy root "
                         "with --from (default: in a node.toml given with --config, as the "
                         "unit's node sync reads /etc/hpcpolicy/node.toml)")
@@ -242,7 +245,8 @@ def main() -> None:
         read_rsync = bytes_read(rsync, env, deploy_root, work)
         forget_record(node)
         read_before = bytes_read(sync, env, deploy_root, work)  # also writes the record again
-        first = ansible_first_install(src, work, env, 3, deploy_root) if args.ansible else {}
+        first = (ansible_first_install(src, work, env, args.ansible_runs, deploy_root)
+                 if args.ansible else {})
     per_hour = NODES * RUNS_PER_HOUR
     result = {
         "users": args.users, "runs": args.runs, "tree_bytes": tree_bytes,
