@@ -49,6 +49,27 @@ from hpcpolicy.policy.load import load  # noqa: E402
 from tests.audit_scale import write_site  # noqa: E402
 
 
+def load_s(browser: str, path: str, home: str) -> float:
+    """Seconds headless chromium takes to load and screenshot `path`."""
+    start = time.perf_counter()
+    subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu",
+                    "--window-size=1400,1000", f"--screenshot={home}/shot.png",
+                    f"file://{path}"], capture_output=True, timeout=300, check=True,
+                   env={**os.environ, "HOME": home, "TMPDIR": home})
+    return time.perf_counter() - start
+
+
+def _why(err: Exception) -> str:
+    """One line: chromium's last stderr line that says something, or how it ended."""
+    if isinstance(err, subprocess.TimeoutExpired):
+        return f"no result within {err.timeout:g} s"
+    assert isinstance(err, subprocess.CalledProcessError)
+    lines = [line.strip() for line in (err.stderr or b"").decode("utf-8", "replace").splitlines()
+             if line.strip()]
+    how = f"signal {-err.returncode}" if err.returncode < 0 else f"exit {err.returncode}"
+    return f"{how}: {lines[-1][:300]}" if lines else how
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--users", type=int, default=100000)
@@ -111,16 +132,17 @@ def run(args: argparse.Namespace, work: str) -> int:
     browser = shutil.which("chromium")
     opened = floor = None
     if browser:
-        def load_s(path: str) -> float:
-            start = time.perf_counter()
-            subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu",
-                            "--window-size=1400,1000", f"--screenshot={work}/shot.png",
-                            f"file://{path}"], capture_output=True, timeout=300, check=True,
-                           env={**os.environ, "HOME": work})
-            return time.perf_counter() - start
-
-        floor = load_s(empty_path)
-        opened = load_s(html_path)
+        # chromium puts its sockets under HOME and TMPDIR, and a socket path is at most 107
+        # bytes: a long TMPDIR aborts it ("Socket path too long"), so it gets a short one
+        short = tempfile.mkdtemp(prefix="hpa-", dir="/tmp")
+        try:
+            floor = load_s(browser, empty_path, short)
+            opened = load_s(browser, html_path, short)
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as err:
+            print(f"bench/audit.py: headless chromium failed: {_why(err)}", file=sys.stderr)
+            return 1
+        finally:
+            shutil.rmtree(short, ignore_errors=True)
 
     s = report.summary()
     written = sum(1 for r in policy.images.rules if not r.alias_of)  # not the port spellings
