@@ -1,4 +1,4 @@
-"""The lean LDAP response decoder (hpcpolicy/directory/ldap_wire.py), on bytes built here.
+"""The lean LDAP response decoder (directory/ldap_wire.py, ldap_pages.py), on bytes built here.
 
 The BER here is written by hand from RFC 4511 (and cross-checked against ldap3's own encoder),
 so malformed variants can be made byte by byte. End-to-end use against slapd is covered by
@@ -15,7 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hpcpolicy.directory import ldap_wire as w
-from hpcpolicy.directory.ldap_wire import Disconnected, Page, PageReader, WireError, decode_page
+from hpcpolicy.directory.ldap_pages import Page, PageReader
+from hpcpolicy.directory.ldap_wire import Disconnected, WireError, decode_page
 
 
 def tlv(tag: int, content: bytes) -> bytes:

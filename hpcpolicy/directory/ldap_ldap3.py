@@ -18,6 +18,7 @@ import socket
 import warnings
 from typing import Dict, Iterator, List, Optional
 
+from hpcpolicy.directory.ldap_pages import Page, PageReader
 from hpcpolicy.directory.ldap_session import (
     ReadState,
     SearchFn,
@@ -27,14 +28,7 @@ from hpcpolicy.directory.ldap_session import (
     result_text,
     unbind_quietly,
 )
-from hpcpolicy.directory.ldap_wire import (
-    Disconnected,
-    Page,
-    PageReader,
-    RawEntry,
-    WireError,
-    decode_page,
-)
+from hpcpolicy.directory.ldap_wire import Disconnected, RawEntry, WireError, decode_page
 from hpcpolicy.errors import DirectoryError
 from hpcpolicy.policy.model import LdapSource
 

@@ -6,9 +6,10 @@ about 10x slower than `ldapsearch`. We need only the DN and the raw values of a 
 so this decodes exactly that, straight from the received bytes. Requests are still encoded by
 ldap3 (filters included), and connecting, TLS and binding stay ldap3's.
 
-Pure: no I/O. `PageReader` collects received bytes into whole pages (looking only at message
-headers) and reads its SearchResultDone (result code, texts, paged-results cookie);
-`decode_page` turns the messages of a page into entries. Anything that does not follow the
+Pure: no I/O. `ldap_pages.PageReader` collects received bytes into whole pages (looking only
+at message headers, with `message_end`, `_op` and `_done` from here) and reads their
+SearchResultDone (result code, texts, paged-results cookie); `decode_page` turns the messages
+of a page into entries. Anything that does not follow the
 grammar (a length beyond its container, an unexpected tag, indefinite lengths, which LDAP
 forbids, a message for another request) raises `WireError`: a reader must never guess at a
 partial directory.
@@ -85,67 +86,6 @@ def _text(raw: bytes, what: str) -> str:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
         raise WireError(f"{what} is not UTF-8") from None
-
-
-@dataclass(frozen=True)
-class Page:
-    """One whole page: its messages (entries, references, then the Done) and their count."""
-
-    data: bytes
-    msgid: int
-    entries: int
-    done: Done
-
-
-class PageReader:
-    """Collects received bytes until a page is whole, looking only at message headers.
-
-    Why: the next page can be requested as soon as this page's cookie is known, before its
-    entries are decoded, so the server works on page n+1 while we decode page n.
-    """
-
-    def __init__(self) -> None:
-        self._buf = bytearray()
-        self._scanned = 0  # messages before this offset are whole entries or references
-        self._entries = 0
-
-    def feed(self, data: bytes, msgid: int) -> Optional[Page]:
-        """Add received bytes; the page once its SearchResultDone has arrived."""
-        self._buf += data
-        try:
-            return self._scan(msgid)
-        except IndexError:
-            raise WireError("truncated BER element") from None
-
-    def _scan(self, msgid: int) -> Optional[Page]:
-        buf, pos, size = self._buf, self._scanned, len(self._buf)
-        expect = _integer(msgid)
-        skip = len(expect)
-        while True:
-            end = message_end(buf, pos)
-            if end < 0 or end > size:
-                self._scanned = pos
-                return None
-            n = buf[pos + 1]
-            i = pos + 2 if n < 0x80 else pos + 2 + (n & 0x7F)
-            if buf.startswith(expect, i) and i + skip < end:
-                i += skip
-            else:
-                i = _op(buf, i, end, msgid)
-            tag = buf[i]
-            if tag == SEARCH_ENTRY:
-                self._entries += 1
-            elif tag == SEARCH_DONE:
-                return self._page(_done(buf, i, end), end, msgid)
-            elif tag != SEARCH_REF:
-                raise WireError(f"unexpected protocolOp 0x{tag:02x} in a search response")
-            pos = end
-
-    def _page(self, done: Done, end: int, msgid: int) -> Page:
-        page = Page(bytes(self._buf[:end]), msgid, self._entries, done)
-        del self._buf[:end]
-        self._scanned = self._entries = 0
-        return page
 
 
 def _op(buf: Buffer, i: int, end: int, msgid: int) -> int:
@@ -278,9 +218,9 @@ def _foreign(buf: Buffer, i: int, end: int, got: int) -> NoReturn:
 def _entry(buf: bytes, i: int, end: int, names: Dict[bytes, str]) -> RawEntry:
     """SearchResultEntry content: objectName, then a SEQUENCE OF (type, SET OF value).
 
-    The hot path of a full read (one call per user): TLV headers are decoded inline, tags are
-    literals (0x04 OCTET STRING, 0x30 SEQUENCE, 0x31 SET), and every length is checked
-    against the element that contains it.
+    The hot path of a full read (one call per user, and one `_attributes` call per entry, never
+    a call per attribute): TLV headers are decoded inline, tags are literals (0x04 OCTET
+    STRING, 0x30 SEQUENCE, 0x31 SET), and every length is checked against its container.
     """
     if i >= end or buf[i] != 0x04:
         raise WireError("SearchResultEntry without an objectName")
@@ -304,6 +244,12 @@ def _entry(buf: bytes, i: int, end: int, names: Dict[bytes, str]) -> RawEntry:
         n, j = _length(buf, k + 1)
     if j + n != end:
         raise WireError(f"entry {dn}: attribute list length does not match the entry")
+    return dn, _attributes(buf, j, end, dn, names)
+
+
+def _attributes(buf: bytes, j: int, end: int, dn: str, names: Dict[bytes, str]
+                ) -> Dict[str, List[bytes]]:
+    """The attribute list's content (j..end): SEQUENCEs of (type, SET OF value), by type."""
     attrs: Dict[str, List[bytes]] = {}
     while j < end:
         if buf[j] != 0x30:
@@ -340,7 +286,7 @@ def _entry(buf: bytes, i: int, end: int, names: Dict[bytes, str]) -> RawEntry:
         else:
             attrs[name] = _values(buf, v, aend, dn, name)
         j = aend
-    return dn, attrs
+    return attrs
 
 
 def _values(buf: bytes, v: int, end: int, dn: str, name: str) -> List[bytes]:
