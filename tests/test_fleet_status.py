@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any, Dict
 
+from apply_fixtures import write_site
 from fleet_fixtures import Sshd, answers, doctor_answer, sshd
 from node_fixtures import Deploy, deploy
 
@@ -116,6 +117,30 @@ def test_garbage_timeout_and_failures_are_per_node(cli: Any, deploy: Deploy,
     assert text.rc == 1 and "failing: g[2-5]" in text.out and "Traceback" not in text.err
 
 
+def test_the_library_call_is_what_the_cli_prints(cli: Any, deploy: Deploy,
+                                                 tmp_path: Path) -> None:
+    """`fleet.status(...)` is the whole command: its JSON is the CLI's `--format json`, for a
+    bare deploy root and for a site file naming it (a site script calls just this)."""
+    old = deploy.publish()
+    new = deploy.publish({"default": {"etc/subuid": b"1001:524288:65536\n"}})
+    command = answers(tmp_path / "a", {"s1": doctor_answer(new), "s2": doctor_answer(old),
+                                       "s3": "no json here"})
+    res = fleet(cli, deploy, "s[1-3]", "--worker", "exec", "--command", command)
+    lib = status("s[1-3]", deploy_root=str(deploy.root), worker="exec", command=command)
+    assert res.rc == 1 and lib.failed
+    assert lib.as_dict() == res.doc
+    assert res.doc["behind"] == "s2" and res.doc["failing"] == "s3"
+    (tmp_path / "passwd").write_text("alice:x:1001:1001::/home/alice:/bin/bash\n")
+    (tmp_path / "group").write_text("containers:x:2000:alice\n")
+    site = write_site(tmp_path / "site", Path(deploy.root),
+                      (str(tmp_path / "passwd"), str(tmp_path / "group")), make_root=False)
+    by_site = cli("fleet", "status", "s[1-3]", "--site", str(site), "--worker", "exec",
+                  "--command", command, "--format", "json")
+    lib = status("s[1-3]", site=str(site), worker="exec", command=command)
+    assert by_site.rc == 1 and lib.as_dict()["current"] == new
+    assert lib.as_dict() == json.loads(by_site.out)
+
+
 def test_bad_input_is_exit_2_never_a_traceback(cli: Any, deploy: Deploy) -> None:
     deploy.publish()
     for nodeset in ("node[1-", "node[5-2]", ""):
@@ -157,6 +182,6 @@ def test_ssh_worker_against_a_real_sshd(cli: Any, deploy: Deploy, tmp_path: Path
     assert doc["nodes"]["localhost"]["generation"] == gen, doc
     assert doc["generations"] == {gen: "localhost"}
     assert res.rc == 1
-    lib = status("localhost", {"stable": gen}, command=f"cat {root}/var/lib/hpcpolicy/"
+    lib = status("localhost", deploy_root=str(deploy.root), command=f"cat {root}/var/lib/hpcpolicy/"
                  "installed.json", timeout=20)
     assert lib.nodes["localhost"].state == "failing"  # an answer, but not doctor's JSON

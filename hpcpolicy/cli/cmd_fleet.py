@@ -46,14 +46,10 @@ def add_parser(subparsers: Any, common_parent: argparse.ArgumentParser) -> None:
 
 
 def run_status(args: argparse.Namespace) -> Outcome:
-    from hpcpolicy.deploy.targets import checked_reader
-    from hpcpolicy.fleet.status import DEFAULT_COMMAND, channels_of, parse_nodeset, status
+    from hpcpolicy.fleet.status import DEFAULT_COMMAND, status
 
-    parse_nodeset(args.nodeset)  # a bad node set is exit 2 before the deploy root is read
-    target = checked_reader(args.site, args.deploy_root, "fleet status", args.channel)
-    result = status(args.nodeset, channels_of(target.root), channel=args.channel,
+    result = status(args.nodeset, args.site, args.deploy_root, channel=args.channel,
                     worker=args.worker, command=args.command or DEFAULT_COMMAND,
                     fanout=args.fanout, timeout=args.timeout)
-    doc = result.as_dict()
-    return Outcome(msg=result.msg, data=doc, text=result.as_text(),
+    return Outcome(msg=result.msg, data=result.as_dict(), text=result.as_text(),
                    exit_code=EXIT_FAILURE if result.failed else 0)

@@ -83,14 +83,14 @@ def generations(deploy_root: str) -> List[Dict[str, Any]]:
 
 def status_of(site: Optional[str] = None, deploy_root: Optional[str] = None) -> Dict[str, Any]:
     """`hpcpolicy status`: what nodes get now, of the deploy root a site file or DIR names."""
-    from hpcpolicy.deploy.targets import checked_reader
+    from hpcpolicy.generation.reading import read_root
 
-    return status(checked_reader(site, deploy_root, "status").root)
+    return status(read_root(site, deploy_root, "status"))
 
 
 def generations_of(site: Optional[str] = None,
                    deploy_root: Optional[str] = None) -> List[Dict[str, Any]]:
     """`hpcpolicy generations`: every generation, newest first."""
-    from hpcpolicy.deploy.targets import checked_reader
+    from hpcpolicy.generation.reading import read_root
 
-    return generations(checked_reader(site, deploy_root, "generations").root)
+    return generations(read_root(site, deploy_root, "generations"))

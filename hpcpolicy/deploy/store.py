@@ -8,7 +8,6 @@ directory on the way to it owns the cluster: `check_deploy_root` applies the tru
 from __future__ import annotations
 
 import os
-import pwd
 import stat
 from dataclasses import dataclass
 from typing import Optional, Set
@@ -17,6 +16,7 @@ from hpcpolicy.errors import RuntimeFailure, UnsafePath
 from hpcpolicy.fsutil import make_dirs
 from hpcpolicy.generation import trust
 from hpcpolicy.generation.naming import CHANNELS, CURRENT, GENERATIONS
+from hpcpolicy.generation.reading import check_read_root, resolve_owner
 from hpcpolicy.generation.trust import check_dirs
 from hpcpolicy.policy.model import Approval, Policy
 
@@ -27,16 +27,6 @@ __all__ = ["CHANNELS", "CURRENT", "GENERATIONS", "LAYOUT_DIRS", "LOCK", "LOG", "
            "Target", "check_deploy_root", "ensure_layout", "init_root", "require_root",
            "resolve_owner"]
 LAYOUT_DIRS = (GENERATIONS, STATE, LOG)
-
-
-def resolve_owner(owner: str) -> int:
-    """The uid of `owner` (a user name, or a number for a squashed service account)."""
-    if owner.isdigit():
-        return int(owner)
-    try:
-        return pwd.getpwnam(owner).pw_uid
-    except KeyError:
-        raise RuntimeFailure(f"deploy owner {owner!r} is not a known user") from None
 
 
 def _existing(path: str) -> str:
@@ -59,15 +49,15 @@ def check_deploy_root(path: str, owner: str, write: bool) -> None:
         raise UnsafePath(f"deploy root {path}: must be an absolute path")
     path = os.path.normpath(path)
     allowed = {0, resolve_owner(owner)}
-    if not os.path.exists(path):
-        if os.path.lexists(path):
-            raise UnsafePath(f"deploy root {path}: is a dangling symlink")
-        if not write:
-            raise RuntimeFailure(f"deploy root {path}: does not exist")
+    if not write:
+        check_read_root(path, allowed)
+        return
+    if not os.path.exists(path) and os.path.lexists(path):
+        raise UnsafePath(f"deploy root {path}: is a dangling symlink")
     start = _existing(path)
     targets = {path, os.path.realpath(path)} if start == path else set()
     check_dirs(f"deploy root {path}", trust.chain(start), allowed, targets)
-    if write and start == path:
+    if start == path:
         check_layout(path, allowed)
 
 

@@ -12,7 +12,6 @@ import os
 from typing import Optional, Tuple
 
 from hpcpolicy.deploy.store import Target
-from hpcpolicy.errors import UsageError
 from hpcpolicy.policy.model import Policy
 
 
@@ -21,13 +20,9 @@ def _root(deploy_root: Optional[str]) -> Optional[str]:
 
 
 def _policy(site: Optional[str], deploy_root: Optional[str], command: str) -> Optional[Policy]:
-    if not site and not deploy_root:
-        raise UsageError(f"{command}: give --site SITE or --deploy-root DIR")
-    if not site:
-        return None
-    from hpcpolicy.policy.load import load  # the loader, only when a site is given
+    from hpcpolicy.generation.reading import site_policy
 
-    return load(site)
+    return site_policy(site, deploy_root, command)
 
 
 def reader(site: Optional[str], deploy_root: Optional[str],
@@ -37,20 +32,6 @@ def reader(site: Optional[str], deploy_root: Optional[str],
     if policy is not None:
         return Target.from_policy(policy, _root(deploy_root)), policy
     return Target.from_root(str(_root(deploy_root))), None
-
-
-def checked_reader(site: Optional[str], deploy_root: Optional[str], command: str,
-                   channel: Optional[str] = None) -> Target:
-    """`reader`, with the deploy root checked as a reader checks it (and a channel name, when
-    one is given, checked too: exit 2 for a bad one)."""
-    from hpcpolicy.deploy.store import check_deploy_root
-    from hpcpolicy.generation.naming import channel_link
-
-    target, _ = reader(site, deploy_root, command)
-    check_deploy_root(target.root, target.owner, write=False)
-    if channel is not None:
-        channel_link(target.root, channel)
-    return target
 
 
 def writer(site: Optional[str], deploy_root: Optional[str],

@@ -277,13 +277,19 @@ def gather(nodeset: Any, command: str, worker: str, fanout: int, timeout: float
                         str(n) in timed) for n in nodeset}
 
 
-def status(nodes: str, channels: Mapping[str, Optional[str]], channel: Optional[str] = None,
-           worker: str = "ssh", command: str = DEFAULT_COMMAND, fanout: int = 64,
-           timeout: float = 30.0) -> FleetStatus:
-    """Ask every node of `nodes` (ClusterShell syntax) and fold the answers.
+def status(nodes: str, site: Optional[str] = None, deploy_root: Optional[str] = None,
+           channel: Optional[str] = None, worker: str = "ssh", command: str = DEFAULT_COMMAND,
+           fanout: int = 64, timeout: float = 30.0) -> FleetStatus:
+    """`fleet status`: ask every node of `nodes` (ClusterShell syntax) and fold the answers.
 
-    `channels` is {channel: generation} of the deploy root (`generation.naming.channels`).
+    The deploy root whose channels the nodes are compared with is `deploy_root`, or the one the
+    site file `site` names; it is checked as every reader checks it. Bad options and a node set
+    that does not parse are refused (exit 2) before the deploy root is read, and a bad channel
+    name before any node is asked.
     """
+    from hpcpolicy.generation.naming import channels
+    from hpcpolicy.generation.reading import read_root
+
     if worker not in WORKERS:
         raise UsageError(f"--worker {worker}: use one of {', '.join(WORKERS)}")
     if fanout < 1:
@@ -293,13 +299,6 @@ def status(nodes: str, channels: Mapping[str, Optional[str]], channel: Optional[
     if not command.strip():
         raise UsageError("--command: empty")
     nodeset = parse_nodeset(nodes)
+    root = read_root(site, deploy_root, "fleet status", channel)
     raws = gather(nodeset, command, worker, fanout, timeout)
-    return fold(raws, channels, channel or STABLE, worker, timeout)
-
-
-def channels_of(deploy_root: str) -> Dict[str, Optional[str]]:
-    """{channel: generation} of a deploy root (links only: no manifest, no tree is read)."""
-    from hpcpolicy.generation.naming import channels
-
-    return channels(deploy_root)
-
+    return fold(raws, channels(root), channel or STABLE, worker, timeout)
