@@ -141,6 +141,19 @@ def test_the_library_call_is_what_the_cli_prints(cli: Any, deploy: Deploy,
     assert lib.as_dict() == json.loads(by_site.out)
 
 
+def test_an_unsafe_deploy_root_is_refused_before_any_node_is_asked(
+        cli: Any, deploy: Deploy, tmp_path: Path) -> None:
+    deploy.publish()
+    asked = tmp_path / "asked"
+    deploy.root.chmod(0o777)
+    try:
+        res = fleet(cli, deploy, "u1", "--worker", "exec", "--command", f"touch {asked}")
+    finally:
+        deploy.root.chmod(0o755)
+    assert res.rc == 1 and "deploy root" in res.doc["msg"], res.doc
+    assert "Traceback" not in res.err and not asked.exists()
+
+
 def test_bad_input_is_exit_2_never_a_traceback(cli: Any, deploy: Deploy) -> None:
     deploy.publish()
     for nodeset in ("node[1-", "node[5-2]", ""):
