@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
 USER_ATTRS = ["uid", "uidNumber", "gidNumber", "loginShell", "shadowExpire", "nsAccountLock",
-              "pwdAccountLockedTime"]
+              "pwdAccountLockedTime", "homeDirectory"]
 GROUP_ATTRS = ["cn", "gidNumber", "memberUid"]
 
 

@@ -61,7 +61,8 @@ def policy_for(src: FilesSource) -> Policy:
 def test_reads_users_groups_and_flags_nologin(tmp_path: Path) -> None:
     users, groups = by_name(read_files(write(tmp_path, PASSWD, GROUP)))
     assert set(users) == {"root", "nobody", "alice", "bob", "svc", "carol"}
-    assert users["alice"] == User("alice", 1001, 1001, "files", disabled=False)
+    assert users["alice"] == User("alice", 1001, 1001, "files", disabled=False,
+                                  home="/home/alice")
     assert users["nobody"].uid == 65534 and users["nobody"].disabled
     assert users["bob"].disabled and users["svc"].disabled
     assert not users["carol"].disabled
@@ -254,7 +255,10 @@ def test_fast_paths_agree_with_the_line_by_line_reader(
 def test_fast_path_takes_plain_files_and_leaves_odd_ones() -> None:
     plain = "root:x:0:0:root:/root:/bin/bash\nalice:x:1001:1001::/h:/usr/sbin/nologin\n"
     users = files._plain_users(plain)
-    assert users == [User("root", 0, 0, "files"), User("alice", 1001, 1001, "files", True)]
+    assert users == [User("root", 0, 0, "files", home="/root"),
+                     User("alice", 1001, 1001, "files", True, "/h")]
+    assert files._plain_users("bob:x:1002:1::/h:/bin/sh\ncarl:x:1003:1:::/bin/sh\n") == [
+        User("bob", 1002, 1, "files", home="/h"), User("carl", 1003, 1, "files")]  # no home
     for odd in ("#c\n", "\n", "+\n", "bob:x:1002:1:::/bin/sh\r\n", "alice:x:7:1:::\n",
                 "carol:x:1001:1:::\n", "dave:x:4294967295:1:::\n", " eve:x:9:1:::\n"):
         assert files._plain_users(plain + odd) is None, odd

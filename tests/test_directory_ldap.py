@@ -399,6 +399,7 @@ IDS = [b"0", b"1001", b"4294967294", b"4294967295", b"-1", b"+5", b" 5", b"007",
 SHELLS = [b"/bin/bash", b"/sbin/nologin", b" /sbin/nologin ", b"\x1c/bin/false", b"/bin/false"]
 EXPIRES = [b"-1", b"0", b"19000", b"19001", b"99999", b" 5", b"+3", b"x", b"-0"]
 LOCKS = [b"TRUE", b"true ", b"false", b""]
+HOMES = [b"/home/alice", b"", b"/srv/h\xff", b"relative"]
 
 
 def _values(pool: List[bytes]) -> Any:
@@ -414,6 +415,7 @@ def _entry_attrs() -> Any:
     locks = {
         "loginshell": _values(SHELLS), "shadowexpire": _values(EXPIRES),
         "nsaccountlock": _values(LOCKS), "pwdaccountlockedtime": _values([b"20240101Z"]),
+        "homedirectory": _values(HOMES),
     }
     one = st.sampled_from
     plain = st.fixed_dictionaries(
@@ -444,7 +446,8 @@ def test_plain_user_path_agrees_with_the_checked_path() -> None:
     def check(attrs: Dict[str, List[bytes]], today: int) -> None:
         problems: List[Any] = []
         checked = _checked_user(src, "w", "uid=x,dc=y", attrs, today, problems)
-        plain = _plain_user(attrs, ("uid", "uidnumber", "gidnumber"), {}, today)
+        plain = _plain_user(attrs, ("uid", "uidnumber", "gidnumber", "homedirectory"), {},
+                            today)
         taken.append(plain is not None)
         if plain is not None:
             assert problems == [] and plain == checked

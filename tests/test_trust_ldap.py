@@ -25,6 +25,7 @@ REMOTE = f"ou=remote,{PEOPLE}"
 REF = f"ldap://ldap.elsewhere.example.org/{REMOTE}"
 ALIASES = f"ou=aliases,{SUFFIX}"
 MULTI = f"ou=multi,{SUFFIX}"
+HOMES = f"ou=homes,{SUFFIX}"
 N_USERS = 60
 
 
@@ -35,7 +36,7 @@ secret = ldap_fixtures.secret
 
 def _ldif() -> str:
     out = "".join(ldap_fixtures._header("rfc2307"))
-    for ou in ("aliases", "multi"):
+    for ou in ("aliases", "multi", "homes"):
         out += f"dn: ou={ou},{SUFFIX}\nobjectClass: organizationalUnit\nou: {ou}\n\n"
 
     def user(dn: str, names: List[str], uid: int, extra: str = "") -> str:
@@ -57,6 +58,8 @@ def _ldif() -> str:
     out += user(f"cn=jdoe,{ALIASES}", ["jdoe", "john.doe"], 5003)  # harmless second name
     # uid mapped to a multi-valued attribute (description): which value would NSS take?
     out += user(f"uid=multi,{MULTI}", ["multi"], 5004, "description: 20015\ndescription: 0")
+    # a home outside /home, where an image store could be put by mistake
+    out += user(f"uid=dora,{HOMES}", ["dora"], 7001).replace("/home/x", "/srv/people/dora")
     return out
 
 
@@ -169,3 +172,90 @@ def test_second_entry_answering_for_a_name_refused(server: Slapd, secret: str,
     (problem,) = info.value.problems
     assert problem.path == f"cn=s4,{ALIASES}"
     assert "also holds 'bob', the name of the user at uid=bob," in problem.message
+
+
+def _referral_site(tmp_path: Path, uri: str, secret: str, subid: Any = None) -> Path:
+    site = tmp_path / "site.toml"
+    site.write_text(tomli_w.dumps({
+        "schema": 1, "site": {"name": "t", "deploy_root": str(tmp_path / "d")},
+        "directory": {"sources": ["ldap"], "ldap": {
+            "uri": [uri], "bind_dn": READER_DN, "bind_password_file": secret,
+            "user_base": PEOPLE, "group_base": GROUPS}},
+        "subid": subid or {"enabled": False}, "runtime": {"fakeroot": False}}))
+    return site
+
+
+def test_apply_returns_the_directory_warnings(server: Slapd, secret: str, tmp_path: Path,
+                                              cli: Any, caplog: pytest.LogCaptureFixture
+                                              ) -> None:
+    """apply states a referral in its JSON `warnings` (worded as validate words it, `--check`
+    too) and once in its text output, not only as a log line."""
+    site = _referral_site(tmp_path, server.uri, secret)
+    validated = json.loads(cli("validate", site, "--format", "json").out)["warnings"]
+    assert len(validated) == 1 and REF in validated[0]
+    checked = cli("apply", site, "--check", "--init", "--format", "json")
+    assert checked.rc == 0, checked.out + checked.err
+    assert json.loads(checked.out)["warnings"] == validated
+    applied = cli("apply", site, "--init", "--format", "json")
+    assert applied.rc == 0, applied.out + applied.err
+    assert json.loads(applied.out)["warnings"] == validated
+    caplog.clear()
+    again = cli("apply", site)  # text: nothing to publish, the warning still said
+    assert again.rc == 0, again.out + again.err
+    assert again.out.count(validated[0]) == 1, again.out
+    assert again.out.count("referrals are not followed") == 1, again.out
+    assert "referrals are not followed" not in again.err + caplog.text  # not said twice
+
+
+def test_apply_text_failure_still_logs_the_directory_warnings(
+        server: Slapd, secret: str, tmp_path: Path, cli: Any,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Held back for the text output, the warnings are logged after all when apply fails."""
+    # a group the directory lacks: refused after the read
+    site = _referral_site(tmp_path, server.uri, secret, {"eligible_groups": ["no-such-group"]})
+    res = cli("apply", site, "--init")
+    assert res.rc == 2, res.out + res.err
+    assert "no-such-group" in res.err
+    assert "referrals are not followed" in caplog.text
+
+
+def _store_site(tmp_path: Path, uri: str, secret: str, **attributes: str) -> Path:
+    ldap: dict = {"uri": [uri], "bind_dn": READER_DN, "bind_password_file": secret,
+                  "user_base": HOMES, "group_base": GROUPS}
+    if attributes:
+        ldap["attributes"] = attributes
+    site = tmp_path / "site.toml"
+    site.write_text(tomli_w.dumps({
+        "schema": 1,
+        "site": {"name": "t", "deploy_root": str(tmp_path / "d"), "runtimes": ["podman"]},
+        "directory": {"sources": ["ldap"], "ldap": ldap},
+        "subid": {"enabled": False},
+        "runtime": {"fakeroot": False, "storage": {
+            "additional_image_stores": ["/srv/images", "/srv/people/dora/store"]}}}))
+    return site
+
+
+def test_store_below_an_ldap_home_is_refused(server: Slapd, secret: str, tmp_path: Path,
+                                             backend: str, cli: Any) -> None:
+    users, _groups = read_ldap(source(server.uri, secret, user_base=HOMES), backend=backend)
+    assert [(u.name, u.home) for u in users] == [("dora", "/srv/people/dora")]
+    site = _store_site(tmp_path, server.uri, secret)
+    assert cli("validate", site, "--offline").rc == 0  # the directory is not read offline
+    res = cli("validate", site)
+    assert res.rc == 2, res.out + res.err
+    assert (f"{site}: runtime.storage.additional_image_stores[2]: is below the home of dora "
+            "(/srv/people/dora)") in res.err
+    assert "additional_image_stores[1]" not in res.err
+
+
+def test_home_attribute_is_configurable_and_may_be_absent(server: Slapd, secret: str,
+                                                          tmp_path: Path, backend: str,
+                                                          cli: Any) -> None:
+    """`attributes.home` names the attribute; an entry without it has no home, no error."""
+    src = source(server.uri, secret, user_base=HOMES,
+                 attributes=LdapAttributes(home="roomNumber"))
+    users, _groups = read_ldap(src, backend=backend)
+    assert [(u.name, u.home) for u in users] == [("dora", None)]
+    site = _store_site(tmp_path, server.uri, secret, home="roomNumber")
+    res = cli("validate", site)
+    assert res.rc == 0, res.out + res.err

@@ -2,8 +2,9 @@
 
 * A site image store that exists here and is writable by anyone but its root owner (or sits
   below a directory that is) is an error: a user could put any image there for everybody.
-* With the directory read (not `--offline`) and a passwd file among its sources, a store below
-  the home directory of a user (uid >= min_uid) is an error, wherever that home is.
+* With the directory read (not `--offline`), a store below the home directory of a user
+  (uid >= min_uid; the passwd file's home field or LDAP's home attribute) is an error,
+  wherever that home is.
 * A read-only bind whose source has mounts below it here is a warning: those mounts stay
   writable in Podman and Enroot containers (a bind is read-only on its top mount only).
 
@@ -19,10 +20,10 @@ import stat
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from hpcpolicy.deploy.validate import Validation, validate_site
-from hpcpolicy.errors import InvalidInput, Problem
+from hpcpolicy.directory.model import Snapshot
+from hpcpolicy.errors import InvalidInput, Problem, printable
 from hpcpolicy.node import mountinfo
 from hpcpolicy.node.enforce_checks import weak_readonly_binds
-from hpcpolicy.policy import inputs
 from hpcpolicy.policy.model import Policy
 from hpcpolicy.render.needs import readonly_binds
 
@@ -77,41 +78,36 @@ def bind_warnings(policy: Policy, points: Optional[Sequence[str]] = None) -> Lis
             for src, (subs, rts) in found.items()]
 
 
-def _homes(policy: Policy) -> List[Tuple[str, str]]:
-    """(user, home) of the passwd file's users with uid >= min_uid (homes LDAP holds are not
-    read: the directory model keeps no home)."""
-    if "files" not in policy.directory.sources:
-        return []
-    path = policy.directory.files.passwd
-    try:
-        data = inputs.read_input(path, file=policy.path, key="directory.files.passwd",
-                                 max_size=inputs.DIRECTORY_FILE_MAX)
-    except (InvalidInput, OSError):
-        return []  # the directory read reports an unreadable passwd file itself
+def _homes(policy: Policy, snapshot: Snapshot) -> List[Tuple[str, str]]:
+    """(user, home) of every user the directory read holds with uid >= min_uid, whichever
+    source (passwd file or LDAP) gave the home; users without a home are skipped."""
     out = []
-    for line in data.decode("utf-8", "replace").splitlines():
-        fields = line.split(":")
-        if len(fields) < 7 or not fields[2].isdigit():
+    for user in snapshot.users.values():
+        home = user.home
+        if home is None or user.uid < policy.directory.min_uid:
             continue
-        home = fields[5].rstrip("/")
-        if int(fields[2]) >= policy.directory.min_uid and home.startswith("/") \
-                and home not in ("/nonexistent", "/dev/null"):
-            out.append((fields[0], home))
+        home = home.rstrip("/")
+        if home.startswith("/") and home not in ("/nonexistent", "/dev/null"):
+            out.append((user.name, home))
     return out
 
 
-def home_problems(policy: Policy) -> List[Problem]:
+def home_problems(policy: Policy, snapshot: Snapshot) -> List[Problem]:
     """Stores below a user's home directory (the home's owner could write there)."""
-    homes = _homes(policy)
+    stores = [(f"{where}.additional_image_stores[{i}]", store)
+              for where, storage in policy.storages()
+              for i, store in enumerate(storage.additional_image_stores, 1)]
+    if not stores:
+        return []
     out = []
-    for where, storage in policy.storages():
-        for i, store in enumerate(storage.additional_image_stores, 1):
-            for user, home in homes:
-                if store == home or store.startswith(home + "/"):
-                    out.append(Problem(policy.path, f"{where}.additional_image_stores[{i}]",
-                                       f"is below the home of {user} ({home}): a read-only "
-                                       "image store must be writable by nobody but root"))
-                    break
+    homes = _homes(policy, snapshot)
+    for key, store in stores:
+        for user, home in homes:
+            if store == home or store.startswith(home + "/"):
+                out.append(Problem(policy.path, key,
+                                   f"is below the home of {user} ({printable(home, 200)}): a "
+                                   "read-only image store must be writable by nobody but root"))
+                break
     return out
 
 
@@ -121,8 +117,8 @@ def validate_here(site: str, offline: bool = False) -> Validation:
     weak spots join the warnings."""
     done = validate_site(site, offline)
     local = store_problems(done.policy)
-    if not offline:
-        local += home_problems(done.policy)
+    if done.snapshot is not None:
+        local += home_problems(done.policy, done.snapshot)
     if local:
         raise InvalidInput(local)
     done.warnings += bind_warnings(done.policy)

@@ -6,7 +6,8 @@ Nothing changed: nothing published (`changed: false`). `--check` writes nothing 
 from __future__ import annotations
 
 import argparse
-from typing import Any, Dict, List
+import contextlib
+from typing import Any, Dict, Iterator, List, Sequence
 
 from hpcpolicy.cli.argtypes import seconds
 from hpcpolicy.cli.options import add_format, add_site, add_writer_options, site_of
@@ -51,6 +52,7 @@ def result_text(result: Any, with_diff: bool) -> str:
         lines += [f"    {line}" for line in describe(result.access_changes)]
     if getattr(result, "removed", None):
         lines.append(f"  garbage-collected: {', '.join(result.removed)}")
+    lines += list(dict.fromkeys(getattr(result, "warnings", None) or []))  # each once
     text = "\n".join(lines) + "\n"
     if with_diff and result.diff:
         text += unified(result.diff)
@@ -62,11 +64,48 @@ def outcome_of(result: Any, with_diff: bool) -> Outcome:
                    changed=result.changed)
 
 
+# The loggers that state, as they happen, the warnings `apply` also returns in its result.
+_WARNING_LOGGERS = ("hpcpolicy.deploy.publish", "hpcpolicy.directory.read")
+
+
+@contextlib.contextmanager
+def _held_log(names: Sequence[str], hold: bool) -> Iterator[None]:
+    """With `hold`, keep the records of `names` back while the block runs: on success its
+    text output states them (so a person reads each warning once); on failure they are
+    logged after all, since the error text does not carry them."""
+    if not hold:
+        yield
+        return
+    import logging
+
+    held: List[logging.LogRecord] = []
+
+    def keep(record: logging.LogRecord) -> bool:
+        held.append(record)
+        return False
+
+    loggers = [logging.getLogger(name) for name in names]
+    for logger in loggers:
+        logger.addFilter(keep)
+    try:
+        yield
+    except BaseException:
+        for logger in loggers:
+            logger.removeFilter(keep)
+        for record in held:
+            logging.getLogger(record.name).handle(record)
+        raise
+    finally:
+        for logger in loggers:
+            logger.removeFilter(keep)
+
+
 def run(args: argparse.Namespace) -> Outcome:
     from hpcpolicy.deploy.publish import apply_site
 
-    result = apply_site(site_of(args, "apply"), deploy_root=args.deploy_root, check=args.check,
-                        diff=args.diff, allow_revoke=args.allow_revoke,
-                        lock_timeout=args.lock_timeout, channel=args.channel,
-                        batch=args.non_interactive, init=args.init)
+    with _held_log(_WARNING_LOGGERS, hold=args.format == "text"):
+        result = apply_site(site_of(args, "apply"), deploy_root=args.deploy_root,
+                            check=args.check, diff=args.diff, allow_revoke=args.allow_revoke,
+                            lock_timeout=args.lock_timeout, channel=args.channel,
+                            batch=args.non_interactive, init=args.init)
     return outcome_of(result, args.diff)

@@ -179,7 +179,7 @@ def _base(root: str, channel: str) -> Optional[str]:
 
 
 def _apply(run: _Run) -> ApplyResult:
-    from hpcpolicy.deploy.plan import build
+    from hpcpolicy.deploy.plan import build, directory_warnings
 
     root = run.target.root
     plan = build(run.policy, root, now=gc.stamp(run.now), against_published=True)
@@ -196,7 +196,8 @@ def _apply(run: _Run) -> ApplyResult:
     old = channel_generation(root, run.channel)
     repoint = not publish and old != base
     result = ApplyResult(publish or repoint, base, old, "", changes, diff, run.channel,
-                         run.check, subid=_subid_summary(plan))
+                         run.check, subid=_subid_summary(plan),
+                         warnings=directory_warnings(plan.snapshot))
     if access_changed:
         result.access_changes = access_changes(read_access(root, base, manifest), access_doc)
     if run.check:

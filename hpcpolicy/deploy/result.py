@@ -25,7 +25,8 @@ class ApplyResult:
     subid: Dict[str, Any] = field(default_factory=dict)
     # who gained or lost which image ({image, before, after, users, groups, sample, class})
     access_changes: List[Dict[str, Any]] = field(default_factory=list)
-    warnings: List[str] = field(default_factory=list)  # what the site file risks (cautions)
+    # what the site file risks (cautions), then what the directory read noticed (referrals)
+    warnings: List[str] = field(default_factory=list)
 
     def as_dict(self) -> Dict[str, Any]:
         out: Dict[str, Any] = {

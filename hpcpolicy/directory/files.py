@@ -86,7 +86,7 @@ _NAME = r"[^\s:,\x00-\x1f\x7f#+\-][^\s:,\x00-\x1f\x7f]*"  # a name_ok() name; no
 _FIELD = r"[^:\n]*"
 _ID = r"[0-9]{1,10}"  # MAX_ID has 10 digits; longer (leading zeros) takes the slow path
 _PASSWD_LINE = re.compile(
-    rf"^({_NAME}):{_FIELD}:({_ID}):({_ID}):{_FIELD}:{_FIELD}:([^:\n\r]*)$", re.MULTILINE
+    rf"^({_NAME}):{_FIELD}:({_ID}):({_ID}):{_FIELD}:({_FIELD}):([^:\n\r]*)$", re.MULTILINE
 )
 _GROUP_LINE = re.compile(rf"^({_NAME}):{_FIELD}:({_ID}):([^\s:\x00-\x1f\x7f]*)$", re.MULTILINE)
 
@@ -111,13 +111,14 @@ def _plain_users(text: str) -> Optional[List[User]]:
     rows = _PASSWD_LINE.findall(text)
     if not rows or not _all_lines_match(text, rows):
         return None
-    names, uid_texts, gid_texts, shells = zip(*rows)
+    names, uid_texts, gid_texts, homes, shells = zip(*rows)
     uids = _plain_ids(names, uid_texts)
     gids = list(map(int, gid_texts))
     if uids is None or max(gids) > MAX_ID:
         return None
     disabled = [shell.strip() in NOLOGIN_SHELLS for shell in shells]  # is_nologin, inlined
-    return list(map(User, names, uids, gids, repeat(SOURCE), disabled))
+    return list(map(User, names, uids, gids, repeat(SOURCE), disabled,
+                    [home or None for home in homes]))
 
 
 def _plain_groups(text: str) -> Optional[List[Group]]:
@@ -196,13 +197,13 @@ def _users(path: str, lines: List[_Line], problems: List[Problem]) -> List[User]
     by_name: Dict[str, Tuple[int, int]] = {}  # name -> (uid, line)
     by_uid: Dict[int, Tuple[str, int]] = {}  # uid -> (name, line)
     for number, fields in lines:
-        name, _pw, uid_s, gid_s, _gecos, _home, shell = fields
+        name, _pw, uid_s, gid_s, _gecos, home, shell = fields
         uid, gid = parse_id(uid_s), parse_id(gid_s)
         if (uid is not None and gid is not None and name_ok(name) and name not in by_name
                 and uid not in by_uid):
             by_name[name] = (uid, number)
             by_uid[uid] = (name, number)
-            users.append(User(name, uid, gid, SOURCE, is_nologin(shell)))
+            users.append(User(name, uid, gid, SOURCE, is_nologin(shell), home or None))
         else:
             _odd_user(path, number, fields, by_name, by_uid, problems, users)
     return users
@@ -212,7 +213,7 @@ def _odd_user(path: str, number: int, fields: List[str], by_name: Dict[str, Tupl
               by_uid: Dict[int, Tuple[str, int]], problems: List[Problem],
               users: List[User]) -> None:
     where = f"{path}:{number}"
-    name, _pw, uid_s, gid_s, _gecos, _home, shell = fields
+    name, _pw, uid_s, gid_s, _gecos, home, shell = fields
     uid = _id_or_problem(where, "uid", uid_s, problems)
     gid = _id_or_problem(where, "gid", gid_s, problems)
     bad = name_problem(name)
@@ -224,7 +225,7 @@ def _odd_user(path: str, number: int, fields: List[str], by_name: Dict[str, Tupl
     if clash:
         problems.append(Problem(where, "", clash))
         return
-    users.append(User(name, uid, gid, SOURCE, disabled=is_nologin(shell)))
+    users.append(User(name, uid, gid, SOURCE, disabled=is_nologin(shell), home=home or None))
 
 
 def _groups(path: str, lines: List[_Line], problems: List[Problem]) -> List[Group]:

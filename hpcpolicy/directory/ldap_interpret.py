@@ -7,6 +7,7 @@ absent: never), `nsAccountLock: TRUE`, or any `pwdAccountLockedTime`. Groups: `m
 names; `member` / `uniqueMember` hold DNs, mapped to the users read (by DN) and to other groups,
 whose members are included transitively (cycles tolerated). DNs naming nothing that was read (a
 user outside `user_base` / `user_filter`, a deleted entry) are ignored, as NSS clients do.
+The home (`attributes.home`, first value) is kept as stated; an entry without one has none.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ SOURCE = "ldap"
 def user_attributes(src: LdapSource) -> List[str]:
     a = src.attributes
     return [a.name, a.uid, a.gid, "loginShell", "shadowExpire", "nsAccountLock",
-            "pwdAccountLockedTime"]
+            "pwdAccountLockedTime", a.home]
 
 
 def group_attributes(src: LdapSource) -> List[str]:
@@ -36,6 +37,14 @@ def group_attributes(src: LdapSource) -> List[str]:
 
 def _first(values: Optional[List[bytes]]) -> Optional[str]:
     if not values:
+        return None
+    return values[0].decode("utf-8", errors="replace")
+
+
+def _home(values: Optional[List[bytes]]) -> Optional[str]:
+    """The home directory of an entry: its first value, None when absent or empty (a home is
+    informative, never required, so an odd value is kept as stated rather than refused)."""
+    if not values or not values[0]:
         return None
     return values[0].decode("utf-8", errors="replace")
 
@@ -80,7 +89,7 @@ def interpret_users(
     `_checked_user`, which states every problem. Both give the same User for the same entry.
     """
     a = src.attributes
-    keys = (a.name.lower(), a.uid.lower(), a.gid.lower())
+    keys = (a.name.lower(), a.uid.lower(), a.gid.lower(), a.home.lower())
     by_dn = src.member_attribute.lower() != "memberuid"  # the DN map is needed only then
     problems: List[Problem] = []
     users: List[User] = []
@@ -125,7 +134,7 @@ def _alias_problems(where: str, attr: str, aliases: Dict[str, str],
 
 
 def _plain_user(
-    attrs: Dict[str, List[bytes]], keys: Tuple[str, str, str], shells: Dict[bytes, bool],
+    attrs: Dict[str, List[bytes]], keys: Tuple[str, str, str, str], shells: Dict[bytes, bool],
     today: int,
 ) -> Optional[User]:
     """The user of an ordinary entry, or None to send it through `_checked_user`.
@@ -160,7 +169,9 @@ def _plain_user(
         if not expire[0].isdigit():  # -1, signs, spaces, garbage: the checked path
             return None
         disabled = today >= int(expire[0])
-    return User(name, uid, gid, SOURCE, disabled)
+    home = attrs.get(keys[3])  # `_home`, inlined: one call less per entry
+    return User(name, uid, gid, SOURCE, disabled,
+                home[0].decode("utf-8", "replace") if home and home[0] else None)
 
 
 def _checked_user(
@@ -192,7 +203,7 @@ def _checked_user(
     if uid is None or gid is None:
         return None
     disabled = _disabled(where, dn, attrs, today, problems)
-    return User(name, uid, gid, SOURCE, disabled)
+    return User(name, uid, gid, SOURCE, disabled, _home(attrs.get(a.home.lower())))
 
 
 def _id(

@@ -17,6 +17,10 @@ class User(NamedTuple):
     gid: int  # primary group
     source: str  # "files" or "ldap" (or "files+ldap" when both agree)
     disabled: bool = False  # expired, locked or nologin
+    # home directory as the directory states it (passwd field 6, LDAP `homeDirectory`);
+    # None when the entry has none. Kept so that a site image store below any user's home is
+    # refused, whichever source holds that user.
+    home: Optional[str] = None
 
 
 class Group(NamedTuple):

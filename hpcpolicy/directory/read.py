@@ -182,6 +182,7 @@ def _merge_users(sources: Sequence[SourceData], problems: List[Problem]) -> Dict
             out[user.name] = first._replace(
                 source=_combined(first.source, user.source),
                 disabled=first.disabled or user.disabled,
+                home=first.home or user.home,
             )
     return out
 

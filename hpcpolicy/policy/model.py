@@ -46,6 +46,7 @@ class LdapAttributes:
     uid: str = "uidNumber"
     gid: str = "gidNumber"
     group_name: str = "cn"
+    home: str = "homeDirectory"  # absent on an entry: that user has no home (not an error)
 
 
 @dataclass(frozen=True)

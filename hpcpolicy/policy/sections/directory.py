@@ -64,7 +64,7 @@ def _attribute(value: str) -> Optional[str]:
 
 ATTRIBUTE_FIELDS = {
     name: Field(string(_attribute), getattr(LdapAttributes(), name))
-    for name in ("name", "uid", "gid", "group_name")
+    for name in ("name", "uid", "gid", "group_name", "home")
 }
 
 _L = LdapSource(uri=())
