@@ -4,7 +4,9 @@ Run: `.venv/bin/python bench/trust_checks.py [--users 30000] [--runs 5] [--dir /
 
 * ledger guard: `deploy.ledger_guard.check_ledger_holds_published` (verify the current
   generation, parse its etc/subuid and etc/subgid, look every line up in the ledger), run once
-  per apply before allocating.
+  per apply before allocating; it includes the revision check (the ledger's revision and the
+  digest of its records against what every channel's manifest records), whose own cost, the
+  digest, is also timed alone.
 * checked reads: `policy.inputs.read_input` of the passwd file against a plain `open().read()`
   of the same file (O_NONBLOCK open, fstat, ownership rule, size cap).
 * keyring walk: `policy.keyring.check_public` of a 200-key armoured keyring.
@@ -27,7 +29,12 @@ sys.path.insert(0, os.path.join(REPO, "bench"))
 
 from apply import site_args, site_work, write_site  # noqa: E402
 
-from hpcpolicy.deploy.ledger_guard import check_ledger_holds_published  # noqa: E402
+from hpcpolicy.deploy.ledger_guard import (  # noqa: E402
+    check_ledger_holds_published,
+    ledger_digest,
+    newest_recorded,
+    published_manifests,
+)
 from hpcpolicy.deploy.plan import build  # noqa: E402
 from hpcpolicy.deploy.publish import apply  # noqa: E402
 from hpcpolicy.policy.inputs import DIRECTORY_FILE_MAX, read_input  # noqa: E402
@@ -66,7 +73,11 @@ def main() -> None:
         root = policy.site.deploy_root
         ledger = load_ledger(root, policy.site.name)
         peer = median_ms(lambda: build(policy), args.runs)
+        assert ledger is not None
+        if newest_recorded(published_manifests(root)) is None:
+            raise SystemExit("the generation records no ledger revision: nothing to time")
         guard = median_ms(lambda: check_ledger_holds_published(root, ledger), args.runs)
+        digest = median_ms(lambda: ledger_digest(ledger), args.runs)
 
         def plain() -> bytes:
             with open(files[0], "rb") as handle:
@@ -80,6 +91,8 @@ def main() -> None:
         print(f"{args.users} users; medians of {args.runs} runs")
         print(f"peer plan.build          {peer:8.1f} ms")
         print(f"ledger guard             {guard:8.1f} ms  = {guard / peer:.1%} of plan.build")
+        print(f"  of which ledger digest {digest:8.1f} ms  = {digest / peer:.1%} of plan.build "
+              f"({len(ledger.records)} records)")
         print(f"passwd read, checked     {checked:8.2f} ms  vs open().read() {unchecked:.2f} ms "
               f"({checked / unchecked:.2f}x)")
         print(f"keyring walk, 200 keys   {walk:8.2f} ms  ({len(keyring)} bytes armoured) "

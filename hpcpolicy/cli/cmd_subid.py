@@ -127,10 +127,14 @@ def run_import(args: argparse.Namespace) -> Outcome:
                          batch=getattr(args, "non_interactive", False))
     msg = (f"adopted {len(done.adopted)} range(s); {len(done.skipped)} line problem(s) "
            f"skipped; {NEXT_APPLY}")
+    if done.past is not None:
+        msg += (f"; the ledger was older than published generations (revision {done.past}): "
+                f"now revision {done.revision}. Ranges reserved for users who left are in no "
+                "published file and were not recovered")
     text = "\n".join([f"skipped: {p}" for p in done.skipped] + [msg])
     return Outcome(msg, {"adopted": done.adopted, "skipped": [str(p) for p in done.skipped],
                          "ledger_revision": done.revision},
-                   text=text, changed=bool(done.adopted))
+                   text=text, changed=bool(done.adopted) or done.past is not None)
 
 
 # ------------------------------------------------------------------------------- check

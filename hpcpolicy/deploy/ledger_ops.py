@@ -9,7 +9,7 @@ which renders the ledger. `check_file` judges any subuid/subgid file and needs n
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 from hpcpolicy.deploy.changelog import append_change
@@ -146,6 +146,7 @@ class Imported:
     adopted: List[str]  # user names
     skipped: List[Problem] = field(default_factory=list)
     revision: int = 0
+    past: Optional[int] = None  # the newest published revision a stale ledger was raised past
 
 
 def read_subid_file(path: str, trust: Optional[Trust]) -> bytes:
@@ -171,6 +172,7 @@ def import_ranges(subuid: str, subgid: str, *, site: Optional[str] = None,
     """`subid import SUBUID SUBGID`: adopt existing lines; every problem of both files at once,
     nothing adopted unless `partial`. The ownership rule of apply applies to both files.
     A missing deploy root is refused unless `init` (as for apply)."""
+    from hpcpolicy.deploy.ledger_guard import behind, published_manifests
     from hpcpolicy.policy.inputs import trust_for
     from hpcpolicy.subid.importer import import_files
 
@@ -203,13 +205,19 @@ def import_ranges(subuid: str, subgid: str, *, site: Optional[str] = None,
             raise InvalidInput(problems + [note])
         old = before.records if before is not None else {}
         adopted = sorted(uid for uid, rec in new.records.items() if old.get(uid) != rec)
-        if adopted or before is None:
+        # a ledger older than what was published (restored from a backup) is accepted by
+        # importing: past every revision published, so that apply allocates again
+        stale = behind(before, published_manifests(where.root))
+        if stale is not None:
+            new = replace(new, revision=max(new.revision, stale[0] + 1))
+        if adopted or before is None or stale is not None:
             save_ledger(where.root, new)
             append_change(where.root, {"operator": where.operator,
                                        "action": "subid import", "adopted": len(adopted),
                                        "skipped": len(problems), "files": [subuid, subgid],
                                        "ledger_revision": new.revision})
-    return Imported([new.records[u].name for u in adopted], problems, new.revision)
+    return Imported([new.records[u].name for u in adopted], problems, new.revision,
+                    stale[0] if stale is not None else None)
 
 
 # ------------------------------------------------------------------------------ check

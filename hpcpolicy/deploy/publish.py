@@ -57,7 +57,7 @@ from hpcpolicy.deploy.writer import requirements_of, switch_channel, utc_now, wr
 from hpcpolicy.generation.naming import STABLE, channel_generation, channel_link
 from hpcpolicy.policy.model import Policy
 from hpcpolicy.subid.allocate import check_revoke
-from hpcpolicy.subid.ledger import Ledger, ledger_path, save_ledger
+from hpcpolicy.subid.ledger import Ledger, ledger_path, load_ledger, save_ledger
 
 if TYPE_CHECKING:  # the plan pulls in every reader and renderer; only apply() needs it
     from hpcpolicy.deploy.plan import Plan
@@ -241,10 +241,19 @@ def _fields(run: _Run, plan: Plan) -> Dict[str, Any]:
         "policy_sha256": run.policy.sha256,
         "requirements": requirements_of(run.policy, plan.trees),
         "extra": {"action": "apply", "channel": run.channel,
+                  # the ledger as saved: a later apply refuses an older one (ledger_guard)
+                  **_ledger_field(run, plan),
                   "previous": channel_generation(run.target.root, run.channel),
                   # node sync matches its hostname against these
                   "node_classes": {c.name: c.nodes for c in run.policy.node_classes}},
     }
+
+
+def _ledger_field(run: _Run, plan: Plan) -> Dict[str, Any]:
+    from hpcpolicy.deploy.ledger_guard import ledger_fields
+
+    ledger = plan.ledger or load_ledger(run.target.root, run.policy.site.name)
+    return {"ledger": ledger_fields(ledger)} if ledger is not None else {}
 
 
 def _log(run: _Run, result: ApplyResult, action: str) -> None:

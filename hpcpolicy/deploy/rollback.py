@@ -13,6 +13,7 @@ whatever was applied to stable since (sub-ID changes included).
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import socket
 from datetime import datetime
@@ -33,7 +34,7 @@ from hpcpolicy.deploy.published import (
 from hpcpolicy.deploy.result import ApplyResult
 from hpcpolicy.deploy.store import Target, check_deploy_root
 from hpcpolicy.deploy.writer import publish_trees, switch_channel, utc_now
-from hpcpolicy.errors import RuntimeFailure, UsageError, VerificationError
+from hpcpolicy.errors import HpcPolicyError, RuntimeFailure, UsageError, VerificationError
 from hpcpolicy.generation.manifest import class_files, load_manifest
 from hpcpolicy.generation.naming import (
     DEFAULT_CLASS,
@@ -45,6 +46,8 @@ from hpcpolicy.generation.naming import (
 )
 from hpcpolicy.generation.verify import SIG_NAME, verify_generation
 from hpcpolicy.policy.model import Policy
+
+log = logging.getLogger(__name__)
 
 SUBID_PATHS = ("etc/subuid", "etc/subgid")
 Trees = Dict[str, Dict[str, bytes]]
@@ -149,6 +152,27 @@ def _access(target: Target, chosen: str, chosen_manifest: Mapping[str, Any],
     return document.build(document.with_rules(policy, recorded), read_directory(policy))
 
 
+def _ledger_now(target: Target, site: str, current: Mapping[str, Any]) -> Dict[str, Any]:
+    """The ledger as it is now, never the chosen generation's: sub-ID state never goes back,
+    and a later apply compares the ledger with the newest revision any generation records.
+    A ledger older than what current records (restored from a backup), missing or unreadable
+    does not erase that record: current's is carried forward, so the next apply still refuses
+    it. The rollback itself never needs the ledger (it allocates nothing)."""
+    from hpcpolicy.deploy.ledger_guard import behind, ledger_fields
+    from hpcpolicy.subid.ledger import Ledger, load_ledger
+
+    ledger: Optional[Ledger]
+    try:
+        ledger = load_ledger(target.root, site)
+    except HpcPolicyError as err:
+        log.warning("cannot read the sub-ID ledger (%s): the new generation carries the current "
+                    "one's ledger record forward, if it has one", err)
+        ledger = None
+    if behind(ledger, [(STABLE, current["generation"], dict(current))]) is not None:
+        return {"ledger": dict(current["ledger"])}
+    return {"ledger": ledger_fields(ledger)} if ledger is not None else {}
+
+
 def _rollback(target: Target, current: str, chosen: str, operator: str,
               now: datetime, want_diff: bool, policy: Optional[Policy]) -> ApplyResult:
     _refuse_unsigned(target, current)
@@ -175,7 +199,8 @@ def _rollback(target: Target, current: str, chosen: str, operator: str,
         "site": chosen_manifest["site"], "policy_sha256": chosen_manifest["policy_sha256"],
         "requirements": requirements,
         "extra": {"action": "rollback", "rollback_to": chosen, "previous": current,
-                  "channel": STABLE, "node_classes": chosen_manifest.get("node_classes", {})},
+                  "channel": STABLE, "node_classes": chosen_manifest.get("node_classes", {}),
+                  **_ledger_now(target, chosen_manifest["site"], current_manifest)},
     }
     name = publish_trees(target, trees, fields, STABLE, now, access)
     result.generation = name
