@@ -11,7 +11,7 @@ from typing import List, Sequence, Tuple
 
 from hpcpolicy.directory.model import Snapshot
 from hpcpolicy.errors import Problem, join_path
-from hpcpolicy.policy.model import Policy
+from hpcpolicy.policy.model import ApptainerLimits, Policy, runtime_settings
 
 SHOW_OFFENDERS = 5
 
@@ -45,13 +45,8 @@ def _missing_limit_names(policy: Policy, snapshot: Snapshot) -> List[Problem]:
     container when one does not resolve: each must be in the directory (root always is)."""
     where = _sources(policy)
     out: List[Problem] = []
-    tables = [("runtime.apptainer_limits", policy.runtime.apptainer_limits)]
-    tables += [(f"node_class[{i}].runtime.apptainer_limits",
-                dict(c.runtime).get("apptainer_limits"))
-               for i, c in enumerate(policy.node_classes, 1)]
-    for base, limits in tables:
-        if limits is None:
-            continue
+    for base, limits in runtime_settings(policy.runtime, policy.node_classes,
+                                         "apptainer_limits", ApptainerLimits):
         for key, names, known, what in (
                 ("container_owners", limits.container_owners, snapshot.users, "user"),
                 ("container_groups", limits.container_groups, snapshot.groups, "group")):

@@ -17,26 +17,23 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from hpcpolicy.errors import InvalidInput, ProblemCollector
 from hpcpolicy.policy import ecl, inputs, keyring
-from hpcpolicy.policy.model import ApptainerLimits, NodeClass, Runtime, Site
+from hpcpolicy.policy.model import (
+    ApptainerLimits,
+    NodeClass,
+    Runtime,
+    Site,
+    Storage,
+    runtime_settings,
+)
 from hpcpolicy.policy.sections import enforcement
 
 ECL_MAX = 1024 * 1024  # what a node installs at most per file
 KeyringReader = Callable[[str, str], Optional[bytes]]  # (path, key path) -> bytes or None
 
 
-def _class_limits(classes: Sequence[NodeClass]) -> List[Tuple[str, ApptainerLimits]]:
-    out = []
-    for i, cls in enumerate(classes, 1):
-        limits = dict(cls.runtime).get("apptainer_limits")
-        if isinstance(limits, ApptainerLimits):
-            out.append((f"node_class[{i}].runtime.apptainer_limits", limits))
-    return out
-
-
 def all_limits(rt: Runtime, classes: Sequence[NodeClass]) -> List[Tuple[str, ApptainerLimits]]:
     """(key path, limits) of the site and of every class that sets its own."""
-    site = [("runtime.apptainer_limits", rt.apptainer_limits)] if rt.apptainer_limits else []
-    return site + _class_limits(classes)
+    return runtime_settings(rt, classes, "apptainer_limits", ApptainerLimits)
 
 
 def any_limits(rt: Runtime, classes: Sequence[NodeClass]) -> bool:
@@ -59,9 +56,7 @@ def check_classes(rt: Runtime, classes: Sequence[NodeClass], site: Site,
             out.add(where, "renders nothing: neither apptainer nor singularity is in "
                     "site.runtimes")
             ok = False
-    stores = [("runtime.storage", rt.storage)] if rt.storage else []
-    stores += [(f"node_class[{i}].runtime.storage", dict(c.runtime)["storage"])
-               for i, c in enumerate(classes, 1) if dict(c.runtime).get("storage")]
+    stores = runtime_settings(rt, classes, "storage", Storage)
     if stores and "podman" not in site.runtimes:
         for where, _ in stores:
             out.add(where, "renders nothing: podman is not in site.runtimes")

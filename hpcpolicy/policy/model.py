@@ -6,7 +6,7 @@ Every other package consumes these types, so field names follow the site file's 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Type, TypeVar, Union
 
 RUNTIMES = ("apptainer", "singularity", "podman", "enroot")
 
@@ -201,6 +201,22 @@ class NodeClass:
     runtime: Tuple[Tuple[str, Any], ...] = ()  # (key of CLASS_RUNTIME_KEYS, value) given
 
 
+T = TypeVar("T")
+
+
+def runtime_settings(rt: Runtime, classes: Sequence[NodeClass], key: str,
+                     kind: Type[T]) -> List[Tuple[str, T]]:
+    """(key path, value) of [runtime] `key` (a table of type `kind`) of the site and of every
+    class that sets its own."""
+    site = getattr(rt, key)
+    out = [(f"runtime.{key}", site)] if isinstance(site, kind) else []
+    for i, cls in enumerate(classes, 1):
+        value = dict(cls.runtime).get(key)
+        if isinstance(value, kind):
+            out.append((f"node_class[{i}].runtime.{key}", value))
+    return out
+
+
 @dataclass(frozen=True)
 class Policy:
     """A whole validated site file."""
@@ -241,9 +257,4 @@ class Policy:
 
     def storages(self) -> List[Tuple[str, Storage]]:
         """(key path, [runtime.storage]) of the site and of every class that sets its own."""
-        out = [("runtime.storage", self.runtime.storage)] if self.runtime.storage else []
-        for i, cls in enumerate(self.node_classes, 1):
-            storage = dict(cls.runtime).get("storage")
-            if isinstance(storage, Storage):
-                out.append((f"node_class[{i}].runtime.storage", storage))
-        return out
+        return runtime_settings(self.runtime, self.node_classes, "storage", Storage)
