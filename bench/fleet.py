@@ -20,12 +20,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 from typing import Dict, List, Tuple
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -33,6 +33,8 @@ sys.path.insert(0, REPO)
 
 from hpcpolicy.deploy.publish import switch_channel, utc_now, write_generation  # noqa: E402
 from hpcpolicy.deploy.store import Target, ensure_layout  # noqa: E402
+from tests import fleet_fixtures  # noqa: E402
+from tests.net_fixtures import free_port  # noqa: E402
 
 
 def publish(deploy_root: str, subuid: bytes) -> str:
@@ -56,27 +58,11 @@ def timed(cmd: List[str], env: Dict[str, str], ok: tuple = (0,)) -> float:
 
 
 def start_sshd(work: str) -> Tuple[subprocess.Popen, str]:
-    """A throwaway sshd on 127.0.0.1; returns it and a CLUSTERSHELL_CFGDIR for clush.conf."""
-    import socket
-
-    for name in ("host_key", "client_key"):
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f",
-                        os.path.join(work, name)], check=True, stdin=subprocess.DEVNULL)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    shutil.copy(os.path.join(work, "client_key.pub"), os.path.join(work, "authorized_keys"))
-    config = os.path.join(work, "sshd_config")
-    with open(config, "w", encoding="utf-8") as out:
-        out.write("\n".join([
-            f"Port {port}", "ListenAddress 127.0.0.1", f"HostKey {work}/host_key",
-            f"AuthorizedKeysFile {work}/authorized_keys", f"PidFile {work}/sshd.pid",
-            "PermitRootLogin prohibit-password", "PasswordAuthentication no", "UsePAM no",
-            "PrintMotd no", "UseDNS no", "StrictModes no", "MaxStartups 200:30:400",
-            "MaxSessions 200", ""]))
-    os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
-    proc = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", config],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    """A throwaway sshd on 127.0.0.1 (tests/fleet_fixtures.py's); returns it and a
+    CLUSTERSHELL_CFGDIR whose clush.conf maps every node name to it."""
+    port = free_port()
+    proc = fleet_fixtures.start_sshd(Path(work), port, ["MaxStartups 200:30:400",
+                                                        "MaxSessions 200"])
     with open(os.path.join(work, "host_key.pub"), encoding="utf-8") as handle:
         pub = handle.read().split()
     with open(os.path.join(work, "known_hosts"), "w", encoding="utf-8") as out:
@@ -90,12 +76,11 @@ def start_sshd(work: str) -> Tuple[subprocess.Popen, str]:
     os.mkdir(cfgdir)
     with open(os.path.join(cfgdir, "clush.conf"), "w", encoding="utf-8") as out:
         out.write(f"[Main]\nssh_options: -F {work}/ssh_config\n")
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            time.sleep(0.05)
+    why = fleet_fixtures.wait_listening(proc, port, Path(work) / "sshd.log")
+    if why:
+        proc.terminate()
+        proc.wait()
+        raise SystemExit(why)
     return proc, cfgdir
 
 

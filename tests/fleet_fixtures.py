@@ -18,7 +18,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterator, Mapping, Optional
+from typing import Any, Dict, Iterator, Mapping, Optional, Sequence
 
 import pytest
 
@@ -58,32 +58,54 @@ def _keygen(path: Path) -> None:
                    check=True, stdin=subprocess.DEVNULL)
 
 
-@pytest.fixture
-def sshd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Sshd]:
-    if os.geteuid() != 0 or not os.path.exists(SSHD) or shutil.which("ssh") is None:
-        pytest.skip("needs root, openssh-server and openssh-client")
-    work = tmp_path / "sshd"
-    work.mkdir(mode=0o700)
+def start_sshd(work: Path, port: int, extra: Sequence[str] = ()) -> subprocess.Popen:
+    """Debian's sshd on 127.0.0.1:PORT (root), everything in WORK: host_key, client_key (its
+    public half the only authorized key), sshd_config (+ `extra` lines), sshd.log. Returns at
+    once; `wait_listening` tells when it accepts connections. Shared with bench/fleet.py."""
     _keygen(work / "host_key")
     _keygen(work / "client_key")
     (work / "authorized_keys").write_text((work / "client_key.pub").read_text())
     os.chmod(work / "authorized_keys", 0o600)
-    port = free_port()
     config = work / "sshd_config"
     config.write_text("\n".join([
         f"Port {port}", "ListenAddress 127.0.0.1", f"HostKey {work}/host_key",
         f"AuthorizedKeysFile {work}/authorized_keys", f"PidFile {work}/sshd.pid",
         "PermitRootLogin prohibit-password", "PasswordAuthentication no",
         "KbdInteractiveAuthentication no", "UsePAM no", "PrintMotd no", "PrintLastLog no",
-        "UseDNS no", "MaxStartups 100:30:200",
+        "UseDNS no", *extra,
         # the keys sit in a 0700 temp dir under /tmp (world-writable, sticky), which StrictModes
         # refuses as a parent of an authorized_keys file
         "StrictModes no", ""]))
     os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # privilege separation dir (Debian's own)
-    log = work / "sshd.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stdout=out, stderr=out,
+    with open(work / "sshd.log", "wb") as out:
+        return subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stdout=out, stderr=out,
                                 stdin=subprocess.DEVNULL)
+
+
+def wait_listening(proc: subprocess.Popen, port: int, log: Path, seconds: float = 10) -> str:
+    """Wait until the server `proc` accepts on 127.0.0.1:PORT; "" then, else why not."""
+    deadline = time.monotonic() + seconds
+    while True:
+        if proc.poll() is not None:
+            return f"sshd exited: {log.read_text()}"
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return ""
+        except OSError:
+            if time.monotonic() > deadline:
+                return f"sshd did not listen: {log.read_text()}"
+            time.sleep(0.05)
+
+
+@pytest.fixture
+def sshd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Sshd]:
+    if os.geteuid() != 0 or not os.path.exists(SSHD) or shutil.which("ssh") is None:
+        pytest.skip("needs root, openssh-server and openssh-client")
+    work = tmp_path / "sshd"
+    work.mkdir(mode=0o700)
+    port = free_port()
+    proc = start_sshd(work, port, ["MaxStartups 100:30:200"])
+    log = work / "sshd.log"
     host_pub = (work / "host_key.pub").read_text().split()
     (work / "known_hosts").write_text(f"[localhost]:{port} {host_pub[0]} {host_pub[1]}\n"
                                       f"[127.0.0.1]:{port} {host_pub[0]} {host_pub[1]}\n")
@@ -95,17 +117,9 @@ def sshd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Sshd]:
         "-oStrictHostKeyChecking=yes -oGlobalKnownHostsFile=/dev/null -F /dev/null\n")
     monkeypatch.setenv("CLUSTERSHELL_CFGDIR", str(cfgdir))
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"sshd exited: {log.read_text()}")
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail(f"sshd did not listen: {log.read_text()}")
-                time.sleep(0.05)
+        why = wait_listening(proc, port, log)
+        if why:
+            pytest.fail(why)
         yield Sshd(port, cfgdir, log)
     finally:
         proc.terminate()
