@@ -87,12 +87,12 @@ def trust_problem(path: str, st: os.stat_result, trust: Trust) -> Optional[str]:
 
 
 def read_checked(path: str, *, file: str, key: str, max_size: int,
-                 trust: Optional[Trust] = None, nofollow: bool = False,
-                 private: bool = False) -> Tuple[bytes, os.stat_result]:
+                 trust: Optional[Trust] = None, nofollow: bool = False
+                 ) -> Tuple[bytes, os.stat_result]:
     """The bytes of the regular file `path`, and its fstat; InvalidInput on any refusal.
 
     `file`/`key`: what named the path (the site file and the key path, or "" for a path on
-    the command line). `private`: also refuse a file readable by group or others (secrets).
+    the command line).
     FileNotFoundError and PermissionError propagate: callers differ on what a missing file is.
     """
     where = (file, key)
@@ -115,19 +115,14 @@ def read_checked(path: str, *, file: str, key: str, max_size: int,
         why = trust_problem(path, st, trust)
         if why:
             raise InvalidInput([Problem(*where, why)])
-    if private and stat.S_IMODE(st.st_mode) & 0o044:
-        raise InvalidInput([Problem(*where, (
-            f"{path} has mode {stat.S_IMODE(st.st_mode):04o}, readable by group or other;"
-            " chmod 600 it"))])
     return data, st
 
 
 def read_input(path: str, *, file: str, key: str, max_size: int,
-               trust: Optional[Trust] = None, nofollow: bool = False,
-               private: bool = False) -> bytes:
+               trust: Optional[Trust] = None, nofollow: bool = False) -> bytes:
     """`read_checked` without the stat: the usual call."""
     return read_checked(path, file=file, key=key, max_size=max_size, trust=trust,
-                        nofollow=nofollow, private=private)[0]
+                        nofollow=nofollow)[0]
 
 
 def check_anchor(path: str, *, file: str, key: str) -> None:
