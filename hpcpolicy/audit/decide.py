@@ -30,11 +30,8 @@ from dataclasses import replace
 from typing import Any, List, Optional, Sequence, Tuple
 
 from hpcpolicy.access.targets import (  # noqa: F401 - re-exported for callers of the audit
-    EXAMPLE,
-    PATH_TRANSPORTS,
     UNLISTED,
     Target,
-    chain,
     classified,
     collection_of,
     default_targets,
@@ -43,19 +40,14 @@ from hpcpolicy.access.targets import (  # noqa: F401 - re-exported for callers o
 )
 from hpcpolicy.audit.context import (  # noqa: F401 - re-exported for callers of the audit
     FILE_PERMISSIONS,
-    LOCAL_RULE,
-    MAX_DRIFT,
-    NO_CONTROL,
     POLICY_JSON,
     REGISTRIES_CONF,
     AuditDecision,
     Context,
-    Enforcement,
     Observation,
     PathState,
     chain_of,
     make_context,
-    mode_kind,
     select_users,
 )
 from hpcpolicy.audit.decide_local import decide_collection, local_body
