@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Collection, Dict, FrozenSet, Iterable, List, Optional, Set, Tuple
 
 from hpcpolicy.directory.model import Snapshot, User
-from hpcpolicy.images.scope import NOBODY_UIDS
+from hpcpolicy.images.scope import NOBODY_UIDS, _may_run
 from hpcpolicy.policy.model import Policy
 
 SAMPLE = 5
@@ -83,16 +83,6 @@ def directory_users(policy: Policy, snapshot: Snapshot) -> List[User]:
                    if u.uid >= low and u.uid not in NOBODY_UIDS), key=lambda u: u.name)
 
 
-def is_eligible(policy: Policy, user: User) -> bool:
-    """Node-wide files are rendered for this user (see `images.scope.eligible_users`)."""
-    d = policy.directory
-    if user.uid < d.min_uid or user.uid in NOBODY_UIDS:
-        return False
-    if d.max_uid is not None and user.uid > d.max_uid:
-        return False
-    return not (d.exclude_disabled and user.disabled)
-
-
 def build_profiles(
     policy: Policy,
     snapshot: Snapshot,
@@ -109,9 +99,11 @@ def build_profiles(
             held.setdefault(member, []).append(group)
     buckets: Dict[Tuple[Tuple[str, ...], bool, Optional[str]], List[str]] = {}
     empty: Tuple[str, ...] = ()
+    d = policy.directory
     for user in users:
         mine = held.get(user.name)
-        key = (tuple(mine) if mine else empty, is_eligible(policy, user),
+        # eligible: node-wide files are rendered for this user (`images.scope.eligible_users`)
+        key = (tuple(mine) if mine else empty, _may_run(d, user),
                user.name if user.uid in owner_uids else None)
         buckets.setdefault(key, []).append(user.name)
     out = [Profile(profile_id(g, e, o), g, e, o, tuple(sorted(names)))
