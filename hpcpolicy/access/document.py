@@ -57,17 +57,23 @@ class Decider:
     def __init__(self, policy: Policy) -> None:
         self.policy = policy
         self.by_scope = rules_by_scope(policy.images.rules)
-        self._chain: Dict[str, Tuple[Reference, FrozenSet[str]]] = {}
+        self._chain: Dict[str, Tuple[Reference, List[str], FrozenSet[str]]] = {}
         self._cache: Dict[Tuple[str, FrozenSet[str]], Decision] = {}
 
-    def reference(self, ref: str, groups: FrozenSet[str]) -> Decision:
+    def chain(self, ref: str) -> Tuple[Reference, List[str], FrozenSet[str]]:
+        """(parsed reference, its scope chain, the groups the chain's rules name), once per
+        reference: a verdict depends on the holder's groups among those only."""
         found = self._chain.get(ref)
         if found is None:
             parsed = parse_ref(ref)
-            named = frozenset(g for s in parsed.scopes() for r in self.by_scope.get(s, ())
+            scopes = parsed.scopes()
+            named = frozenset(g for s in scopes for r in self.by_scope.get(s, ())
                               for g in r.groups)
-            found = self._chain[ref] = (parsed, named)
-        parsed, named = found
+            found = self._chain[ref] = (parsed, scopes, named)
+        return found
+
+    def reference(self, ref: str, groups: FrozenSet[str]) -> Decision:
+        parsed, _scopes, named = self.chain(ref)
         key = (ref, groups & named)
         d = self._cache.get(key)
         if d is None:

@@ -10,6 +10,7 @@ import stat
 from dataclasses import dataclass, field
 from typing import Any, Dict, FrozenSet, List, Optional, Set, Tuple
 
+from hpcpolicy.access.document import Decider
 from hpcpolicy.directory.model import Snapshot, User
 from hpcpolicy.errors import UsageError
 from hpcpolicy.images.scope import (
@@ -18,10 +19,9 @@ from hpcpolicy.images.scope import (
     eligible_users,
     node_default,
     node_rule_for,
-    rules_by_scope,
 )
 from hpcpolicy.policy.model import ImageRule, Policy
-from hpcpolicy.policy.reference import Reference, namespaces_of, parse
+from hpcpolicy.policy.reference import Reference, namespaces_of
 from hpcpolicy.render.containers import blockable, prefix_covers
 
 LOCAL_RULE = "images.local_transports"
@@ -133,7 +133,8 @@ class Context:
         self.policy = policy
         self.snapshot = snapshot
         self.node_class = node_class
-        self.by_scope: Dict[str, List[ImageRule]] = rules_by_scope(policy.images.rules)
+        self.decider = Decider(policy)  # the rules' verdicts, shared with access.json
+        self.by_scope: Dict[str, List[ImageRule]] = self.decider.by_scope
         self.rule_groups = frozenset(g for r in policy.images.rules for g in r.groups)
         self.node_allows_default = node_default(policy, snapshot)
         self.gid_names = {g.gid: g.name for g in snapshot.groups.values()}
@@ -265,14 +266,7 @@ def select_users(
 def chain_of(ctx: Context, image: str) -> Tuple[Reference, List[str], FrozenSet[str]]:
     """(parsed reference, its scope chain, the groups the chain's rules name), once per image:
     a decision depends on the user's groups among those only."""
-    key = ("chain", image)
-    found = ctx.cache.get(key)
-    if found is None:
-        parsed = parse(image)
-        scopes = parsed.scopes()
-        named = frozenset(g for sc in scopes for r in ctx.by_scope.get(sc, ()) for g in r.groups)
-        found = ctx.cache[key] = (parsed, scopes, named)
-    return found
+    return ctx.decider.chain(image)
 
 
 def mode_kind(st_mode: int) -> str:

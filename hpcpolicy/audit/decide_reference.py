@@ -22,7 +22,7 @@ from hpcpolicy.audit.context import (
     Enforcement,
     chain_of,
 )
-from hpcpolicy.images.scope import Decision, decide_indexed
+from hpcpolicy.images.scope import Decision
 from hpcpolicy.policy.spellings import Bypass, bypassable_denies
 
 
@@ -171,8 +171,7 @@ def _reason(d: Decision, passed_over: str) -> str:
 
 def reference_body(ctx: Context, target: Target, groups: FrozenSet[str]) -> AuditDecision:
     policy = ctx.policy
-    parsed = chain_of(ctx, target.value)[0]
-    d = decide_indexed(ctx.by_scope, policy.images.default, parsed, set(groups))
+    d = ctx.decider.reference(target.value, groups)
     node = ctx.node_decision(d.image)
     runtimes = policy.site.runtimes
     enforced: List[Enforcement] = []
