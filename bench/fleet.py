@@ -31,8 +31,8 @@ from typing import Dict, List, Tuple
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from hpcpolicy.deploy.publish import switch_channel, utc_now, write_generation  # noqa: E402
 from hpcpolicy.deploy.store import Target, ensure_layout  # noqa: E402
+from hpcpolicy.deploy.writer import publish_trees  # noqa: E402
 from tests import fleet_fixtures  # noqa: E402
 from tests.net_fixtures import free_port  # noqa: E402
 
@@ -40,11 +40,9 @@ from tests.net_fixtures import free_port  # noqa: E402
 def publish(deploy_root: str, subuid: bytes) -> str:
     tree = {"etc/subuid": subuid, "etc/subgid": subuid,
             "etc/sysctl.d/90-hpcpolicy.conf": b"user.max_user_namespaces = 15000\n"}
-    name = write_generation(Target(deploy_root), {"default": tree}, {
+    return publish_trees(Target(deploy_root), {"default": tree}, {
         "created": "2026-01-01T00:00:00Z", "operator": "bench", "host": "bench",
         "site": "bench", "policy_sha256": "0" * 64, "requirements": {}})
-    switch_channel(deploy_root, "stable", name, utc_now())
-    return name
 
 
 def timed(cmd: List[str], env: Dict[str, str], ok: tuple = (0,)) -> float:

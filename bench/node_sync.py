@@ -49,8 +49,8 @@ import tomli_w
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from hpcpolicy.deploy.publish import switch_channel, utc_now, write_generation  # noqa: E402
 from hpcpolicy.deploy.store import Target, ensure_layout  # noqa: E402
+from hpcpolicy.deploy.writer import publish_trees  # noqa: E402
 
 NODES, RUNS_PER_HOUR = 2000, 4
 READ = re.compile(r"^\d+\s+(?:read|pread64|readv)\(\d+<([^>]*)>.*\)\s+=\s+(\d+)")
@@ -72,11 +72,9 @@ def tree(users: int) -> Dict[str, bytes]:
 
 def publish(deploy_root: str, users: int) -> str:
     ensure_layout(deploy_root)
-    name = write_generation(Target(deploy_root), {"default": tree(users)}, {
+    return publish_trees(Target(deploy_root), {"default": tree(users)}, {
         "created": "2026-01-01T00:00:00Z", "operator": "bench", "host": "bench",
         "site": "bench", "policy_sha256": "0" * 64, "requirements": {}})
-    switch_channel(deploy_root, "stable", name, utc_now())
-    return name
 
 
 CPU: Dict[str, List[float]] = {}  # user+sys seconds of each timed child, by label
