@@ -212,10 +212,13 @@ def unheld(ledger: Optional[Ledger], files: Dict[bytes, List[str]]) -> Dict[Line
     return missing
 
 
-def check_ledger_holds_published(deploy_root: str, ledger: Optional[Ledger]) -> None:
+def check_ledger_holds_published(deploy_root: str, ledger: Optional[Ledger],
+                                 published: Optional[Published] = None) -> None:
     """RuntimeFailure (exit 1) when the ledger is older than what was published, or naming
-    every user whose published range the ledger lost."""
-    published = published_manifests(deploy_root)
+    every user whose published range the ledger lost (`published`: the channels' verified
+    manifests when the caller has them already)."""
+    if published is None:
+        published = published_manifests(deploy_root)
     missing = unheld(ledger, published_files(deploy_root, published))
     if not missing:  # the lost users are named when nodes list them; else the revision
         check_ledger_revision(deploy_root, ledger, published)

@@ -7,7 +7,7 @@ Nothing here writes; `apply` persists `Plan.ledger` and publishes `Plan.trees`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import TYPE_CHECKING, Dict, List, Optional
 
 from hpcpolicy.directory.against import check_against_directory
 from hpcpolicy.directory.model import Snapshot
@@ -19,6 +19,9 @@ from hpcpolicy.render.tree import Tree, render_all
 from hpcpolicy.subid.allocate import AllocationResult, allocate
 from hpcpolicy.subid.ledger import Ledger, load_ledger
 
+if TYPE_CHECKING:
+    from hpcpolicy.deploy.ledger_guard import Published
+
 
 @dataclass
 class Plan:
@@ -28,6 +31,9 @@ class Plan:
     ledger_before: Optional[Ledger]
     result: Optional[AllocationResult]  # None when [subid].enabled = false
     trees: Dict[str, Tree] = field(default_factory=dict)  # node class -> tree
+    # every channel's verified manifest, read by the ledger guard (apply with sub-IDs); apply
+    # compares with its channel's generation from here instead of verifying it again
+    published: Optional[Published] = None
 
     @property
     def ledger(self) -> Optional[Ledger]:
@@ -82,12 +88,17 @@ def _build(policy: Policy, root: str, snapshot: Optional[Snapshot], now: Optiona
     ledger = load_ledger(root, policy.site.name)
     result: Optional[AllocationResult] = None
     allocations: List = []
+    published: Optional[Published] = None
     if policy.subid.enabled:
         if against_published:
-            from hpcpolicy.deploy.ledger_guard import check_ledger_holds_published
+            from hpcpolicy.deploy.ledger_guard import (
+                check_ledger_holds_published,
+                published_manifests,
+            )
 
-            check_ledger_holds_published(root, ledger)
+            published = published_manifests(root)
+            check_ledger_holds_published(root, ledger, published)
         result = allocate(policy, snapshot, ledger, now=now)
         allocations = result.allocations
     trees = render_all(policy, snapshot, allocations)
-    return Plan(policy, root, snapshot, ledger, result, trees)
+    return Plan(policy, root, snapshot, ledger, result, trees, published)

@@ -178,6 +178,15 @@ def _base(root: str, channel: str) -> Optional[str]:
     return name
 
 
+def _base_manifest(root: str, base: Optional[str], plan: Plan) -> Optional[Dict[str, Any]]:
+    """The base's verified manifest: the one the ledger guard verified already, else verified
+    now (no sub-IDs, or the guard found it altered: load_verified reports that)."""
+    for _, name, manifest in plan.published or ():
+        if name == base:
+            return manifest
+    return load_verified(root, base)
+
+
 def _apply(run: _Run) -> ApplyResult:
     from hpcpolicy.deploy.plan import build, directory_warnings
 
@@ -186,7 +195,7 @@ def _apply(run: _Run) -> ApplyResult:
     if plan.result is not None:
         check_revoke(run.policy, plan.result, run.allow_revoke)
     base = _base(root, run.channel)
-    manifest = load_verified(root, base)
+    manifest = _base_manifest(root, base, plan)
     changes, diff = compare(root, base, manifest, plan.trees, run.want_diff)
     # access.json from the same directory read: an access change alone is a change
     access_doc = document.build(run.policy, plan.snapshot)
