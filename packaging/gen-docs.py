@@ -121,6 +121,7 @@ def generate(out_dir: str) -> Dict[str, str]:
 
     from hpcpolicy import __version__
     from hpcpolicy.cli.main import build_parser
+    from hpcpolicy.fsutil import atomic_write
 
     parser = build_parser()
     commands = _subcommands(parser)
@@ -136,10 +137,7 @@ def generate(out_dir: str) -> Dict[str, str]:
     for rel, text in files.items():
         path = os.path.join(out_dir, rel)
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = path + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
+        atomic_write(path, text.encode("utf-8"), sync=False)
     return files
 
 
