@@ -17,7 +17,6 @@ import stat
 from hpcpolicy.errors import RuntimeFailure, UnsafePath
 from hpcpolicy.generation import trust
 from hpcpolicy.generation.naming import GENERATIONS, STABLE, channel_generation, channel_link
-from hpcpolicy.generation.trust import check_dirs
 
 TYPE_CHECKING = False  # typing's, without importing typing: see node/idle.py
 if TYPE_CHECKING:
@@ -26,7 +25,6 @@ if TYPE_CHECKING:
 REFUSE = "; refusing to read it"
 OWNER_HINT = (" (a deploy owner other than root is set with deploy_owner in node.toml "
               "or --deploy-owner)")
-_REFUSE, _OWNER_HINT = REFUSE, OWNER_HINT
 
 
 def check_deploy_root(deploy_root: str, owners: Set[int]) -> str:
@@ -42,7 +40,8 @@ def check_deploy_root(deploy_root: str, owners: Set[int]) -> str:
     if not stat.S_ISDIR(top.st_mode):
         raise RuntimeFailure(f"deploy root {path}: not a directory")
     inside = {path, os.path.realpath(path)}
-    check_dirs(f"deploy root {path}", trust.chain(path), owners, inside, _OWNER_HINT + _REFUSE)
+    trust.check_dirs(f"deploy root {path}", trust.chain(path), owners, inside,
+                     OWNER_HINT + REFUSE)
     return path
 
 
@@ -55,7 +54,7 @@ def check_link(deploy_root: str, channel: str, owners: Set[int]) -> None:
         return  # resolve() says that nothing is published
     if st.st_uid not in owners:
         raise UnsafePath(f"deploy root {deploy_root}: {link} is owned by uid {st.st_uid}, not "
-                         f"root or the deploy owner{_OWNER_HINT}{_REFUSE}")
+                         f"root or the deploy owner{OWNER_HINT}{REFUSE}")
 
 
 def resolve(deploy_root: str, channel: str) -> Tuple[str, str]:

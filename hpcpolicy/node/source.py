@@ -34,7 +34,6 @@ from hpcpolicy.generation.naming import (
 )
 from hpcpolicy.generation.trust import check_dirs
 from hpcpolicy.node.link import (  # the light part: a sync with nothing to do uses only it
-    OWNER_HINT,
     REFUSE,
     check_deploy_root,
     check_link,
@@ -45,7 +44,6 @@ __all__ = ["check_deploy_root", "check_link", "resolve"]  # re-exported
 
 log = logging.getLogger(__name__)
 _READ_LIMIT = max(MANAGED_FILES.values()) + 1
-_REFUSE, _OWNER_HINT = REFUSE, OWNER_HINT
 
 
 # ----------------------------------------------------------------------------- trust
@@ -60,7 +58,7 @@ def check_inner(deploy_root: str, channel: str, gen_dir: str, owners: Set[int]) 
     for entry in inner:
         if os.path.islink(entry):
             raise UnsafePath(f"{entry}: is a symlink; refusing to read it")
-    check_dirs(f"deploy root {deploy_root}", inner, owners, set(inner), _REFUSE)
+    check_dirs(f"deploy root {deploy_root}", inner, owners, set(inner), REFUSE)
 
 
 # ----------------------------------------------------------------------------- generation
