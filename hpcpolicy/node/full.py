@@ -343,7 +343,8 @@ def check_newer(opts: SyncOptions, state: Optional[Dict[str, Any]], deploy_root:
 def _sync_generation(opts: SyncOptions, root: str, deploy_root: str, gen_dir: str) -> SyncResult:
     name = os.path.basename(gen_dir)
     source.check_inner(deploy_root, opts.channel, gen_dir, opts.owners)
-    held = intact_hashes(root, load_state(root))  # files untouched since the node wrote them
+    first = load_state(root)
+    held = intact_hashes(root, first)  # files untouched since the node wrote them
     manifest = verify_generation(gen_dir, opts.allowed_signers, opts.owners,
                                  known=set(held.values()), node=True)
     node_class, reason = source.select_class(manifest, opts.node_class, opts.hostname)
@@ -353,11 +354,10 @@ def _sync_generation(opts: SyncOptions, root: str, deploy_root: str, gen_dir: st
     signs = site_signs(gen_dir, manifest)
     if signs and opts.allowed_signers is None:
         result.notes.append(UNCHECKED_NOTE)
-    if opts.check:
-        state = load_state(root)
-        check_newer(opts, state, deploy_root, manifest, result)
-        _compare(opts, root, files, installed_files(state), result, keep)
-        result.pending = dict((state or {}).get("pending") or {})
+    if opts.check:  # no lock, so nothing to read again: the state as first read
+        check_newer(opts, first, deploy_root, manifest, result)
+        _compare(opts, root, files, installed_files(first), result, keep)
+        result.pending = dict((first or {}).get("pending") or {})
         return result
     with sync_lock(root, opts.lock_timeout):
         state = load_state(root)
