@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Callable, List, Optional
+from typing import List, Optional
 
 from hpcpolicy.node import enforce_checks
 from hpcpolicy.node.checks_basis import (  # noqa: F401 - re-exported for the CLI, Ansible, tests
@@ -76,22 +76,18 @@ def doctor(opts: DoctorOptions) -> List[Check]:
 
 
 def _checks(opts: DoctorOptions, root: str, basis: Basis) -> List[Check]:
-    steps: List[Callable[[], List[Check]]] = [
-        lambda: basis.checks,
-        lambda: [check_deploy_owner(opts, basis), check_signatures(opts, basis)],
-        lambda: [check_files(root, basis), check_binds(root, basis)],
-        lambda: check_sysctls(opts, root, basis),
-        lambda: [check_userns(opts, basis), check_idmap(root, "newuidmap", basis),
-                 check_idmap(root, "newgidmap", basis), check_starter(root, basis)],
-        lambda: [check_nsswitch(root), check_login_defs(root, basis),
-                 check_dropins(root, basis), check_user_policies(root, basis, opts.home_limit),
-                 check_apparmor(opts, root, basis)],
-        lambda: enforcement(root, basis),
+    return [
+        *basis.checks,
+        check_deploy_owner(opts, basis), check_signatures(opts, basis),
+        check_files(root, basis), check_binds(root, basis),
+        *check_sysctls(opts, root, basis),
+        check_userns(opts, basis), check_idmap(root, "newuidmap", basis),
+        check_idmap(root, "newgidmap", basis), check_starter(root, basis),
+        check_nsswitch(root), check_login_defs(root, basis),
+        check_dropins(root, basis), check_user_policies(root, basis, opts.home_limit),
+        check_apparmor(opts, root, basis),
+        *enforcement(root, basis),
     ]
-    out: List[Check] = []
-    for step in steps:
-        out.extend(step())
-    return out
 
 
 def enforcement(root: str, basis: Basis) -> List[Check]:
