@@ -31,10 +31,11 @@ import sys
 from hpcpolicy.errors import HpcPolicyError, InvalidInput, ProblemCollector, UsageError
 from hpcpolicy.generation.naming import CHANNEL_RE, CLASS_RE, STABLE
 from hpcpolicy.generation.trust import anchor_problem
+from hpcpolicy.node.record import identity
 
 TYPE_CHECKING = False  # typing's, without importing typing: see node/idle.py
 if TYPE_CHECKING:
-    from typing import Any, Dict, List, Optional, Set, Union
+    from typing import Any, Dict, Optional, Set, Union
 
 DEFAULT_PATH = "/etc/hpcpolicy/node.toml"
 KEYS = ("deploy_root", "deploy_owner", "allowed_signers", "channel", "class")
@@ -128,10 +129,6 @@ def _check(doc: Any, problems: ProblemCollector) -> NodeConfig:
                       node_class=doc.get("class"))
 
 
-def _key(st: os.stat_result) -> List[int]:
-    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev]
-
-
 def _recorded(file: str, root: Optional[str]) -> Optional[Dict[str, Any]]:
     """The content of `file` a full sync recorded under `root`, while the file is unchanged."""
     if root is None:
@@ -142,7 +139,7 @@ def _recorded(file: str, root: Optional[str]) -> Optional[Dict[str, Any]]:
         state = load_state(os.path.realpath(os.path.abspath(root)))
         rec = (state or {}).get("node_toml")
         if not isinstance(rec, dict) or rec.get("path") != file or \
-                not isinstance(rec.get("doc"), dict) or rec.get("key") != _key(os.stat(file)):
+                not isinstance(rec.get("doc"), dict) or rec.get("key") != identity(os.stat(file)):
             return None
     except (HpcPolicyError, OSError):
         return None  # read and checked the normal way
@@ -158,7 +155,7 @@ def _parse(file: str) -> Dict[str, Any]:
         import tomli as tomllib
     try:
         with open(file, "rb") as handle:
-            key = _key(os.fstat(handle.fileno()))
+            key = identity(os.fstat(handle.fileno()))
             doc = tomllib.load(handle)
     except OSError as err:
         raise InvalidInput(f"cannot read: {err.strerror}", file=file) from None

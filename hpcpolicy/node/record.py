@@ -55,6 +55,11 @@ def intact_hashes(root: str, state: Optional[Mapping[str, Any]]) -> Dict[str, st
     return {rel: str(sha) for rel, sha in files.items() if intact(root, rel, state)}
 
 
+def identity(st: os.stat_result) -> Record:
+    """Size, mtime, ctime, inode and device: any change or replacement of the file shows."""
+    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev]
+
+
 def file_key(path: Optional[str]) -> Optional[Record]:
     """Identity of a file the node trusts (its allowed-signers file): a changed one is no
     idle sync, the generation is verified again against it."""
@@ -64,4 +69,4 @@ def file_key(path: Optional[str]) -> Optional[Record]:
         st = os.stat(path)
     except OSError:
         return [-1]
-    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev]
+    return identity(st)
