@@ -64,11 +64,10 @@ def check_classes(rt: Runtime, classes: Sequence[NodeClass], site: Site,
     return ok
 
 
-def _read(path: str, where: str, site: Site, out: ProblemCollector,
-          file: str) -> Optional[Tuple[bytes, int]]:
+def _read(path: str, where: str, trust: inputs.Trust, out: ProblemCollector,
+          file: str) -> Optional[bytes]:
     try:
-        data, st = inputs.read_checked(path, file=file, key=where, max_size=ECL_MAX,
-                                       trust=inputs.trust_for(site.deploy_owner))
+        return inputs.read_input(path, file=file, key=where, max_size=ECL_MAX, trust=trust)
     except InvalidInput as err:
         out.extend(err.problems)
         return None
@@ -76,23 +75,22 @@ def _read(path: str, where: str, site: Site, out: ProblemCollector,
         reason = "does not exist" if err.errno == errno.ENOENT else (err.strerror or str(err))
         out.add(where, f"cannot read {path}: {reason}")
         return None
-    return data, st.st_mode
 
 
-def _read_ecl(limits: ApptainerLimits, where: str, site: Site, out: ProblemCollector,
+def _read_ecl(limits: ApptainerLimits, where: str, trust: inputs.Trust, out: ProblemCollector,
               got: Dict[str, bytes]) -> None:
     assert limits.ecl_path is not None
     if limits.ecl_path not in got:
-        read = _read(limits.ecl_path, f"{where}.ecl", site, out, out.file)
-        if read is None:
+        data = _read(limits.ecl_path, f"{where}.ecl", trust, out, out.file)
+        if data is None:
             return
-        problems, _dirs = ecl.check(read[0])
+        problems, _dirs = ecl.check(data)
         for key, message in problems:
             inner = f"{key}: " if key else ""
             out.add(f"{where}.ecl", f"{limits.ecl_path}: {inner}{message}")
         if problems:
             return
-        got[limits.ecl_path] = read[0]
+        got[limits.ecl_path] = data
     if limits.ecl_keyring_path is None and ecl.activated(got[limits.ecl_path]):
         out.add(f"{where}.ecl_keyring", "is required with an activated ECL: the ECL checks "
                 "signatures against this keyring only, and a node's own copy is not managed")
@@ -107,14 +105,15 @@ def _read_keyring(path: str, where: str, reader: KeyringReader,
         got[path] = keyring.dearmour(data) if data.lstrip().startswith(b"-----BEGIN ") else data
 
 
-def read(rt: Runtime, classes: Sequence[NodeClass], site: Site, out: ProblemCollector,
+def read(rt: Runtime, classes: Sequence[NodeClass], trust: inputs.Trust, out: ProblemCollector,
          read_keyring: KeyringReader) -> Dict[str, bytes]:
-    """ECL files and keyrings by resolved path (keyrings de-armoured). `read_keyring` is the
-    loader's checked keyring reader (file rule, world-readable, public packets, no secret)."""
+    """ECL files and keyrings by resolved path (keyrings de-armoured). ECL files are read under
+    `trust` (the site's ownership rule); `read_keyring` is the loader's checked keyring reader
+    (file rule, world-readable, public packets, no secret)."""
     got: Dict[str, bytes] = {}
     for where, limits in all_limits(rt, classes):
         if limits.ecl_path is not None:
-            _read_ecl(limits, where, site, out, got)
+            _read_ecl(limits, where, trust, out, got)
         if limits.ecl_keyring_path is not None:
             _read_keyring(limits.ecl_keyring_path, f"{where}.ecl_keyring", read_keyring, got)
         if limits.ecl_path in got and limits.ecl_keyring_path in got:

@@ -17,6 +17,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from hpcpolicy.errors import InvalidInput, Problem, ProblemCollector
 from hpcpolicy.policy import enforcement_inputs
+from hpcpolicy.policy.enforcement_inputs import KeyringReader
 from hpcpolicy.policy.inputs import (
     KEYRING_MAX,
     SITE_MAX,
@@ -237,17 +238,14 @@ def _secrets(site: Optional[Site], directory: Optional[Directory]
     return secrets
 
 
-def _read_keyrings(images: Images, site: Optional[Site], directory: Optional[Directory],
-                   out: ProblemCollector) -> Dict[str, bytes]:
+def _read_keyrings(images: Images, reader: KeyringReader) -> Dict[str, bytes]:
     """Every `signed_by` keyring, checked: it is published world-readable to every node."""
-    trust = trust_for(site.deploy_owner if site else None)
-    secrets = _secrets(site, directory)
     keyrings: Dict[str, bytes] = {}
     for rule in images.rules:
         if rule.signed_by_path is None or rule.signed_by_path in keyrings or rule.alias_of:
             continue
         where = f"images.rule[{rule.index}].signed_by"
-        data = read_keyring(rule.signed_by_path, out.file, where, trust, secrets, out)
+        data = reader(rule.signed_by_path, where)
         if data is not None:
             keyrings[rule.signed_by_path] = data
     return keyrings
@@ -294,15 +292,17 @@ def _build(data: bytes, file: str, base_dir: str) -> Policy:
     read_table(raw, "", TOP_FIELDS, out)  # unknown top-level keys, schema, [site] present
     sections = _Sections(_defaults(raw), out, base_dir)
     _cross(sections, out)
-    keyrings = (_read_keyrings(sections.images, sections.site, sections.directory, out)
-                if sections.images is not None else {})
+    trust = trust_for(sections.site.deploy_owner if sections.site else None)
+    secrets = _secrets(sections.site, sections.directory)
+
+    def keyring(path: str, where: str) -> Optional[bytes]:
+        return read_keyring(path, out.file, where, trust, secrets, out)
+
+    keyrings = _read_keyrings(sections.images, keyring) if sections.images is not None else {}
     inputs: Dict[str, bytes] = {}
     if sections.runtime is not None and sections.site is not None:
-        trust = trust_for(sections.site.deploy_owner)
-        secrets = _secrets(sections.site, sections.directory)
-        inputs = enforcement_inputs.read(
-            sections.runtime, sections.classes or [], sections.site, out,
-            lambda path, where: read_keyring(path, out.file, where, trust, secrets, out))
+        inputs = enforcement_inputs.read(sections.runtime, sections.classes or [], trust, out,
+                                         keyring)
     if out.problems:
         raise InvalidInput(_point_misplaced(out.problems))
     return _policy(file, data, sections, keyrings, inputs)
