@@ -125,13 +125,6 @@ def parse_storage(raw: Any, where: str, out: ProblemCollector) -> Any:
     return st if _check_storage(st, where, out) else INVALID
 
 
-def storage_checker() -> Any:
-    def check(value: Any, where: str, out: ProblemCollector) -> Any:
-        return parse_storage(value, where, out)
-
-    return check
-
-
 def limits_checker(base_dir: str) -> Any:
     """[runtime.apptainer_limits] with `ecl` / `ecl_keyring` resolved against the site file."""
 
@@ -168,7 +161,7 @@ def class_runtime_fields(base_dir: str) -> Dict[str, Field]:
     return {
         "setuid": Field(boolean(), None),
         "user_namespaces": Field(boolean(), None),
-        "storage": Field(storage_checker(), None),
+        "storage": Field(parse_storage, None),
         "apptainer_limits": Field(limits_checker(base_dir), None),
     }
 

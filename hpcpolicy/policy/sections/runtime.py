@@ -49,7 +49,7 @@ _R = Runtime()
 
 def fields(base_dir: str) -> Dict[str, Field]:
     """The keys of [runtime]; `base_dir` anchors the ECL files of apptainer_limits."""
-    return {**_FIELDS, "storage": Field(enforcement.storage_checker(), None),
+    return {**_FIELDS, "storage": Field(enforcement.parse_storage, None),
             "apptainer_limits": Field(enforcement.limits_checker(base_dir), None)}
 
 
