@@ -62,11 +62,8 @@ for version in 3.9 3.10 3.11 3.12 3.13; do
     py="$(ls -d "$HOME"/.pyenv/versions/"$version".*/bin/python 2>/dev/null | sort -V | tail -1 || true)"
     [ -n "$py" ] && [ -x "$py" ] || continue   # not on this machine: nothing to say
     venv=".venv-py$version"
-    if [ ! -x "$venv/bin/python" ]; then
-        "$py" -m venv "$venv"
-    fi
-    if ! { "$venv/bin/python" -m pip install -q --upgrade pip \
-           && "$venv/bin/python" -m pip install -q -e ".[test]"; } >"$venv/pip.log" 2>&1; then
+    mkdir -p "$venv"
+    if ! PYTHON="$py" VENV="$venv" scripts/setup.sh --test >"$venv/pip.log" 2>&1; then
         cat "$venv/pip.log" >&2
         exit 1
     fi
