@@ -268,12 +268,19 @@ def node_wide_rules(policy: Policy, snapshot: Snapshot) -> Dict[str, NodeRule]:
     out: Dict[str, NodeRule] = {}
     by_scope = rules_by_scope(rules)
     for scope in sorted(by_scope):
-        chain = [scope] + parents(scope)
-        relevant = [r for s in chain for r in by_scope.get(s, ())]  # by scope, file order within
-        named = {g for r in relevant for g in r.groups}
+        chain, relevant, named = _chain_rules(by_scope, scope)
         projected = sorted({c & named for c in classes}, key=sorted)  # users alike here
         out[scope] = _node_rule(scope, relevant, chain, policy.images.default, projected)
     return out
+
+
+def _chain_rules(by_scope: Dict[str, List[ImageRule]], scope: str
+                 ) -> Tuple[List[str], List[ImageRule], Set[str]]:
+    """`scope` and its parents (the scopes matching every reference it picks), their rules (by
+    scope, file order within) and the groups those rules name."""
+    chain = [scope] + parents(scope)
+    relevant = [r for s in chain for r in by_scope.get(s, ())]
+    return chain, relevant, {g for r in relevant for g in r.groups}
 
 
 def _node_rule(
@@ -314,9 +321,7 @@ def node_rule_for(policy: Policy, snapshot: Snapshot, by_scope: Dict[str, List[I
                   scope: str) -> NodeRule:
     """`node_wide_rules(policy, snapshot)[scope]`, computed for this scope alone (an audit of
     one image needs the node's verdict on its few scopes, not on every rule's)."""
-    chain = [scope] + parents(scope)
-    relevant = [r for s in chain for r in by_scope.get(s, ())]
-    named = {g for r in relevant for g in r.groups}
+    chain, relevant, named = _chain_rules(by_scope, scope)
     return _node_rule(scope, relevant, chain, policy.images.default,
                       held_classes(policy, snapshot, named))
 
