@@ -22,8 +22,9 @@ from typing import Any, Dict, List
 from node_fixtures import BASE_TREE
 from nspawn_fixtures import boot, machine
 
-from hpcpolicy.deploy.publish import switch_channel, utc_now, write_generation
+from hpcpolicy.deploy.publish import switch_channel, utc_now
 from hpcpolicy.deploy.store import Target, ensure_layout
+from hpcpolicy.deploy.writer import publish_trees
 from tests.conftest import REPO
 
 __all__ = ["machine"]  # fixture, imported for pytest
@@ -64,11 +65,9 @@ log done; systemctl --no-block poweroff
 
 def _publish(root: Path, sysctl: bytes) -> str:
     tree = {**BASE_TREE, "etc/sysctl.d/90-hpcpolicy.conf": sysctl}
-    name = write_generation(Target(str(root)), {"default": tree}, {
+    return publish_trees(Target(str(root)), {"default": tree}, {
         "created": "2026-01-01T00:00:00Z", "operator": "tester", "host": "admin1",
         "site": "test-site", "policy_sha256": "0" * 64, "requirements": {}})
-    switch_channel(str(root), "stable", name, utc_now())
-    return name
 
 
 def _boot(work: Path, fixed: str) -> subprocess.CompletedProcess:
