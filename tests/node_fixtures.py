@@ -1,6 +1,6 @@
 """Fixtures for the node tests: real generations published by the real publisher.
 
-`Deploy.publish(trees)` builds a generation with `hpcpolicy.deploy.writer.write_generation`
+`Deploy.publish(trees)` builds a generation with `hpcpolicy.deploy.writer.publish_trees`
 (the same code `apply` uses: manifest, optional ssh-keygen signature, atomic rename) and points
 a channel at it, so the node reads exactly what a site would give it.
 """
@@ -16,7 +16,7 @@ from typing import Any, Dict, Mapping, Optional
 import pytest
 
 from hpcpolicy.deploy.store import Target, ensure_layout
-from hpcpolicy.deploy.writer import switch_channel, utc_now, write_generation
+from hpcpolicy.deploy.writer import publish_trees
 
 SUBUID = b"1001:524288:65536\n1002:589824:65536\n"
 SUBGID = SUBUID
@@ -65,12 +65,11 @@ class Deploy:
         extra = {"node_classes": dict(node_sets)} if node_sets else None
         target = Target(str(self.root), owner=self.owner, signing_key=self.signing_key,
                         site="test-site")
-        name = write_generation(target, full, {
+        name = publish_trees(target, full, {
             "created": "2026-01-01T00:00:00Z", "operator": "tester", "host": "admin1",
             "site": "test-site", "policy_sha256": "0" * 64, "requirements": reqs,
             "extra": extra,
-        })
-        switch_channel(str(self.root), channel, name, utc_now())
+        }, channel)
         self.published[name] = full
         return name
 
