@@ -22,7 +22,7 @@ import re
 import sys
 from typing import Any, Dict, List, Optional, Set, Tuple
 
-from hpcpolicy.policy import paths
+from hpcpolicy.policy import keyring, paths
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -119,40 +119,20 @@ def activated(data: bytes) -> bool:
     return parsed(data).get("activated") is True
 
 
-def _lengths(data: bytes, pos: int) -> Optional[Tuple[int, int]]:
-    """(body start, body end) of the packet at `pos`; None when it is not a whole key packet."""
-    head = data[pos]
-    if head & 0x40:  # new format (key packets never use partial lengths)
-        first = data[pos + 1] if pos + 1 < len(data) else 255
-        if first < 192:
-            return pos + 2, pos + 2 + first
-        if first < 224:
-            return pos + 3, pos + 3 + ((first - 192) << 8) + data[pos + 2] + 192
-        if first == 255:
-            return pos + 6, pos + 6 + int.from_bytes(data[pos + 2:pos + 6], "big")
-        return None
-    size = 1 << (head & 0x03)
-    if head & 0x03 == 3:
-        return pos + 1, len(data)
-    return pos + 1 + size, pos + 1 + size + int.from_bytes(data[pos + 1:pos + 1 + size], "big")
-
-
 def key_fingerprints(packets: bytes) -> Set[str]:
     """Upper-case v4 fingerprints (SHA-1 of 0x99, length, body) of every public key and
-    subkey packet of a de-armoured keyring that `policy.keyring.check_public` accepted."""
+    subkey packet of a de-armoured keyring that `policy.keyring.check_public` accepted
+    (up to a packet split by partial lengths or broken framing)."""
     out: Set[str] = set()
-    pos = 0
-    while pos < len(packets):
-        head = packets[pos]
-        tag = head & 0x3F if head & 0x40 else (head >> 2) & 0x0F
-        span = _lengths(packets, pos)
-        if span is None or span[1] > len(packets):
-            break
-        body = packets[span[0]:span[1]]
-        if tag in (6, 14) and body[:1] == b"\x04":
-            digest = hashlib.sha1(b"\x99" + len(body).to_bytes(2, "big") + body)
-            out.add(digest.hexdigest().upper())
-        pos = span[1]
+    try:
+        for tag, body in keyring.packets(packets):
+            if body is None:
+                break
+            if tag in (6, 14) and body[:1] == b"\x04":
+                digest = hashlib.sha1(b"\x99" + len(body).to_bytes(2, "big") + body)
+                out.add(digest.hexdigest().upper())
+    except keyring.NotPublicKeyring:
+        pass
     return out
 
 

@@ -102,7 +102,7 @@ def _read_keyring(path: str, where: str, reader: KeyringReader,
         return
     data = reader(path, where)
     if data is not None:
-        got[path] = keyring.dearmour(data) if data.lstrip().startswith(b"-----BEGIN ") else data
+        got[path] = keyring.binary(data)
 
 
 def read(rt: Runtime, classes: Sequence[NodeClass], trust: inputs.Trust, out: ProblemCollector,

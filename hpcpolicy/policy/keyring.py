@@ -17,7 +17,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from typing import List, Optional, Tuple
+from typing import Iterator, List, Optional, Tuple
 
 ALLOWED = {6: "public key", 14: "public subkey", 13: "user ID", 17: "user attribute",
            2: "signature"}
@@ -65,6 +65,11 @@ def crc24(data: bytes) -> int:
 
 def _is_armour(data: bytes) -> bool:
     return data.lstrip().startswith(b"-----BEGIN ")
+
+
+def binary(data: bytes) -> bytes:
+    """A keyring's packets: de-armoured when it is ASCII armour, else the data as it is."""
+    return dearmour(data) if _is_armour(data) else data
 
 
 def dearmour(data: bytes) -> bytes:
@@ -151,27 +156,29 @@ def _new_length(data: bytes, pos: int) -> Tuple[int, int, bool]:
     return 1 << (first & 0x1F), pos + 1, True
 
 
-def _packet(data: bytes, pos: int) -> Tuple[int, int]:
-    """(tag, position of the next packet) of the packet at `pos`."""
+def _packet(data: bytes, pos: int) -> Tuple[int, int, int, bool]:
+    """(tag, body start, position of the next packet, whether partial lengths split the body)
+    of the packet at `pos`; unsplit, the body is `data[start:next]`."""
     head = data[pos]
     if not head & 0x80:
         raise NotPublicKeyring(f"offset {pos}: not an OpenPGP packet header")
     if head & 0x40:  # new format
         tag = head & 0x3F
-        pos += 1
+        length, pos, partial = _new_length(data, pos + 1)
+        start, split = pos, partial
         while True:
-            length, pos, partial = _new_length(data, pos)
             if pos + length > len(data):
                 raise NotPublicKeyring(f"offset {pos}: packet body runs past the end "
                                        "(truncated)")
             pos += length
             if not partial:
-                return tag, pos
+                return tag, start, pos, split
+            length, pos, partial = _new_length(data, pos)
     tag = (head >> 2) & 0x0F
     kind = head & 0x03
     pos += 1
     if kind == 3:  # indeterminate: to the end of the data
-        return tag, len(data)
+        return tag, pos, len(data), False
     size = 1 << kind
     if pos + size > len(data):
         raise NotPublicKeyring(f"offset {pos}: truncated packet length")
@@ -179,17 +186,21 @@ def _packet(data: bytes, pos: int) -> Tuple[int, int]:
     pos += size
     if pos + length > len(data):
         raise NotPublicKeyring(f"offset {pos}: packet body runs past the end (truncated)")
-    return tag, pos + length
+    return tag, pos, pos + length, False
 
 
-def packet_tags(packets: bytes) -> List[int]:
-    """The tag of every packet, in order; NotPublicKeyring when the framing is broken."""
-    tags: List[int] = []
+def packets(data: bytes) -> Iterator[Tuple[int, Optional[bytes]]]:
+    """(tag, body) of every packet, in order; the body is None when partial lengths split it.
+    NotPublicKeyring when the framing is broken (after the packets before the break)."""
     pos = 0
-    while pos < len(packets):
-        tag, pos = _packet(packets, pos)
-        tags.append(tag)
-    return tags
+    while pos < len(data):
+        tag, start, pos, split = _packet(data, pos)
+        yield tag, None if split else data[start:pos]
+
+
+def packet_tags(data: bytes) -> List[int]:
+    """The tag of every packet, in order; NotPublicKeyring when the framing is broken."""
+    return [tag for tag, _body in packets(data)]
 
 
 def _name(tag: int) -> str:
