@@ -132,15 +132,11 @@ def main() -> None:
                   "--format", "json"]
         answer = json.loads(subprocess.run(doctor, env=env, capture_output=True,
                                            check=False).stdout)
-        answers = os.path.join(work, "answers")
-        os.mkdir(answers)
         names = [f"c{i:05d}" for i in range(1, args.nodes + 1)]
-        for i, name in enumerate(names):
-            doc = dict(answer, generation=old if i % 10 == 0 else new, failed=False)
-            with open(os.path.join(answers, f"{name}.json"), "w", encoding="utf-8") as out:
-                json.dump(doc, out)
+        command = fleet_fixtures.answers(Path(work, "answers"), {
+            name: dict(answer, generation=old if i % 10 == 0 else new, failed=False)
+            for i, name in enumerate(names)})
         nodeset = f"c[00001-{args.nodes:05d}]"
-        command = f"cat {answers}/%h.json"
         ours = [sys.executable, "-m", "hpcpolicy", "fleet", "status", nodeset, "--worker", "exec",
                 "--command", command, "--deploy-root", deploy, "--fanout", str(args.fanout),
                 "--format", "json"]
