@@ -122,8 +122,3 @@ def read(rt: Runtime, classes: Sequence[NodeClass], trust: inputs.Trust, out: Pr
             for key, message in ecl.unknown_signers(got[limits.ecl_path], known):
                 out.add(f"{where}.ecl", f"{limits.ecl_path}: {key}: {message}")
     return got
-
-
-def ecl_dirs(data: bytes) -> List[str]:
-    """The directories a checked ECL names."""
-    return ecl.check(data)[1]
