@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Collection, Dict, FrozenSet, Iterable, List, Optional, Set, Tuple
 
 from hpcpolicy.directory.model import Snapshot, User
-from hpcpolicy.images.scope import NOBODY_UIDS, _may_run
+from hpcpolicy.images.scope import NOBODY_UIDS, may_run
 from hpcpolicy.policy.model import Policy
 
 SAMPLE = 5
@@ -103,7 +103,7 @@ def build_profiles(
     for user in users:
         mine = held.get(user.name)
         # eligible: node-wide files are rendered for this user (`images.scope.eligible_users`)
-        key = (tuple(mine) if mine else empty, _may_run(d, user),
+        key = (tuple(mine) if mine else empty, may_run(d, user),
                user.name if user.uid in owner_uids else None)
         buckets.setdefault(key, []).append(user.name)
     out = [Profile(profile_id(g, e, o), g, e, o, tuple(sorted(names)))

@@ -186,7 +186,8 @@ def _union(ways: Sequence[Decision], image: str) -> Decision:
 # --- node-wide -----------------------------------------------------------------------------
 
 
-def _may_run(d: Directory, user: User) -> bool:
+def may_run(d: Directory, user: User) -> bool:
+    """Whether node-wide files are rendered for this user (audit profiles use this rule too)."""
     if user.uid < d.min_uid or user.uid in NOBODY_UIDS:
         return False
     if d.max_uid is not None and user.uid > d.max_uid:
@@ -196,7 +197,7 @@ def _may_run(d: Directory, user: User) -> bool:
 
 def _eligible(policy: Policy, snapshot: Snapshot) -> Iterator[User]:
     d = policy.directory
-    return (u for u in snapshot.users.values() if _may_run(d, u))
+    return (u for u in snapshot.users.values() if may_run(d, u))
 
 
 def eligible_users(policy: Policy, snapshot: Snapshot) -> List[User]:
@@ -224,7 +225,7 @@ def _classes(policy: Policy, snapshot: Snapshot, named: Iterable[str]) -> Set[Fr
             held.setdefault(member, set()).add(group)
     d = policy.directory
     classes = {frozenset(groups) for name, groups in held.items()
-               if name in snapshot.users and _may_run(d, snapshot.users[name])}
+               if name in snapshot.users and may_run(d, snapshot.users[name])}
     if any(u.name not in held for u in _eligible(policy, snapshot)):  # stops at the first
         classes.add(frozenset())
     return classes
